@@ -1,0 +1,83 @@
+"""Atomic file and directory writes.
+
+Nothing featurelens writes is ever half-written: files go to a temporary name
+in the destination's directory and are renamed into place; output directories
+are built under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file + ``os.replace``)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_output_dir(path: str | os.PathLike, *, force: bool = False) -> Path:
+    """Validate an output directory before any work starts.
+
+    Raises ``ValueError`` if ``path`` exists and ``force`` is false, if it
+    exists and is not a directory, or if its parent directory is missing.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"output path {str(path)!r} exists and is not a directory")
+    if path.exists() and not force:
+        raise ValueError(f"output directory {str(path)!r} already exists; pass --force / force=True to replace it")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise ValueError(f"parent directory of output {str(path)!r} does not exist")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path: str | os.PathLike, *, force: bool = False) -> Iterator[Path]:
+    """Build a directory under a temporary name and move it to ``path`` on success.
+
+    Yields the temporary directory to write into. On an exception the
+    temporary directory is removed and ``path`` is left exactly as it was.
+    With ``force=True`` an existing ``path`` is replaced only after the new
+    directory is complete.
+    """
+    path = check_output_dir(path, force=force)
+    parent = path.absolute().parent
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if path.exists():
+        old = Path(tempfile.mkdtemp(dir=parent, prefix=f".{path.name}.old-"))
+        os.rmdir(old)
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,117 @@
+"""``featurelens.attribute``: the one entry point of every attribution method."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from torch import nn
+
+from featurelens.attribution import _perturbation
+from featurelens.attribution._explanation import Explanation
+from featurelens.attribution._problem import build_problem
+from featurelens.data._spec import FeatureSpec
+from featurelens.models._state import preserve_model
+
+#: method name -> implementation taking (problem, **options)
+METHODS: dict[str, Callable[..., Explanation]] = {
+    "ablation": _perturbation.ablation,
+    "permutation": _perturbation.permutation,
+}
+
+
+def _options_of(fn: Callable) -> list[str]:
+    return [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
+
+
+def attribute(
+    model: nn.Module,
+    inputs: Any,
+    *,
+    method: str,
+    target: int | tuple[int, ...] | str | None = None,
+    groups: Mapping[str, list] | FeatureSpec | None = None,
+    baselines: Any = None,
+    random_state: Any = None,
+    batch_size: int | None = None,
+    feature_names: list[str] | None = None,
+    output: int | None = None,
+    link: str | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> Explanation:
+    """Attribute a model's output to its input features or feature groups.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any module mapping a batch of inputs to outputs. It is evaluated in
+        eval mode; its mode, ``requires_grad`` flags, device, dtype and
+        weights are left as they were, also when an error is raised.
+    inputs : Tensor, ndarray or DataFrame
+        ``(n, d)`` tabular rows or ``(n, T, d)`` sequences; cast to the
+        model's device and floating dtype. DataFrame columns name the features.
+    method : str
+        ``"ablation"`` or ``"permutation"`` (see ``featurelens.attribution.METHODS``).
+    target : int, tuple of int, "all" or None
+        Which output to explain (see :class:`featurelens.models.OutputSelector`).
+        ``"all"`` explains every output at once; values gain a trailing axis.
+    groups : mapping or FeatureSpec, optional
+        Named groups of features (names or indices over the last axis).
+        With groups, values are ``(n, n_groups)``; without, each feature is
+        one player and values are ``(n, d)`` (for sequences a feature covers
+        all its time steps).
+    baselines : None, "zeros", "mean", "median", number or array
+        Replacement values for ablation (see ``resolve_baselines``);
+        ``"mean"``/``"median"`` need ``background=`` (the training data).
+    random_state : int, numpy Generator or None
+        Seed of every random choice (permutations).
+    batch_size : int, optional
+        Rows per model call. Default: 8192 on CPU, 65536 on CUDA, divided by
+        the sequence length for sequence inputs.
+    feature_names : list of str, optional
+        Overrides DataFrame columns / the default names ``x0..``.
+    output : int, optional
+        Element of a tuple-returning model's output.
+    link : {"identity", "sigmoid", "softmax", "logit"}, optional
+        Transform applied to the model output before the target is selected.
+    progress : bool
+        Show rich progress bars on stderr.
+    **options
+        Method options: ``background`` (ablation); ``n_repeats``, ``labels``,
+        ``metric``, ``higher_is_better`` (permutation).
+
+    Returns
+    -------
+    Explanation
+    """
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
+    impl = METHODS[method]
+    accepted = _options_of(impl)
+    unknown = sorted(set(options) - set(accepted) - {"baselines", "random_state"})
+    if unknown:
+        raise TypeError(
+            f"method {method!r} got unexpected option(s) {', '.join(map(repr, unknown))}; "
+            f"it accepts {', '.join(map(repr, accepted)) or 'no options'}"
+        )
+    if baselines is not None:
+        if "baselines" not in accepted:
+            raise ValueError(f"method {method!r} takes no baselines")
+        options["baselines"] = baselines
+    if "random_state" in accepted:
+        options["random_state"] = random_state
+    with preserve_model(model, eval_mode=True):
+        problem = build_problem(
+            model,
+            inputs,
+            groups=groups,
+            feature_names=feature_names,
+            target=target,
+            output=output,
+            link=link,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        return impl(problem, **options)

@@ -1,0 +1,266 @@
+"""The result object of every attribution method, and its file format."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from featurelens._io import atomic_write_bytes
+
+FORMAT_NAME = "featurelens.explanation"
+FORMAT_VERSION = 1
+_PLAYER_AXES = ("feature", "group")
+
+
+class Explanation:
+    """Attributions of one method for one model on one data set.
+
+    Parameters
+    ----------
+    values : ndarray or None
+        Per-sample attributions. Axes are named by ``axes``: ``("sample",
+        "feature")`` or ``("sample", "group")`` for per-player values,
+        ``("sample", "time", "feature")`` for input-shaped values of sequence
+        inputs, with a trailing ``"output"`` axis when every model output was
+        explained (``target="all"``).
+    names : sequence of str
+        Names along the player axis (``"feature"`` or ``"group"``).
+    axes : sequence of str
+        Axis names of ``values`` (see above).
+    method : str
+        Method name as passed to :func:`featurelens.attribute`.
+    params : mapping
+        JSON-serialisable method parameters (``n_repeats``, ``baselines``...).
+    target : mapping
+        The output selection: ``{"target", "output", "link"}``.
+    scores : ndarray, optional
+        ``(n_repeats, n_players)``: a global, repeat-level importance such as
+        permutation importance measured on a metric (the metric's
+        degradation, positive = the player matters).
+    extras : mapping of str to ndarray, optional
+        Further arrays, e.g. ``"baseline_output"`` or ``"metric_baseline"``.
+    model_fingerprint, data_fingerprint : str, optional
+        Content hashes of the model's state dict and of the inputs.
+    output_names : sequence of str, optional
+        Names along the ``"output"`` axis.
+    """
+
+    def __init__(
+        self,
+        values: np.ndarray | None,
+        *,
+        names: Sequence[str],
+        axes: Sequence[str],
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        target: Mapping[str, Any] | None = None,
+        scores: np.ndarray | None = None,
+        extras: Mapping[str, np.ndarray] | None = None,
+        model_fingerprint: str | None = None,
+        data_fingerprint: str | None = None,
+        output_names: Sequence[str] | None = None,
+    ):
+        self.names = [str(n) for n in names]
+        self.axes = tuple(axes)
+        player_axes = [a for a in self.axes if a in _PLAYER_AXES]
+        if len(player_axes) != 1:
+            raise ValueError(f"axes must contain exactly one of {_PLAYER_AXES}, got {self.axes}")
+        self.level = player_axes[0]
+        if values is not None:
+            values = np.asarray(values)
+            if values.ndim != len(self.axes):
+                raise ValueError(f"values has {values.ndim} dims but axes names {len(self.axes)}: {self.axes}")
+            if values.shape[self.axes.index(self.level)] != len(self.names):
+                raise ValueError(f"values has {values.shape[self.axes.index(self.level)]} {self.level}s but {len(self.names)} names were given")
+        if scores is not None:
+            scores = np.asarray(scores)
+            if scores.ndim != 2 or scores.shape[1] != len(self.names):
+                raise ValueError(f"scores must have shape (n_repeats, {len(self.names)}), got {scores.shape}")
+        if values is None and scores is None:
+            raise ValueError("an Explanation needs values, scores or both")
+        self.values = values
+        self.scores = scores
+        self.method = str(method)
+        self.params = dict(params or {})
+        self.target = dict(target or {})
+        self.extras = {str(k): np.asarray(v) for k, v in (extras or {}).items()}
+        self.model_fingerprint = model_fingerprint
+        self.data_fingerprint = data_fingerprint
+        self.output_names = None if output_names is None else [str(o) for o in output_names]
+
+    # -- summaries -------------------------------------------------------------
+    @property
+    def has_outputs_axis(self) -> bool:
+        return "output" in self.axes
+
+    def _abs_mean_and_se(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean |value| per player (and output) and its standard error over samples."""
+        v = np.abs(self.values.astype(np.float64))
+        keep = [self.axes.index(self.level)] + ([self.axes.index("output")] if self.has_outputs_axis else [])
+        keep.append(self.axes.index("sample"))
+        v = np.transpose(v, keep + [i for i in range(v.ndim) if i not in keep])
+        # per_sample: (players[, outputs], n_samples), averaged over any other axis (time)
+        per_sample = v.reshape(v.shape[: len(keep)] + (-1,)).mean(axis=-1)
+        n = per_sample.shape[-1]
+        mean = per_sample.mean(axis=-1)
+        se = per_sample.std(axis=-1, ddof=1) / np.sqrt(n) if n > 1 else np.full_like(mean, np.nan)
+        return mean, se
+
+    def importance(self, *, normalize: bool = False) -> pd.Series | pd.DataFrame:
+        """Global importance per feature or group.
+
+        Definition: with repeat-level ``scores`` (permutation importance on a
+        metric), the mean score over repeats; otherwise the mean absolute
+        per-sample value, averaged over samples (and time steps for
+        input-shaped sequence values). With ``normalize=True`` the result is
+        divided by the sum of its absolute values (so the absolute values
+        sum to 1; an all-zero result stays zero).
+
+        Returns
+        -------
+        pandas.Series indexed by name (named after the method), or a
+        DataFrame with one column per output when every output was explained.
+        """
+        if self.scores is not None:
+            imp: np.ndarray = self.scores.mean(axis=0)
+        else:
+            imp = self._abs_mean_and_se()[0]
+        if normalize:
+            total = np.abs(imp).sum(axis=0, keepdims=True)
+            imp = np.divide(imp, total, out=np.zeros_like(imp, dtype=np.float64), where=total > 0)
+        if imp.ndim == 2:
+            cols = self.output_names or [str(k) for k in range(imp.shape[1])]
+            return pd.DataFrame(imp, index=pd.Index(self.names, name=self.level), columns=cols)
+        return pd.Series(imp, index=pd.Index(self.names, name=self.level), name=self.method)
+
+    def importance_std_error(self) -> pd.Series | pd.DataFrame:
+        """Standard error of :meth:`importance` (over repeats, else over samples)."""
+        if self.scores is not None:
+            r = self.scores.shape[0]
+            se = self.scores.std(axis=0, ddof=1) / np.sqrt(r) if r > 1 else np.full(self.scores.shape[1], np.nan)
+        else:
+            se = self._abs_mean_and_se()[1]
+        if se.ndim == 2:
+            cols = self.output_names or [str(k) for k in range(se.shape[1])]
+            return pd.DataFrame(se, index=pd.Index(self.names, name=self.level), columns=cols)
+        return pd.Series(se, index=pd.Index(self.names, name=self.level), name=f"{self.method}_std_error")
+
+    def summary(self) -> pd.DataFrame:
+        """Table with importance, its standard error and the normalised importance."""
+        imp, se = self.importance(), self.importance_std_error()
+        if isinstance(imp, pd.DataFrame):
+            raise ValueError("summary() is for a single target; use importance() when every output was explained")
+        return pd.DataFrame(
+            {"importance": imp, "std_error": se, "normalized": self.importance(normalize=True)}
+        ).sort_values("importance", ascending=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Per-sample values as a DataFrame.
+
+        ``(sample, player)`` values give a wide frame (one column per name);
+        any other layout gives a long frame with one column per axis
+        (integer positions, names on the player axis) and a ``value`` column.
+        """
+        if self.values is None:
+            raise ValueError(f"this {self.method!r} explanation holds only repeat-level scores; use importance()")
+        if self.axes == ("sample", self.level):
+            return pd.DataFrame(self.values, columns=pd.Index(self.names, name=self.level))
+        grids = np.meshgrid(*[np.arange(s) for s in self.values.shape], indexing="ij")
+        data: dict[str, Any] = {}
+        for ax, g in zip(self.axes, grids, strict=True):
+            flat = g.ravel()
+            if ax == self.level:
+                data[ax] = np.asarray(self.names, dtype=object)[flat]
+            elif ax == "output" and self.output_names:
+                data[ax] = np.asarray(self.output_names, dtype=object)[flat]
+            else:
+                data[ax] = flat
+        data["value"] = self.values.ravel()
+        return pd.DataFrame(data)
+
+    def __repr__(self) -> str:
+        shape = None if self.values is None else self.values.shape
+        return f"Explanation(method={self.method!r}, {self.level}s={len(self.names)}, values_shape={shape}, axes={self.axes})"
+
+    # -- persistence -------------------------------------------------------------
+    def _meta(self) -> dict[str, Any]:
+        from featurelens import __version__
+
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "featurelens_version": __version__,
+            "method": self.method,
+            "params": self.params,
+            "target": self.target,
+            "names": self.names,
+            "axes": list(self.axes),
+            "output_names": self.output_names,
+            "model_fingerprint": self.model_fingerprint,
+            "data_fingerprint": self.data_fingerprint,
+            "extras": sorted(self.extras),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the explanation to ``path`` (an ``.npz`` file, written atomically).
+
+        The file is a NumPy ``.npz`` archive readable with
+        ``numpy.load(path, allow_pickle=False)``: ``meta`` holds a JSON string
+        (format name, version, method, params, target, names, axes,
+        fingerprints), ``values`` and ``scores`` the arrays when present, and
+        ``extra.<name>`` each extra array. See ``docs/formats.md``.
+        """
+        import io
+
+        path = Path(path)
+        arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(self._meta(), sort_keys=True))}
+        if self.values is not None:
+            arrays["values"] = self.values
+        if self.scores is not None:
+            arrays["scores"] = self.scores
+        for k, v in self.extras.items():
+            arrays[f"extra.{k}"] = v
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        return atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Explanation:
+        """Read an explanation written by :meth:`save` (never unpickles)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"explanation file {str(path)!r} does not exist")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{str(path)!r} is not a featurelens explanation file: {exc}") from None
+        if "meta" not in arrays:
+            raise ValueError(f"{str(path)!r} is not a featurelens explanation file (no 'meta' entry)")
+        meta = json.loads(str(arrays["meta"]))
+        if meta.get("format") != FORMAT_NAME:
+            raise ValueError(f"{str(path)!r} has format {meta.get('format')!r}, expected {FORMAT_NAME!r}")
+        if meta.get("version", 0) > FORMAT_VERSION:
+            raise ValueError(
+                f"{str(path)!r} has format version {meta['version']}; this featurelens reads up to {FORMAT_VERSION}"
+            )
+        extras = {k.removeprefix("extra."): v for k, v in arrays.items() if k.startswith("extra.")}
+        return cls(
+            arrays.get("values"),
+            names=meta["names"],
+            axes=meta["axes"],
+            method=meta["method"],
+            params=meta["params"],
+            target=meta["target"],
+            scores=arrays.get("scores"),
+            extras=extras,
+            model_fingerprint=meta["model_fingerprint"],
+            data_fingerprint=meta["data_fingerprint"],
+            output_names=meta["output_names"],
+        )

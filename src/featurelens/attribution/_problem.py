@@ -1,0 +1,135 @@
+"""The shared set-up of every attribution call: model, inputs, players, output."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from featurelens._fingerprint import fingerprint_data, fingerprint_model
+from featurelens._progress import progress_bar
+from featurelens._validation import check_int
+from featurelens.data._inputs import as_tensor, resolve_names
+from featurelens.data._spec import FeatureSpec
+from featurelens.models._output import OutputSelector
+from featurelens.models._state import model_device_dtype
+
+#: Rows per model call on the CPU. The measured per-row cost of a small MLP
+#: forward is flat from 1k to 9k rows and doubles at 51k rows (cache), see
+#: docs/benchmarks.md; 8192 keeps calls few and within cache.
+CPU_ROWS_PER_CALL = 8192
+CUDA_ROWS_PER_CALL = 65536
+
+
+def default_batch_size(x: torch.Tensor) -> int:
+    """Rows per model call: 8192 on CPU (65536 on CUDA), divided by the sequence length."""
+    rows = CUDA_ROWS_PER_CALL if x.device.type == "cuda" else CPU_ROWS_PER_CALL
+    steps = x.shape[1] if x.dim() == 3 else 1
+    return max(1, rows // steps)
+
+
+@dataclass
+class Problem:
+    """Everything a method needs; built once by :func:`featurelens.attribute`."""
+
+    model: nn.Module
+    x: torch.Tensor
+    spec: FeatureSpec
+    selector: OutputSelector
+    batch_size: int
+    progress: bool
+    model_fingerprint: str
+    data_fingerprint: str
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def names(self) -> list[str]:
+        return self.spec.players()[0]
+
+    @property
+    def level(self) -> str:
+        return "group" if self.spec.has_groups else "feature"
+
+    def forward(self, xb: torch.Tensor) -> torch.Tensor:
+        """Selected output for a batch: ``(B,)`` or ``(B, K)``."""
+        return self.selector(self.model(xb), xb.shape[0])
+
+    def forward_all(self, x: torch.Tensor | None = None, *, desc: str = "model outputs") -> torch.Tensor:
+        """Selected outputs for all rows of ``x`` (default: the inputs), in chunks, without grad."""
+        x = self.x if x is None else x
+        outs = []
+        with torch.no_grad(), progress_bar(desc, x.shape[0], enabled=self.progress) as advance:
+            for i in range(0, x.shape[0], self.batch_size):
+                xb = x[i : i + self.batch_size]
+                outs.append(self.forward(xb))
+                advance(xb.shape[0])
+        return torch.cat(outs)
+
+    def describe(self) -> dict[str, Any]:
+        return {"model_fingerprint": self.model_fingerprint, "data_fingerprint": self.data_fingerprint}
+
+
+def build_problem(
+    model: nn.Module,
+    inputs: Any,
+    *,
+    groups: Mapping | FeatureSpec | None,
+    feature_names: list[str] | None,
+    target: Any,
+    output: int | None,
+    link: str | None,
+    batch_size: int | None,
+    progress: bool,
+) -> Problem:
+    """Validate and convert the common arguments of :func:`featurelens.attribute`."""
+    if not isinstance(model, nn.Module):
+        if callable(model):
+            raise TypeError("model must be a torch.nn.Module; wrap a plain function in an nn.Module")
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    device, dtype = model_device_dtype(model)
+    x, data_names = as_tensor(inputs, name="inputs", dtype=dtype, device=device)
+    d = x.shape[-1]
+    if isinstance(groups, FeatureSpec):
+        if groups.n_features != d:
+            raise ValueError(f"groups (a FeatureSpec) describes {groups.n_features} features but the inputs have {d}")
+        spec = groups
+    else:
+        names = resolve_names(d, data_names=data_names, feature_names=feature_names)
+        spec = FeatureSpec(names, groups)
+    selector = OutputSelector(target=target, output=output, link=link)
+    if batch_size is None:
+        batch_size = default_batch_size(x)
+    batch_size = check_int(batch_size, name="batch_size", minimum=1)
+    problem = Problem(
+        model=model,
+        x=x,
+        spec=spec,
+        selector=selector,
+        batch_size=batch_size,
+        progress=bool(progress),
+        model_fingerprint=fingerprint_model(model),
+        data_fingerprint=fingerprint_data(x),
+    )
+    _probe(problem)
+    return problem
+
+
+def _probe(problem: Problem) -> None:
+    """Run the model on two rows so that a model/data mismatch fails early and clearly."""
+    xb = problem.x[:2]
+    try:
+        with torch.no_grad():
+            raw = problem.model(xb)
+    except (RuntimeError, IndexError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"the model failed on inputs of shape {tuple(problem.x.shape)} "
+            f"({problem.x.shape[-1]} features): {first}"
+        ) from exc
+    problem.selector(raw, xb.shape[0])
