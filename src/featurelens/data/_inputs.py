@@ -29,10 +29,17 @@ def _writable(arr: np.ndarray) -> np.ndarray:
 
 
 def check_finite(x: torch.Tensor, *, name: str, names: list[str] | None = None) -> None:
-    """Raise ``ValueError`` naming the first columns (last axis) holding NaN or inf."""
+    """Raise ``ValueError`` naming the first columns (last axis) holding NaN or inf.
+
+    A 1-D ``x`` holds one value per row, so its message names rows instead.
+    """
     if not x.is_floating_point():
         return
     bad = ~torch.isfinite(x)
+    if x.dim() == 1 and bool(bad.any()):  # one value per row: report rows, not columns
+        rows = torch.nonzero(bad).flatten()
+        more = "" if rows.numel() <= 5 else f" (and {rows.numel() - 5} more)"
+        raise ValueError(f"{name} holds NaN or inf at row(s) {', '.join(str(int(r)) for r in rows[:5])}{more}")
     if bool(bad.any()):
         per_col = bad.reshape(-1, x.shape[-1]).any(dim=0)
         cols = [_column_label(names, int(j)) for j in torch.nonzero(per_col).flatten()[:5]]
@@ -52,10 +59,11 @@ def as_tensor(
 
     Parameters
     ----------
-    data : torch.Tensor, numpy.ndarray or pandas.DataFrame
+    data : torch.Tensor, numpy.ndarray, pandas.DataFrame or pandas.Series
         Tabular ``(n, d)`` or sequence ``(n, T, d)`` data. DataFrame columns
         become feature names; every column must be numeric (bool counts as
-        numeric and becomes 0/1).
+        numeric and becomes 0/1). A Series is 1-D (e.g. labels, accepted
+        where ``ndims`` contains 1) and carries no names.
     name : str
         Argument name used in error messages.
     dtype : torch.dtype, optional
@@ -91,6 +99,11 @@ def as_tensor(
             raise TypeError(f"{name} has non-numeric column(s) {', '.join(map(repr, bad))}; encode or drop them")
         arr = data.to_numpy(dtype=np.float64 if any(data.dtypes == np.float64) else np.float32)
         t = torch.from_numpy(_writable(arr))
+    elif isinstance(data, pd.Series):
+        if not _is_real_dtype(data.dtype):
+            raise TypeError(f"{name} must hold numbers or bools, got a Series of dtype {data.dtype}")
+        arr = data.to_numpy(dtype=np.float64 if data.dtype == np.float64 else np.float32)
+        t = torch.from_numpy(_writable(arr))
     elif isinstance(data, np.ndarray):
         if data.dtype == np.bool_:
             data = data.astype(np.float32)
@@ -103,7 +116,8 @@ def as_tensor(
         t = data.detach()
     else:
         raise TypeError(
-            f"{name} must be a torch.Tensor, numpy.ndarray or pandas.DataFrame, got {type(data).__name__}"
+            f"{name} must be a torch.Tensor, numpy.ndarray or pandas.DataFrame/Series, "
+            f"got {type(data).__name__}"
         )
     if t.dim() not in ndims:
         shapes = " or ".join({2: "(n, d)", 3: "(n, T, d)", 1: "(n,)"}.get(k, f"{k}-D") for k in ndims)

@@ -1,0 +1,179 @@
+"""Sliding windows over a time-ordered table, for sequence models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from numpy.lib.stride_tricks import sliding_window_view
+
+from featurelens._validation import check_int
+from featurelens.data._inputs import as_tensor
+from featurelens.data._spec import FeatureSpec, default_feature_names
+
+
+@dataclass(frozen=True, eq=False)
+class Windows:
+    """Windows cut from a time-ordered table by :func:`sliding_windows`.
+
+    Attributes
+    ----------
+    X : numpy.ndarray
+        Shape ``(m, lookback, d)``; ``X[i]`` is rows ``s_i .. s_i+lookback-1``
+        of the input, oldest first. A fresh writable array (not a view).
+    y : numpy.ndarray or None
+        Shape ``(m,)`` (or ``(m, ...)`` for multi-column labels): ``y[i]`` is
+        the label at row ``label_index[i]``; ``None`` when no labels were given.
+    feature_names : list of str
+        Names of the ``d`` columns (DataFrame columns, else ``x0 .. x{d-1}``).
+    end_index : numpy.ndarray
+        Shape ``(m,)``, int64: row index (position) of each window's last row,
+        ``s_i + lookback - 1``. Increasing, so it orders windows in time.
+    label_index : numpy.ndarray or None
+        Shape ``(m,)``, int64: ``end_index + horizon``; ``None`` without labels.
+    lookback, horizon, stride : int
+        The parameters the windows were cut with.
+    """
+
+    X: np.ndarray
+    y: np.ndarray | None
+    feature_names: list[str]
+    end_index: np.ndarray
+    label_index: np.ndarray | None
+    lookback: int
+    horizon: int
+    stride: int
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    def to_tensors(
+        self, dtype: torch.dtype = torch.float32, *, y_dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(X, y)`` as tensors of shapes ``(m, lookback, d)`` and ``(m,)``.
+
+        ``y`` gets ``y_dtype`` (default ``dtype``); it is ``None`` without labels.
+        When ``dtype`` equals ``X.dtype`` the tensor shares memory with ``X``
+        (windows can be large); call ``.clone()`` before editing it in place.
+        """
+        x = torch.from_numpy(self.X).to(dtype)
+        if self.y is None:
+            return x, None
+        return x, torch.from_numpy(np.asarray(self.y)).to(y_dtype or dtype)
+
+    def spec(self) -> FeatureSpec:
+        """A :class:`FeatureSpec` over the ``d`` columns (shared by all time steps)."""
+        return FeatureSpec(self.feature_names)
+
+
+def _labels_to_numpy(y: Any, n: int) -> np.ndarray:
+    if isinstance(y, torch.Tensor):
+        arr = y.detach().cpu().numpy()
+    elif isinstance(y, pd.DataFrame | pd.Series):
+        arr = y.to_numpy()
+    elif isinstance(y, np.ndarray | list | tuple):
+        arr = np.asarray(y)
+    else:
+        raise TypeError(
+            f"y must be a numpy.ndarray, torch.Tensor, pandas Series or list, got {type(y).__name__}"
+        )
+    if arr.ndim == 0:
+        raise ValueError("y must have one label per row, got a scalar")
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.int64)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"y must hold numbers or bools, got dtype {arr.dtype}")
+    if arr.shape[0] != n:
+        raise ValueError(f"y has {arr.shape[0]} labels but X has {n} rows; they must match")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        bad = np.flatnonzero(~np.isfinite(arr.reshape(n, -1)).all(axis=1))
+        raise ValueError(f"y holds NaN or inf in {bad.size} row(s), first at row {int(bad[0])}")
+    return arr
+
+
+def sliding_windows(
+    X: Any, y: Any = None, *, lookback: int, horizon: int = 1, stride: int = 1
+) -> Windows:
+    """Cut a time-ordered table into overlapping windows of ``lookback`` rows.
+
+    Window ``i`` starts at row ``s_i = i * stride`` and covers rows
+    ``[s_i, s_i + lookback)``. With labels, its label is
+    ``y[s_i + lookback - 1 + horizon]``:
+
+    * ``horizon=1`` (default): the row *after* the window, i.e. the window
+      ``X[t - lookback : t]`` predicts ``y[t]`` (seed 002's convention);
+    * ``horizon=0``: the window's own last row.
+
+    Windows whose label row would lie past the end are dropped. Without
+    labels ``horizon`` has no effect and every full window is returned.
+
+    The windows are gathered with :func:`numpy.lib.stride_tricks.sliding_window_view`
+    (no Python loop) and copied, so the result is ``m * lookback * d``
+    values.
+
+    Parameters
+    ----------
+    X : numpy.ndarray, torch.Tensor or pandas.DataFrame
+        Shape ``(n, d)``, rows in time order, real numbers without NaN/inf.
+        float64 stays float64; other dtypes become float32.
+    y : array-like, optional
+        Shape ``(n,)`` (or ``(n, k)``), one label per row; bools become 0/1.
+    lookback : int
+        Rows per window, ``1 <= lookback <= n``.
+    horizon : int
+        Steps from a window's last row to its label row, ``>= 0``.
+    stride : int
+        Rows between the starts of consecutive windows, ``>= 1``.
+
+    Returns
+    -------
+    Windows
+        ``X`` ``(m, lookback, d)``, ``y`` ``(m,)`` or ``None``, feature names,
+        ``end_index`` and ``label_index`` (row positions), where
+        ``m = len(range(0, n_last + 1, stride))`` and ``n_last`` is the last
+        admissible start, ``n - lookback`` without labels and
+        ``n - lookback - horizon`` with labels.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is not 2-D or has NaN/inf; ``lookback < 1``,
+        ``lookback > n``, ``horizon < 0`` or ``stride < 1``; ``len(y) != n``;
+        or ``lookback + horizon > n`` so that no window has a label.
+    TypeError
+        For non-numeric ``X`` or ``y`` or non-int parameters.
+    """
+    lookback = check_int(lookback, name="lookback", minimum=1)
+    horizon = check_int(horizon, name="horizon", minimum=0)
+    stride = check_int(stride, name="stride", minimum=1)
+    t, names = as_tensor(X, name="X", ndims=(2,))
+    data = t.cpu().numpy()
+    n, d = data.shape
+    if lookback > n:
+        raise ValueError(f"lookback ({lookback}) exceeds the number of rows of X ({n})")
+    labels = None if y is None else _labels_to_numpy(y, n)
+
+    last_start = n - lookback if labels is None else n - lookback - horizon
+    if last_start < 0:
+        raise ValueError(
+            f"no window has a label: lookback + horizon = {lookback + horizon} exceeds the "
+            f"{n} rows of X"
+        )
+    starts = np.arange(0, last_start + 1, stride, dtype=np.int64)
+    view = sliding_window_view(data, lookback, axis=0)  # (n - lookback + 1, d, lookback)
+    windows = np.ascontiguousarray(view[starts].transpose(0, 2, 1))
+    end_index = starts + (lookback - 1)
+    label_index = None if labels is None else end_index + horizon
+    return Windows(
+        X=windows,
+        y=None if labels is None else labels[label_index],
+        feature_names=names if names is not None else default_feature_names(d),
+        end_index=end_index,
+        label_index=label_index,
+        lookback=lookback,
+        horizon=horizon,
+        stride=stride,
+    )
