@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 
-def _update_tensor(h: "hashlib._Hash", t: torch.Tensor) -> None:
+def _update_tensor(h: hashlib._Hash, t: torch.Tensor) -> None:
     t = t.detach().to("cpu").contiguous()
     h.update(str(t.dtype).encode())
     h.update(str(tuple(t.shape)).encode())

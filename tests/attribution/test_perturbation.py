@@ -201,11 +201,11 @@ def test_bad_inputs_and_models():
         attribute(model, torch.randn(5, 3), method="ablation")
     x = torch.randn(5, 8)
     x[2, 4] = float("nan")
-    with pytest.raises(ValueError, match="NaN or inf in column.*index 4"):
+    with pytest.raises(ValueError, match=r"NaN or inf in column.*index 4"):
         attribute(model, x, method="ablation")
-    with pytest.raises(TypeError, match="must be a torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"must be a torch\.nn\.Module"):
         attribute(lambda t: t, torch.randn(5, 8), method="ablation")
-    with pytest.raises(TypeError, match="inputs must be a torch.Tensor"):
+    with pytest.raises(TypeError, match=r"inputs must be a torch\.Tensor"):
         attribute(model, [[1.0] * 8], method="ablation")
     multi = _mlp(out=3)
     with pytest.raises(ValueError, match="has 3 outputs"):

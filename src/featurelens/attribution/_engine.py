@@ -42,9 +42,9 @@ def evaluate_perturbations(problem: Problem, n_perturbations: int, build: Builde
                 i1 = min(i0 + rows_per_p, n)
                 xb = build(p0, p1, i0, i1)
                 yb = problem.forward(xb)
-                yb = yb.reshape((p1 - p0, i1 - i0) + tuple(yb.shape[1:]))
+                yb = yb.reshape((p1 - p0, i1 - i0, *tuple(yb.shape[1:])))
                 if out is None:
-                    out = torch.empty((n_perturbations, n) + tuple(yb.shape[2:]), dtype=yb.dtype, device=yb.device)
+                    out = torch.empty((n_perturbations, n, *tuple(yb.shape[2:])), dtype=yb.dtype, device=yb.device)
                 out[p0:p1, i0:i1] = yb
                 advance((p1 - p0) * (i1 - i0))
     assert out is not None

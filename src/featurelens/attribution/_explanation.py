@@ -106,7 +106,7 @@ class Explanation:
         keep.append(self.axes.index("sample"))
         v = np.transpose(v, keep + [i for i in range(v.ndim) if i not in keep])
         # per_sample: (players[, outputs], n_samples), averaged over any other axis (time)
-        per_sample = v.reshape(v.shape[: len(keep)] + (-1,)).mean(axis=-1)
+        per_sample = v.reshape((*v.shape[:len(keep)], -1)).mean(axis=-1)
         n = per_sample.shape[-1]
         mean = per_sample.mean(axis=-1)
         se = per_sample.std(axis=-1, ddof=1) / np.sqrt(n) if n > 1 else np.full_like(mean, np.nan)

@@ -56,7 +56,7 @@ def ablation(problem: Problem, *, baselines: Any = None, background: Any = None)
         rows = slice(i0, i1)
         xb = x[rows].unsqueeze(0)
         bb = per_row(base, x, rows).unsqueeze(0)
-        return torch.where(masks[p0:p1], bb, xb).reshape((-1,) + tuple(x.shape[1:]))
+        return torch.where(masks[p0:p1], bb, xb).reshape((-1, *tuple(x.shape[1:])))
 
     out = evaluate_perturbations(problem, g, build, desc="ablation")
     values = _to_sample_major(fx.unsqueeze(0) - out)
@@ -111,11 +111,11 @@ def permutation(
     def build(p0: int, p1: int, i0: int, i1: int) -> torch.Tensor:
         idx = perms_t[p0:p1, i0:i1]
         shuffled = x[idx]
-        return torch.where(masks[player_of[p0:p1]], shuffled, x[i0:i1].unsqueeze(0)).reshape((-1,) + tuple(x.shape[1:]))
+        return torch.where(masks[player_of[p0:p1]], shuffled, x[i0:i1].unsqueeze(0)).reshape((-1, *tuple(x.shape[1:])))
 
     out = evaluate_perturbations(problem, n_repeats * g, build, desc="permutation")
     per_repeat = fx.unsqueeze(0) - out
-    per_repeat = per_repeat.reshape((n_repeats, g) + tuple(per_repeat.shape[1:]))
+    per_repeat = per_repeat.reshape((n_repeats, g, *tuple(per_repeat.shape[1:])))
     values = _to_sample_major(per_repeat.mean(dim=0))
     params: dict[str, Any] = {"n_repeats": n_repeats, "random_state": random_state if isinstance(random_state, int) else None}
     extras = {"output": fx.detach().cpu().double().numpy()}

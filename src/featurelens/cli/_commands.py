@@ -1,0 +1,124 @@
+"""The CLI's commands: parse options, call the library, render the outcome."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from featurelens._io import check_output_dir
+
+_METHODS = ("ablation", "permutation")
+
+
+def _render(explanations: dict, out: Path, *, quiet: bool, seconds: float | None = None) -> None:
+    if quiet:
+        return
+    console = Console()
+    table = RichTable(title="importance (share of total per method)")
+    first = next(iter(explanations.values()))
+    order = first.importance().sort_values(ascending=False).index
+    table.add_column(first.level)
+    for m in explanations:
+        table.add_column(m, justify="right")
+    shares = {m: e.importance(normalize=True) for m, e in explanations.items()}
+    for name in order:
+        table.add_row(str(name), *[f"{shares[m][name]:.3f}" for m in explanations])
+    console.print(table)
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
+    console.print(f"report written to {out / 'index.html'}{took}")
+
+
+def _parse_target(target: str | None) -> int | tuple[int, ...] | str | None:
+    if target is None or target == "all":
+        return target
+    try:
+        parts = tuple(int(p) for p in target.split(","))
+    except ValueError:
+        raise ValueError(f"--target must be an int, comma-separated ints or 'all', got {target!r}") from None
+    return parts[0] if len(parts) == 1 else parts
+
+
+def demo_command(
+    out: Path = typer.Option(Path("featurelens-report"), "--out", help="Output directory for the report."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+    n_samples: int = typer.Option(40000, "--n-samples", help="Rows of the generated data set."),
+    bias_strength: float = typer.Option(0.8, "--bias-strength", help="Strength of the planted spurious link (0..1)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
+) -> None:
+    """Train seed 002's transformer on data with a planted spurious group, attribute it, write a report."""
+    from featurelens.examples import run_spurious_demo
+
+    result = run_spurious_demo(out, n_samples=n_samples, bias_strength=bias_strength, random_state=seed,
+                               force=force, progress=not quiet)
+    _render(result.explanations, Path(out), quiet=quiet, seconds=result.seconds)
+    if not quiet:
+        truth = result.results["ground_truth"]["spurious_group"]
+        top = result.explanations["ablation"].importance().idxmax()
+        verdict = "relies most on" if top == truth else "does not rely most on"
+        typer.echo(f"verdict: the model {verdict} the planted spurious group {truth!r} (ablation)")
+
+
+def attribute_command(
+    model: Path = typer.Option(..., "--model", help="TorchScript, torch.export (.pt2) or state_dict/checkpoint file."),
+    data: Path = typer.Option(..., "--data", help="CSV or Parquet table with the features and the label column."),
+    label: str = typer.Option(..., "--label", help="Name of the label column (not a feature)."),
+    out: Path = typer.Option(..., "--out", help="Output directory for the report."),
+    method: list[str] = typer.Option(list(_METHODS), "--method", help="Method(s) to run; repeat the option."),
+    target: str = typer.Option(None, "--target", help="Model output to explain: int, 'i,j' or 'all'."),
+    groups: Path = typer.Option(None, "--groups", help="YAML/JSON mapping of group name to feature names."),
+    factory: str = typer.Option(None, "--factory", help="'module:function' building the model for a state_dict."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow arbitrary unpickling (trusted files only)."),
+    output: int = typer.Option(None, "--output", help="Element of a tuple-returning model's output."),
+    link: str = typer.Option("identity", "--link", help="identity, sigmoid, softmax or logit."),
+    baselines: str = typer.Option("mean", "--baselines", help="Ablation baseline: zeros, mean or median."),
+    background: Path = typer.Option(None, "--background", help="Table for mean/median baselines (default: --data)."),
+    metric: str = typer.Option(None, "--metric", help="Permutation metric: log_loss, accuracy, auc, mse, mae."),
+    n_repeats: int = typer.Option(5, "--n-repeats", help="Permutation repeats."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Rows per model call."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
+) -> None:
+    """Attribute a saved model's output on a table to its features or feature groups."""
+    import sys
+
+    from featurelens.attribution import attribute
+    from featurelens.data import FeatureSpec, load_table, read_groups
+    from featurelens.models import load_model
+    from featurelens.report import save_attribution_report
+
+    check_output_dir(out, force=force)
+    bad = [m for m in method if m not in _METHODS]
+    if bad:
+        raise ValueError(f"--method {bad[0]!r} is not available; choose from {', '.join(_METHODS)}")
+    if factory is not None:
+        sys.path.insert(0, str(Path.cwd()))
+    table = load_table(data, label=label)
+    spec = FeatureSpec(table.feature_names, read_groups(groups) if groups is not None else None)
+    bg = table.X if background is None else load_table(background, features=table.feature_names).X
+    net = load_model(model, factory=factory, trust=trust_checkpoint)
+    common = dict(groups=spec, target=_parse_target(target), output=output, link=link,
+                  batch_size=batch_size, progress=not quiet)
+    explanations = {}
+    for m in dict.fromkeys(method):
+        if m == "ablation":
+            explanations[m] = attribute(net, table.X, method=m, baselines=baselines, background=bg, **common)
+        else:
+            explanations[m] = attribute(net, table.X, method=m, labels=table.y, metric=metric,
+                                        n_repeats=n_repeats, random_state=seed, **common)
+    summary = {
+        "model file": str(model),
+        "data file": str(data),
+        "rows": len(table.X),
+        "features": len(table.feature_names),
+        "label column": label,
+        "groups": ", ".join(spec.group_names) if spec.has_groups else "none (one player per feature)",
+        "output": f"target={target or 'default'}, link={link}",
+    }
+    save_attribution_report(out, force=force, title=f"featurelens: attributions of {model.name}",
+                            explanations=explanations, summary=summary)
+    _render(explanations, out, quiet=quiet)

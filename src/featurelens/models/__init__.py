@@ -1,0 +1,19 @@
+"""Models: safe loading, output selection, reference architectures, training."""
+
+from featurelens.models._loading import load_model, resolve_factory
+from featurelens.models._output import OutputSelector
+from featurelens.models._reference import MLP, SmallTransformer
+from featurelens.models._state import model_device_dtype, preserve_model
+from featurelens.models._training import TrainResult, train
+
+__all__ = [
+    "MLP",
+    "OutputSelector",
+    "SmallTransformer",
+    "TrainResult",
+    "load_model",
+    "model_device_dtype",
+    "preserve_model",
+    "resolve_factory",
+    "train",
+]

@@ -1,0 +1,201 @@
+"""The command line: success paths, exit codes and one-line errors that write nothing."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from featurelens.cli import main
+
+FEATURES = ["a", "b", "c", "d"]
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+
+    def forward(self, x):
+        return self.body(x).squeeze(-1)
+
+
+FACTORY_SRC = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+
+        def forward(self, x):
+            return self.body(x).squeeze(-1)
+
+    def build():
+        return Net()
+    """
+)
+
+
+@pytest.fixture()
+def workspace(tmp_path, monkeypatch):
+    """A CSV, a groups file, a TorchScript model and a state_dict + factory module in tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated", category=DeprecationWarning)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 4))
+    frame = pd.DataFrame(x, columns=FEATURES)
+    frame["label"] = (x[:, 0] + 0.2 * x[:, 1] > 0).astype(int)
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "groups.yaml").write_text("first: [a, b]\nsecond: [c, d]\n")
+    torch.manual_seed(0)
+    net = _Net().eval()
+    with torch.no_grad():
+        net.body[0].weight[:, 0] *= 5
+    torch.jit.save(torch.jit.script(net), tmp_path / "model.pt")
+    (tmp_path / "mynet.py").write_text(FACTORY_SRC)
+    torch.save({"model_state_dict": net.state_dict(), "epoch": 3}, tmp_path / "weights.pt")
+    return tmp_path
+
+
+def _run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_for_every_command(capsys):
+    for args in ([], ["--help"], ["demo", "--help"], ["attribute", "--help"]):
+        code, out, _ = _run(capsys, *args)
+        assert code == 0, args
+        assert "Usage" in out
+
+
+def test_attribute_torchscript_with_groups(workspace, capsys):
+    code, out, err = _run(capsys, "attribute", "--model", "model.pt", "--data", "data.csv", "--label", "label",
+                          "--groups", "groups.yaml", "--link", "sigmoid", "--out", "rep", "--quiet")
+    assert code == 0, err
+    results = json.loads((workspace / "rep" / "results.json").read_text())
+    assert set(results["importance"]) == {"ablation", "permutation"}
+    assert set(results["importance"]["ablation"]) == {"first", "second"}
+    # feature a carries the model (its weights were scaled up): group 'first' dominates
+    assert results["importance"]["ablation"]["first"] > results["importance"]["ablation"]["second"]
+    assert (workspace / "rep" / "index.html").is_file()
+    assert out == ""
+
+
+def test_attribute_state_dict_with_factory(workspace, capsys):
+    code, out, err = _run(capsys, "attribute", "--model", "weights.pt", "--factory", "mynet:build", "--data", "data.csv",
+                          "--label", "label", "--method", "ablation", "--out", "rep2")
+    assert code == 0, err
+    results = json.loads((workspace / "rep2" / "results.json").read_text())
+    imp = results["importance"]["ablation"]
+    assert set(imp) == set(FEATURES) and max(imp, key=imp.get) == "a"
+    assert "report written to" in out
+
+
+def test_existing_output_needs_force(workspace, capsys):
+    (workspace / "rep").mkdir()
+    (workspace / "rep" / "keep.txt").write_text("mine")
+    args = ["attribute", "--model", "model.pt", "--data", "data.csv", "--label", "label", "--out", "rep", "-q",
+            "--method", "ablation"]
+    code, _, err = _run(capsys, *args)
+    assert code == 2 and "already exists" in err
+    assert (workspace / "rep" / "keep.txt").read_text() == "mine"
+    code, _, err = _run(capsys, *args, "--force")
+    assert code == 0, err
+    assert not (workspace / "rep" / "keep.txt").exists()
+
+
+def _bad(workspace, name):
+    """Create bad input files for the error-path table."""
+    if name == "nan.csv":
+        f = pd.read_csv(workspace / "data.csv")
+        f.loc[3, "c"] = np.nan
+        f.to_csv(workspace / name, index=False)
+    elif name == "text.csv":
+        f = pd.read_csv(workspace / "data.csv")
+        f["b"] = "x"
+        f.to_csv(workspace / name, index=False)
+    elif name == "badgroups.yaml":
+        (workspace / name).write_text("first: [a, zzz]\n")
+    elif name == "pickled.pt":
+        torch.save(_Net(), workspace / name)
+    elif name == "notyaml.yaml":
+        (workspace / name).write_text("first: [a, b\n")
+    return name
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"--model": "missing.pt"}, "missing.pt"),
+        ({"--data": "missing.csv"}, "missing.csv"),
+        ({"--label": "nolabel"}, "nolabel"),
+        ({"--data": "nan.csv"}, "'c'"),
+        ({"--data": "text.csv"}, "'b'"),
+        ({"--groups": "badgroups.yaml"}, "unknown feature name 'zzz'"),
+        ({"--groups": "notyaml.yaml"}, "not valid YAML"),
+        ({"--groups": "nogroups.yaml"}, "does not exist"),
+        ({"--model": "pickled.pt"}, "--trust-checkpoint|trust=True"),
+        ({"--model": "weights.pt"}, "factory"),
+        ({"--model": "weights.pt", "--factory": "nomodule:build"}, "nomodule"),
+        ({"--method": "lime"}, "'lime'"),
+        ({"--target": "x"}, "--target"),
+        ({"--baselines": "middle"}, "baselines must be one of"),
+        ({"--metric": "f1"}, "metric must be one of"),
+        ({"--link": "probit"}, "link must be one of"),
+        ({"--n-repeats": "0"}, "n_repeats must be >= 1"),
+        ({"--bogus": "1"}, "No such option"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(workspace, capsys, change, match):
+    args = {"--model": "model.pt", "--data": "data.csv", "--label": "label", "--out": "rep"}
+    for k, v in change.items():
+        args[k] = _bad(workspace, v)
+    flat = ["attribute", *[s for kv in args.items() for s in kv], "-q"]
+    before = sorted(p.name for p in workspace.iterdir())
+    code, _out, err = _run(capsys, *flat)
+    assert code == 2, err
+    assert err.startswith("featurelens: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    import re
+
+    assert re.search(match, err), err
+    assert sorted(p.name for p in workspace.iterdir()) == before
+
+
+def test_missing_required_option_is_usage_error(workspace, capsys):
+    code, _, err = _run(capsys, "attribute", "--model", "model.pt")
+    assert code == 2 and err.count("\n") == 1 and "--data" in err
+
+
+def test_internal_error_exits_1(workspace, capsys, monkeypatch):
+    import featurelens.attribution as attribution
+
+    def boom(*a, **k):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(attribution, "attribute", boom)
+    code, _, err = _run(capsys, "attribute", "--model", "model.pt", "--data", "data.csv", "--label", "label",
+                        "--out", "rep", "-q")
+    assert code == 1 and "internal error: RuntimeError: kaboom" in err and err.count("\n") == 1
+    assert not (workspace / "rep").exists()
+
+
+def test_trusted_pickle_loads_with_flag(workspace, capsys):
+    _bad(workspace, "pickled.pt")
+    code, _, err = _run(capsys, "attribute", "--model", "pickled.pt", "--trust-checkpoint", "--data", "data.csv",
+                        "--label", "label", "--out", "rep", "-q", "--method", "ablation")
+    assert code == 0, err
+    assert pickle is not None

@@ -1,0 +1,337 @@
+"""load_model(): every format round trip, pruning masks by exact path, trust, errors."""
+
+from __future__ import annotations
+
+import pickle
+import textwrap
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from featurelens.models import MLP, load_model, resolve_factory
+
+FACTORY_MODULE = "featurelens_test_factories"
+
+
+def _mlp() -> MLP:
+    torch.manual_seed(0)
+    return MLP(4, (8,))
+
+
+def _x(n: int = 7) -> torch.Tensor:
+    return torch.randn(n, 4, generator=torch.Generator().manual_seed(1))
+
+
+def _same_output(a: nn.Module, b: nn.Module, n: int = 7) -> bool:
+    with torch.no_grad():
+        return torch.equal(a(_x(n)), b(_x(n)))
+
+
+@pytest.fixture
+def factory_module(tmp_path, monkeypatch):
+    (tmp_path / f"{FACTORY_MODULE}.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from featurelens.models import MLP
+
+            NOT_CALLABLE = 3
+
+            def build():
+                torch.manual_seed(123)
+                return MLP(4, (8,))
+
+            def not_a_module():
+                return "mlp"
+
+            class Nets:
+                @staticmethod
+                def small():
+                    return MLP(4, (8,))
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, FACTORY_MODULE, raising=False)
+    return FACTORY_MODULE
+
+
+# --------------------------------------------------------------------------- formats
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
+def test_torchscript_round_trip_detected_by_content(tmp_path):
+    model = _mlp().eval()
+    path = tmp_path / "model.bin"
+    torch.jit.save(torch.jit.trace(model, _x()), path)
+    loaded = load_model(path)
+    assert isinstance(loaded, torch.jit.ScriptModule) and not loaded.training
+    assert _same_output(model, loaded)
+
+
+def test_export_round_trip_dynamic_batch(tmp_path):
+    model = _mlp().eval()
+    program = torch.export.export(model, (_x(),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    path = tmp_path / "model.pt"  # misleading suffix: detection is by content
+    torch.export.save(program, path)
+    loaded = load_model(path)
+    assert not loaded.training and not any(m.training for m in loaded.modules())
+    assert _same_output(model, loaded, n=11)
+
+
+def test_export_with_fixed_batch_warns(tmp_path):
+    path = tmp_path / "model.pt2"
+    torch.export.save(torch.export.export(_mlp().eval(), (_x(),)), path)
+    with pytest.warns(UserWarning, match="has a fixed batch size of 7"):
+        load_model(path)
+
+
+def test_export_in_training_mode_is_refused(tmp_path):
+    torch.manual_seed(0)
+    model = MLP(4, (8,), dropout=0.5).train()
+    path = tmp_path / "model.pt2"
+    dyn = ({0: torch.export.Dim("batch")},)
+    torch.export.save(torch.export.export(model, (_x(),), dynamic_shapes=dyn), path)
+    with pytest.raises(ValueError, match=r"captured in training mode .*dropout.*model.eval\(\)"):
+        load_model(path)
+
+
+def test_export_with_pickled_payload_needs_trust(tmp_path):
+    path = tmp_path / "model.pt2"
+    dyn = ({0: torch.export.Dim("batch")},)
+    torch.export.save(torch.export.export(_mlp().eval(), (_x(),), dynamic_shapes=dyn), path)
+    evil = tmp_path / "evil.pt2"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(evil, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith("sample_inputs/model.pt"):
+                buf = __import__("io").BytesIO()
+                torch.save(nn.Linear(1, 1), buf)  # needs arbitrary unpickling
+                data = buf.getvalue()
+            dst.writestr(item, data)
+    with pytest.raises(ValueError, match=r"pickled objects .* trust=True \(CLI: --trust-checkpoint\)"):
+        load_model(evil)
+
+
+def test_state_dict_with_factory_callable(tmp_path):
+    model = _mlp()
+    path = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), path)
+    loaded = load_model(path, factory=lambda: MLP(4, (8,)).train())
+    assert loaded is not model and not loaded.training
+    assert _same_output(model.eval(), loaded)
+
+
+@pytest.mark.parametrize("key", ["model_state_dict", "state_dict"])
+def test_checkpoint_dict(tmp_path, key):
+    model = _mlp()
+    optimizer = torch.optim.Adam(model.parameters())
+    path = tmp_path / "ckpt.pt"
+    torch.save({key: model.state_dict(), "optimizer_state_dict": optimizer.state_dict(), "epoch": 3}, path)
+    assert _same_output(model.eval(), load_model(path, factory=lambda: MLP(4, (8,))))
+
+
+def test_legacy_serialization_format(tmp_path):
+    model = _mlp()
+    path = tmp_path / "legacy.pt"
+    torch.save(model.state_dict(), path, _use_new_zipfile_serialization=False)
+    assert _same_output(model.eval(), load_model(path, factory=lambda: MLP(4, (8,))))
+
+
+def test_factory_string(tmp_path, factory_module):
+    model = _mlp()
+    path = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), path)
+    assert _same_output(model.eval(), load_model(path, factory=f"{factory_module}:build"))
+    assert _same_output(model, load_model(path, factory=f"{factory_module}:Nets.small"))
+
+
+def test_float64_state_dict_and_map_location(tmp_path):
+    model = _mlp().double()
+    path = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), path)
+    loaded = load_model(path, factory=lambda: MLP(4, (8,)).double(), map_location=None)
+    assert next(loaded.parameters()).dtype == torch.float64
+    assert next(load_model(path, factory=lambda: MLP(4, (8,)).double()).parameters()).device.type == "cpu"
+
+
+# --------------------------------------------------------------------------- pruning
+
+
+def _pruned_mlp() -> MLP:
+    torch.manual_seed(0)
+    model = MLP(4, (8,) * 9, 1)  # Linear layers layer1 … layer10
+    prune.l1_unstructured(model.layer1, "weight", amount=0.3)
+    prune.random_unstructured(model.layer10, "weight", amount=0.8)
+    prune.l1_unstructured(model.layer10, "bias", amount=1.0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_pruned_checkpoint_masks_on_exact_layers(tmp_path, wrap):
+    pruned = _pruned_mlp()
+    state = pruned.state_dict()
+    assert "layer1.weight_orig" in state and "layer10.weight_mask" in state
+    path = tmp_path / "pruned.pt"
+    torch.save({"model_state_dict": state} if wrap else state, path)
+    loaded = load_model(path, factory=lambda: MLP(4, (8,) * 9, 1))
+    assert torch.equal(loaded.layer1.weight_mask, pruned.layer1.weight_mask)
+    assert torch.equal(loaded.layer10.weight_mask, pruned.layer10.weight_mask)
+    assert torch.equal(loaded.layer10.bias_mask, pruned.layer10.bias_mask)
+    assert not hasattr(loaded.layer1, "bias_mask")  # `layer1` must not match `layer10`
+    assert all(not hasattr(getattr(loaded, f"layer{i}"), "weight_mask") for i in range(2, 10))
+    # the masked weight is correct before any forward pass (first-layer importance reads it)
+    assert torch.equal(loaded.layer1.weight, pruned.layer1.weight)
+    assert int((loaded.layer10.weight == 0).sum()) == round(0.8 * 8)
+    assert _same_output(pruned, loaded)
+
+
+def test_pruned_checkpoint_into_already_pruned_factory_model(tmp_path):
+    pruned = _pruned_mlp()
+    path = tmp_path / "pruned.pt"
+    torch.save(pruned.state_dict(), path)
+
+    def factory() -> MLP:
+        model = MLP(4, (8,) * 9, 1)
+        prune.identity(model.layer1, "weight")
+        return model
+
+    loaded = load_model(path, factory=factory)
+    assert torch.equal(loaded.layer1.weight, pruned.layer1.weight)  # refreshed before a forward
+    assert _same_output(pruned, loaded)
+
+
+def test_pruned_checkpoint_shape_mismatch(tmp_path):
+    path = tmp_path / "pruned.pt"
+    torch.save(_pruned_mlp().state_dict(), path)
+    with pytest.raises(ValueError, match=r"shape mismatch\(es\): layer1.weight_orig: checkpoint \(8, 4\) vs model \(8, 5\)") as info:
+        load_model(path, factory=lambda: MLP(5, (8,) * 9, 1))
+    assert "unexpected" not in str(info.value) and "missing" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- trust
+
+
+def test_pickled_module_needs_trust(tmp_path):
+    model = _mlp().train()
+    path = tmp_path / "full.pt"
+    torch.save(model, path)
+    with pytest.raises(ValueError, match=r"full.pt.* only be opened with trust=True \(CLI: --trust-checkpoint\)") as info:
+        load_model(path)
+    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
+    loaded = load_model(path, trust=True)
+    assert isinstance(loaded, MLP) and not loaded.training
+    assert _same_output(model.eval(), loaded)
+
+
+def test_trusted_pickled_checkpoint_dict_uses_state_dict_path(tmp_path):
+    model = _mlp()
+    path = tmp_path / "ckpt.pt"
+    torch.save({"model_state_dict": model.state_dict(), "config": {"seed": np.int64(3)}, "obj": nn.ReLU()}, path)
+    with pytest.raises(ValueError, match="trust=True"):
+        load_model(path, factory=lambda: MLP(4, (8,)))
+    assert _same_output(model.eval(), load_model(path, factory=lambda: MLP(4, (8,)), trust=True))
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_path_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"model file '.*nope.pt' does not exist"):
+        load_model(tmp_path / "nope.pt")
+    with pytest.raises(ValueError, match=r"model path '.*' is not a file"):
+        load_model(tmp_path)
+    csv = tmp_path / "data.csv"
+    csv.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match=r"'.*data.csv' is not a torch model file"):
+        load_model(csv)
+    npy = tmp_path / "arr.npy"
+    np.save(npy, np.zeros(3))
+    with pytest.raises(ValueError, match="is not a torch model file"):
+        load_model(npy)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="is not a torch model file"):
+        load_model(tmp_path / "empty.pt")
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as zf:
+        zf.writestr("folder/readme.txt", "hi")
+    with pytest.raises(ValueError, match="is not a torch model file"):
+        load_model(tmp_path / "other.zip")
+
+
+def test_content_errors(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save(_mlp().state_dict(), path)
+    with pytest.raises(ValueError, match=r"holds a state dict.*pass factory= \(CLI: --factory module:function\)"):
+        load_model(path)
+    torch.save(torch.zeros(3), path)
+    with pytest.raises(ValueError, match="holds a Tensor, not a model, state dict or checkpoint dict"):
+        load_model(path)
+    torch.save({"epoch": 3, "lr": 0.1}, path)
+    with pytest.raises(ValueError, match=r"neither a state dict .* its keys are 'epoch', 'lr'"):
+        load_model(path, factory=lambda: MLP(4, (8,)))
+
+
+def test_state_dict_mismatch_lists_everything(tmp_path):
+    state = _mlp().state_dict()
+    state["layer9.weight"] = torch.zeros(2)
+    del state["layer2.bias"]
+    path = tmp_path / "weights.pt"
+    torch.save(state, path)
+    with pytest.raises(ValueError) as info:
+        load_model(path, factory=lambda: MLP(4, (6,)))
+    msg = str(info.value)
+    assert "factory" in msg and "weights.pt" in msg
+    assert "1 missing key(s): layer2.bias" in msg
+    assert "1 unexpected key(s): layer9.weight" in msg
+    assert "layer1.weight: checkpoint (8, 4) vs model (6, 4)" in msg
+    assert "layer2.weight: checkpoint (1, 8) vs model (1, 6)" in msg
+
+
+def test_long_key_lists_are_truncated(tmp_path):
+    state = {**_mlp().state_dict(), **{f"extra{i}": torch.zeros(1) for i in range(25)}}
+    path = tmp_path / "weights.pt"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"25 unexpected key\(s\): extra0, .*extra9, … \(15 more\)"):
+        load_model(path, factory=lambda: MLP(4, (8,)))
+
+
+@pytest.mark.parametrize(
+    ("suffix", "error", "match"),
+    [
+        ("no_colon", ValueError, "factory must have the form 'module:function', got 'no_colon'"),
+        (":build", ValueError, "factory must have the form 'module:function'"),
+        ("a:b:c", ValueError, "factory must have the form 'module:function'"),
+        ("build:", ValueError, "factory must have the form 'module:function'"),
+    ],
+)
+def test_factory_string_format_errors(suffix, error, match):
+    with pytest.raises(error, match=match):
+        resolve_factory(suffix)
+
+
+def test_factory_resolution_errors(factory_module):
+    with pytest.raises(ValueError, match=r"factory 'no_such_module_xyz:build': cannot import module 'no_such_module_xyz'"):
+        resolve_factory("no_such_module_xyz:build")
+    with pytest.raises(ValueError, match=rf"factory '{factory_module}:missing': .* has no attribute 'missing'"):
+        resolve_factory(f"{factory_module}:missing")
+    with pytest.raises(TypeError, match=rf"factory '{factory_module}:NOT_CALLABLE' is not callable"):
+        resolve_factory(f"{factory_module}:NOT_CALLABLE")
+    build = resolve_factory(f"{factory_module}:not_a_module")
+    with pytest.raises(TypeError, match=rf"factory '{factory_module}:not_a_module' must return a torch.nn.Module, got str"):
+        build()
+    with pytest.raises(TypeError, match="factory '3' is not callable"):
+        resolve_factory(3)
+    with pytest.raises(TypeError, match=r"must return a torch.nn.Module, got int"):
+        resolve_factory(lambda: 1)()
+    assert isinstance(resolve_factory(f"{factory_module}:build")(), MLP)
+
+
+def test_factory_error_surfaces_through_load_model(tmp_path, factory_module):
+    path = tmp_path / "weights.pt"
+    torch.save(_mlp().state_dict(), path)
+    with pytest.raises(TypeError, match=r"must return a torch.nn.Module"):
+        load_model(path, factory=f"{factory_module}:not_a_module")
