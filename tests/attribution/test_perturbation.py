@@ -210,3 +210,22 @@ def test_bad_inputs_and_models():
     multi = _mlp(out=3)
     with pytest.raises(ValueError, match="has 3 outputs"):
         attribute(multi, torch.randn(5, 8), method="ablation")
+
+
+@pytest.mark.parametrize("shape", [(24, 12), (16, 5, 12)])
+def test_ablation_matches_captum_on_small_transformer(shape):
+    from featurelens.models import SmallTransformer
+
+    torch.manual_seed(7)
+    model = SmallTransformer(12, hidden_dim=16, n_heads=2).double().eval()
+    x = torch.randn(*shape, dtype=torch.float64)
+    groups = {"u": [0, 1, 2, 3], "v": [4, 5, 6, 7], "w": [8, 9, 10, 11]}
+    ours = attribute(model, x, method="ablation", groups=groups, link="sigmoid", baselines=0.25, batch_size=10)
+    mask = torch.zeros((1,) * (x.dim() - 1) + (12,), dtype=torch.long)
+    for k, cols in enumerate(groups.values()):
+        mask[..., cols] = k
+    fa = captum_attr.FeatureAblation(lambda t: torch.sigmoid(model(t)))
+    ref = fa.attribute(x, baselines=0.25, feature_mask=mask)
+    ref = ref[(slice(None),) + (0,) * (x.dim() - 2) + ([0, 4, 8],)]
+    np.testing.assert_allclose(ours.values, ref.numpy(), rtol=0, atol=1e-6)
+    assert np.abs(ours.values).max() > 1e-3

@@ -8,7 +8,6 @@ the best-validation weights and checks labels against the loss.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from featurelens._progress import progress_bar
 from featurelens._validation import (
     RandomState,
     check_float,
@@ -265,9 +265,8 @@ def train(
     best_state: dict[str, Any] | None = None
     best_epoch, best_val, waited = 0, math.inf, 0
     fork = [] if device.type == "cpu" else [device.index if device.index is not None else 0]
-    bar = _progress_bar() if progress else contextlib.nullcontext()
-    with bar, torch.random.fork_rng(devices=fork, device_type=device.type):
-        task = bar.add_task("train", total=epochs, info="") if progress else None
+    bar = progress_bar("training", epochs, enabled=progress)
+    with bar as advance, torch.random.fork_rng(devices=fork, device_type=device.type):
         torch.manual_seed(seed)
         for epoch in range(1, epochs + 1):
             model.train()
@@ -281,9 +280,7 @@ def train(
             train_loss = total / Xt.shape[0]
             val_loss = _eval_loss(model, Xv, yv, loss) if Xv is not None else math.nan
             rows.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
-            if task is not None:
-                info = f"train {train_loss:.4g}  val {val_loss:.4g}"
-                bar.update(task, completed=epoch, info=info)
+            advance(1, info=f"train {train_loss:.4g}  val {val_loss:.4g}")
             if Xv is None:
                 best_epoch = epoch
             elif val_loss < best_val:
@@ -309,10 +306,3 @@ def train(
         best_val_loss=best_val if Xv is not None else math.nan,
     )
 
-
-def _progress_bar() -> Any:
-    """One rich progress line, advanced once per epoch with the latest losses."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn())
-    return Progress(*columns, TextColumn("{task.fields[info]}"))
