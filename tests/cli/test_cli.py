@@ -127,6 +127,10 @@ def _bad(workspace, name):
         f = pd.read_csv(workspace / "data.csv")
         f["b"] = "x"
         f.to_csv(workspace / name, index=False)
+    elif name == "dup.csv":
+        (workspace / name).write_text("a,a,c,d,label\n1,2,3,4,0\n")
+    elif name == "emptygroup.yaml":
+        (workspace / name).write_text("first: []\n")
     elif name == "badgroups.yaml":
         (workspace / name).write_text("first: [a, zzz]\n")
     elif name == "pickled.pt":
@@ -145,6 +149,8 @@ def _bad(workspace, name):
         ({"--data": "nan.csv"}, "'c'"),
         ({"--data": "text.csv"}, "'b'"),
         ({"--groups": "badgroups.yaml"}, "unknown feature name 'zzz'"),
+        ({"--groups": "emptygroup.yaml"}, "group 'first' is empty"),
+        ({"--data": "dup.csv"}, "duplicate column name"),
         ({"--groups": "notyaml.yaml"}, "not valid YAML"),
         ({"--groups": "nogroups.yaml"}, "does not exist"),
         ({"--model": "pickled.pt"}, "--trust-checkpoint|trust=True"),

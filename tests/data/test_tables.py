@@ -223,3 +223,10 @@ def test_argument_errors(tmp_path, kwargs, exc, match):
     p = _write(tmp_path, "d.csv", "a,b\n1,2\n")
     with pytest.raises(exc, match=match):
         load_table(p, **kwargs)
+
+
+def test_duplicate_csv_header_is_refused_not_renamed(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("a,a,b,label\n1,2,3,0\n4,5,6,1\n")
+    with pytest.raises(ValueError, match="duplicate column name.*'a'"):
+        load_table(path, label="label")

@@ -106,10 +106,17 @@ def _read_frame(path: Path, kind: str) -> pd.DataFrame:
                 f"cannot read Parquet file {str(path)!r}: {_first_line(exc)}"
             ) from None
     try:
+        # pandas renames duplicate headers ('a', 'a.1'); read the raw header to refuse them
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+        dup = sorted({h for h in header if header.count(h) > 1})
+        if dup:
+            raise ValueError(f"{str(path)!r} has duplicate column name(s) {', '.join(map(repr, dup))}")
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         raise ValueError(f"CSV file {str(path)!r} is empty (no header and no rows)") from None
     except (OSError, ValueError) as exc:  # ParserError and UnicodeDecodeError are ValueErrors
+        if "duplicate column name" in str(exc):
+            raise
         raise ValueError(f"cannot read CSV file {str(path)!r}: {_first_line(exc)}") from None
 
 
