@@ -98,6 +98,15 @@ def test_load_rejects_bad_files(tmp_path):
     np.savez(tmp_path / "z.npz", meta=np.array(json.dumps({"format": "other"})))
     with pytest.raises(ValueError, match="has format 'other'"):
         Explanation.load(tmp_path / "z.npz")
+    np.savez(tmp_path / "w.npz", meta=np.array(json.dumps([1, 2])))
+    with pytest.raises(ValueError, match="not a JSON object"):
+        Explanation.load(tmp_path / "w.npz")
+    np.savez(tmp_path / "u.npz", meta=np.array("{not json"))
+    with pytest.raises(ValueError, match="is not JSON"):
+        Explanation.load(tmp_path / "u.npz")
+    np.savez(tmp_path / "k.npz", meta=np.array(json.dumps({"format": "featurelens.explanation", "version": 1})))
+    with pytest.raises(ValueError, match="lacks 'method'"):
+        Explanation.load(tmp_path / "k.npz")
     e = _expl()
     meta = e._meta()
     meta["version"] = 99

@@ -187,6 +187,9 @@ def test_model_restored_when_method_raises():
         ({"method": "ablation", "batch_size": 0}, ValueError, "batch_size must be >= 1"),
         ({"method": "ablation", "target": 2}, ValueError, "target=2 is out of range"),
         ({"method": "ablation", "link": "probit"}, ValueError, "link must be one of"),
+        ({"method": "ablation", "background": np.zeros((4, 8))}, ValueError, "background= is used only with"),
+        ({"method": "permutation", "labels": np.ones(12), "metric": "mse", "higher_is_better": True}, ValueError,
+         "higher_is_better= applies only to a callable"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs, exc, match):
@@ -229,3 +232,31 @@ def test_ablation_matches_captum_on_small_transformer(shape):
     ref = ref[(slice(None),) + (0,) * (x.dim() - 2) + ([0, 4, 8],)]
     np.testing.assert_allclose(ours.values, ref.numpy(), rtol=0, atol=1e-6)
     assert np.abs(ours.values).max() > 1e-3
+
+
+def test_feature_spec_must_match_dataframe_columns():
+    import pandas as pd
+
+    from featurelens.data import FeatureSpec
+
+    model = _mlp(d=2)
+    frame = pd.DataFrame(np.random.default_rng(0).normal(size=(10, 2)), columns=["b", "a"])
+    spec = FeatureSpec(["a", "b"], {"only_a": ["a"]})
+    with pytest.raises(ValueError, match="names feature 0 'a' but the inputs call it 'b'"):
+        attribute(model, frame, method="ablation", groups=spec)
+    same = attribute(model, frame[["a", "b"]], method="ablation", groups=spec)
+    assert same.names == ["only_a"]
+
+
+def test_callable_metric_direction_and_numpy_seed_recorded():
+    model = _mlp()
+    x = torch.randn(40, 8, dtype=torch.float64)
+    y = x[:, 0].clone()
+
+    def neg_mse(t, p):
+        return -float(((t - p) ** 2).mean())
+
+    a = attribute(model, x, method="permutation", labels=y, metric=neg_mse, higher_is_better=True, random_state=np.int64(3))
+    b = attribute(model, x, method="permutation", labels=y, metric="mse", random_state=3)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-12)
+    assert a.params["random_state"] == 3 and a.params["metric"] == "neg_mse"

@@ -163,6 +163,9 @@ def _bad(workspace, name):
         ({"--link": "probit"}, "link must be one of"),
         ({"--n-repeats": "0"}, "n_repeats must be >= 1"),
         ({"--bogus": "1"}, "No such option"),
+        ({"--method": "ablation", "--metric": "auc"}, "--metric applies to --method permutation"),
+        ({"--method": "permutation", "--background": "data.csv"}, "--background applies to --method ablation"),
+        ({"--baselines": "zeros", "--background": "data.csv"}, "--background is used only with"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(workspace, capsys, change, match):
@@ -205,3 +208,17 @@ def test_trusted_pickle_loads_with_flag(workspace, capsys):
                         "--label", "label", "--out", "rep", "-q", "--method", "ablation")
     assert code == 0, err
     assert pickle is not None
+
+
+def test_numeric_baseline_and_all_targets_render(workspace, capsys):
+    torch.manual_seed(1)
+    multi = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).eval()
+    program = torch.export.export(multi, (torch.zeros(2, 4),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, workspace / "multi.pt2")
+    code, out, err = _run(capsys, "attribute", "--model", "multi.pt2", "--data", "data.csv", "--label", "label",
+                          "--target", "all", "--method", "ablation", "--baselines", "0.5", "--out", "rep")
+    assert code == 0, err
+    assert "mean over outputs" in " ".join(out.split())
+    results = json.loads((workspace / "rep" / "results.json").read_text())
+    assert results["explanations"]["ablation"]["params"]["baselines"] == 0.5
+    assert set(results["importance"]["ablation"]) == set(FEATURES)

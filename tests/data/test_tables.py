@@ -228,5 +228,5 @@ def test_argument_errors(tmp_path, kwargs, exc, match):
 def test_duplicate_csv_header_is_refused_not_renamed(tmp_path):
     path = tmp_path / "dup.csv"
     path.write_text("a,a,b,label\n1,2,3,0\n4,5,6,1\n")
-    with pytest.raises(ValueError, match="duplicate column name.*'a'"):
+    with pytest.raises(ValueError, match=r"duplicate column name.*'a'"):
         load_table(path, label="label")

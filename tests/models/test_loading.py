@@ -335,3 +335,14 @@ def test_factory_error_surfaces_through_load_model(tmp_path, factory_module):
     torch.save(_mlp().state_dict(), path)
     with pytest.raises(TypeError, match=r"must return a torch.nn.Module"):
         load_model(path, factory=f"{factory_module}:not_a_module")
+
+
+def test_factory_that_raises_is_reported_as_bad_input(tmp_path):
+    from featurelens.models import load_model
+
+    def broken():
+        raise RuntimeError("no such architecture")
+
+    torch.save({"w": torch.zeros(2)}, tmp_path / "sd.pt")
+    with pytest.raises(ValueError, match=r"factory .*broken.* raised RuntimeError: no such architecture"):
+        load_model(tmp_path / "sd.pt", factory=broken)

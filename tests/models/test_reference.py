@@ -133,3 +133,16 @@ def test_transformer_rejects_bad_input(shape):
 def test_transformer_argument_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
         SmallTransformer(5, **kwargs)
+
+
+def test_reference_models_are_scriptable():
+    import warnings
+
+    from featurelens.models import MLP, SmallTransformer
+
+    x = torch.randn(3, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for model in (MLP(4).eval(), SmallTransformer(4, hidden_dim=8, n_heads=2).eval()):
+            scripted = torch.jit.script(model)
+            torch.testing.assert_close(scripted(x), model(x))

@@ -37,6 +37,8 @@ def resolve_baselines(baselines: Any, x: torch.Tensor, *, background: Any = None
     """
     d = x.shape[-1]
     kw = {"dtype": x.dtype, "device": x.device}
+    if background is not None and not (isinstance(baselines, str) and baselines in ("mean", "median")):
+        raise ValueError("background= is used only with baselines='mean' or 'median'")
     if baselines is None or (isinstance(baselines, str) and baselines == "zeros"):
         return torch.zeros(d, **kw), "zeros"
     if isinstance(baselines, str):

@@ -16,6 +16,7 @@ from featurelens._io import atomic_write_bytes
 FORMAT_NAME = "featurelens.explanation"
 FORMAT_VERSION = 1
 _PLAYER_AXES = ("feature", "group")
+_META_KEYS = ("method", "params", "target", "names", "axes", "output_names", "model_fingerprint", "data_fingerprint")
 
 
 class Explanation:
@@ -44,7 +45,9 @@ class Explanation:
         permutation importance measured on a metric (the metric's
         degradation, positive = the player matters).
     extras : mapping of str to ndarray, optional
-        Further arrays, e.g. ``"baseline_output"`` or ``"metric_baseline"``.
+        Further arrays: ``"output"`` (the selected output on the unperturbed
+        inputs), ``"baseline"`` (the ablation baseline when it is one row) and
+        ``"metric_baseline"`` (the metric on the unperturbed inputs).
     model_fingerprint, data_fingerprint : str, optional
         Content hashes of the model's state dict and of the inputs.
     output_names : sequence of str, optional
@@ -243,13 +246,21 @@ class Explanation:
             raise ValueError(f"{str(path)!r} is not a featurelens explanation file: {exc}") from None
         if "meta" not in arrays:
             raise ValueError(f"{str(path)!r} is not a featurelens explanation file (no 'meta' entry)")
-        meta = json.loads(str(arrays["meta"]))
+        try:
+            meta = json.loads(str(arrays["meta"]))
+        except json.JSONDecodeError:
+            raise ValueError(f"{str(path)!r}: its 'meta' entry is not JSON") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{str(path)!r}: its 'meta' entry is not a JSON object")
         if meta.get("format") != FORMAT_NAME:
             raise ValueError(f"{str(path)!r} has format {meta.get('format')!r}, expected {FORMAT_NAME!r}")
         if meta.get("version", 0) > FORMAT_VERSION:
             raise ValueError(
                 f"{str(path)!r} has format version {meta['version']}; this featurelens reads up to {FORMAT_VERSION}"
             )
+        missing = [k for k in _META_KEYS if k not in meta]
+        if missing:
+            raise ValueError(f"{str(path)!r}: its 'meta' entry lacks {', '.join(map(repr, missing))}")
         extras = {k.removeprefix("extra."): v for k, v in arrays.items() if k.startswith("extra.")}
         return cls(
             arrays.get("values"),

@@ -101,6 +101,8 @@ def permutation(
         raise ValueError("permutation importance needs at least 2 rows")
     if labels is None and metric is not None:
         raise ValueError("metric= needs labels= (the true targets) to measure the model's degradation")
+    if higher_is_better is not None and not callable(metric):
+        raise ValueError("higher_is_better= applies only to a callable metric; named metrics know their direction")
     masks = player_masks(problem)
     g = masks.shape[0]
     fx = problem.forward_all()
@@ -117,7 +119,8 @@ def permutation(
     per_repeat = fx.unsqueeze(0) - out
     per_repeat = per_repeat.reshape((n_repeats, g, *tuple(per_repeat.shape[1:])))
     values = _to_sample_major(per_repeat.mean(dim=0))
-    params: dict[str, Any] = {"n_repeats": n_repeats, "random_state": random_state if isinstance(random_state, int) else None}
+    seed = int(random_state) if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool) else None
+    params: dict[str, Any] = {"n_repeats": n_repeats, "random_state": seed}
     extras = {"output": fx.detach().cpu().double().numpy()}
     scores = None
     if labels is not None:

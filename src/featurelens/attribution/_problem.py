@@ -98,6 +98,13 @@ def build_problem(
     if isinstance(groups, FeatureSpec):
         if groups.n_features != d:
             raise ValueError(f"groups (a FeatureSpec) describes {groups.n_features} features but the inputs have {d}")
+        known = feature_names if feature_names is not None else data_names
+        if known is not None and [str(n) for n in known] != list(groups.names):
+            diff = next(i for i, (a, b) in enumerate(zip(known, groups.names, strict=True)) if str(a) != b)
+            raise ValueError(
+                f"groups (a FeatureSpec) names feature {diff} {groups.names[diff]!r} but the inputs call it "
+                f"{str(known[diff])!r}; reorder the columns or build the FeatureSpec from them"
+            )
         spec = groups
     else:
         names = resolve_names(d, data_names=data_names, feature_names=feature_names)

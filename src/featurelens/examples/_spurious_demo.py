@@ -120,7 +120,8 @@ def run_spurious_demo(
     truth = data.ground_truth
     notes = [
         "Ablation: value = f(x) − f(x with the group's columns set to the training mean), f the predicted probability.",
-        "Permutation: drop in test accuracy when the group's columns are shuffled across rows (5 repeats, mean ± standard error).",
+        "Permutation: drop in test accuracy when the group's columns are shuffled across rows "
+        f"({n_repeats} repeats, mean ± standard error).",
         f"Ground truth: group {truth.spurious_group!r} was planted with bias strength {truth.bias_strength}; "
         "on the shifted test set its link to the label is broken, so a model relying on it loses accuracy there.",
     ]

@@ -68,7 +68,10 @@ def resolve_factory(spec: Factory | str) -> Factory:
         raise TypeError(f"factory {name!r} is not callable (got {type(obj).__name__})")
 
     def build() -> nn.Module:
-        model = obj()
+        try:
+            model = obj()
+        except Exception as exc:
+            raise ValueError(f"factory {name!r} raised {type(exc).__name__}: {exc}") from exc
         if not isinstance(model, nn.Module):
             raise TypeError(
                 f"factory {name!r} must return a torch.nn.Module, got {type(model).__name__}"

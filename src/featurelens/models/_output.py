@@ -95,8 +95,11 @@ class OutputSelector:
                 raise ValueError("link='softmax' needs a model with 2 or more outputs; use link='sigmoid'")
             out = torch.softmax(out, dim=1)
         elif self.link == "logit":
-            if bool(((out < 0) | (out > 1)).any()):
-                raise ValueError("link='logit' needs probabilities in [0, 1], but the model output leaves that range")
+            if bool(((out <= 0) | (out >= 1)).any()):
+                raise ValueError(
+                    "link='logit' needs probabilities strictly inside (0, 1); the model output reaches 0, 1 "
+                    "or beyond, where the log-odds are infinite or undefined"
+                )
             out = torch.log(out) - torch.log1p(-out)
         if self.target == "all":
             return out

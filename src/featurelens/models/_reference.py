@@ -89,9 +89,11 @@ class MLP(nn.Sequential):
         """Map ``(B, in_features)`` to ``(B,)`` or ``(B, out_features)``."""
         if x.dim() != 2 or x.shape[1] != self.in_features:
             raise ValueError(
-                f"MLP expects input of shape (B, {self.in_features}), got {tuple(x.shape)}"
+                f"MLP expects input of shape (B, {self.in_features}), got {list(x.shape)}"
             )
-        return _squeeze_single(super().forward(x), self.out_features)
+        for layer in self:
+            x = layer(x)
+        return _squeeze_single(x, self.out_features)
 
 
 class SmallTransformer(nn.Module):
@@ -172,7 +174,7 @@ class SmallTransformer(nn.Module):
         if x.dim() not in (2, 3) or x.shape[-1] != self.input_dim:
             raise ValueError(
                 f"SmallTransformer expects input of shape (B, {self.input_dim}) or "
-                f"(B, T, {self.input_dim}), got {tuple(x.shape)}"
+                f"(B, T, {self.input_dim}), got {list(x.shape)}"
             )
         h = self.input_proj(x.unsqueeze(1) if x.dim() == 2 else x)
         for layer in self.transformer_layers:
