@@ -80,6 +80,8 @@ class MLP(nn.Sequential):
         self.in_features = in_features
         self.out_features = out_features
 
+    __jit_unused_properties__ = ["input_layer"]  # noqa: RUF012 - TorchScript reads this class attribute
+
     @property
     def input_layer(self) -> nn.Linear:
         """The Linear layer that reads the inputs (``layer1``)."""
