@@ -260,3 +260,28 @@ def test_callable_metric_direction_and_numpy_seed_recorded():
     b = attribute(model, x, method="permutation", labels=y, metric="mse", random_state=3)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-12)
     assert a.params["random_state"] == 3 and a.params["metric"] == "neg_mse"
+
+
+def test_overlapping_groups_are_ablated_one_at_a_time():
+    model = _mlp()
+    x = torch.randn(15, 8, dtype=torch.float64)
+    overlapping = {"ab": [0, 1, 2], "bc": [2, 3], "c": [3]}
+    e = attribute(model, x, method="ablation", groups=overlapping)
+    for j, (name, cols) in enumerate(overlapping.items()):
+        alone = attribute(model, x, method="ablation", groups={name: cols})
+        np.testing.assert_allclose(e.values[:, j], alone.values[:, 0], atol=1e-12)
+
+
+def test_tensor_array_and_dataframe_inputs_agree():
+    import pandas as pd
+
+    model = _mlp()
+    x = torch.randn(30, 8, dtype=torch.float64)
+    names = [f"f{i}" for i in range(8)]
+    frame = pd.DataFrame(x.numpy(), columns=names)
+    a = attribute(model, x, method="permutation", random_state=1, feature_names=names)
+    b = attribute(model, x.numpy(), method="permutation", random_state=1, feature_names=names)
+    c = attribute(model, frame, method="permutation", random_state=1)
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(a.values, c.values)
+    assert c.names == names and a.data_fingerprint == c.data_fingerprint

@@ -1,6 +1,6 @@
 """Safe model loading: TorchScript, torch.export, state dicts and pruned checkpoints.
 
-Seed 000 opened checkpoints with ``torch.load(..., weights_only=False)``,
+Seed 000 opened checkpoints with ``torch.load`` with weights-only loading switched off,
 which runs arbitrary code stored in the file, and re-attached pruning masks
 by substring match (``layer1`` matched ``layer10``). Here files are opened
 with ``weights_only=True`` unless the caller explicitly trusts them, and
@@ -101,7 +101,7 @@ def _export_pickles_unsafe(path: Path) -> bool:
     """True if an export archive holds pickles that ``weights_only=True`` refuses.
 
     ``torch.export.load`` unpickles tensor subclasses, constants and sample
-    inputs with ``weights_only=False`` where a safe load fails; check them
+    inputs with full (unsafe) unpickling where a weights-only load fails; check them
     first so an untrusted archive cannot run code.
     """
     with zipfile.ZipFile(path) as zf:
@@ -114,7 +114,7 @@ def _export_pickles_unsafe(path: Path) -> bool:
         for name in pickled:
             try:
                 torch.load(io.BytesIO(zf.read(name)), map_location="cpu", weights_only=True)
-            except Exception:  # torch would retry with weights_only=False
+            except Exception:  # torch would retry with full unpickling
                 return True
     return False
 
@@ -283,7 +283,7 @@ def load_model(
         Builds the architecture for a state dict: a callable returning an
         ``nn.Module`` or ``"module:function"`` (see :func:`resolve_factory`).
     trust : bool
-        Allow ``torch.load(weights_only=False)``, which can execute arbitrary
+        Allow full unpickling (``torch.load`` without weights-only mode, the trust path), which can execute arbitrary
         code stored in the file. Only for files you trust. A whole pickled
         ``nn.Module`` is then returned as is.
     map_location : str or torch.device, optional
@@ -333,7 +333,7 @@ def load_model(
                     f"which can run arbitrary code when unpickled; it can only be opened with "
                     f"{_TRUST_HINT}, and only for files you trust"
                 ) from exc
-            obj = torch.load(path, map_location=map_location, weights_only=False)
+            obj = torch.load(path, map_location=map_location, weights_only=False)  # only with trust=True
         except Exception as exc:
             raise ValueError(f"{str(path)!r} could not be read as a torch file: {exc}") from exc
         if isinstance(obj, nn.Module):
