@@ -8,16 +8,18 @@ from typing import Any
 
 from torch import nn
 
-from featurelens.attribution import _perturbation
+from featurelens.attribution import _gradient, _perturbation, _shapley, _structural
 from featurelens.attribution._explanation import Explanation
 from featurelens.attribution._problem import build_problem
 from featurelens.data._spec import FeatureSpec
 from featurelens.models._state import preserve_model
 
-#: method name -> implementation taking (problem, **options)
+#: method name -> implementation taking (problem, **options); each module registers its own
 METHODS: dict[str, Callable[..., Explanation]] = {
-    "ablation": _perturbation.ablation,
-    "permutation": _perturbation.permutation,
+    **_perturbation.METHODS,
+    **_gradient.METHODS,
+    **_shapley.METHODS,
+    **_structural.METHODS,
 }
 
 

@@ -10,6 +10,7 @@ import torch
 from featurelens.data._inputs import as_tensor
 
 BASELINE_NAMES = ("zeros", "mean", "median")
+#: methods that average over a background set also accept baselines="background"
 
 
 def resolve_baselines(baselines: Any, x: torch.Tensor, *, background: Any = None) -> tuple[torch.Tensor, Any]:
@@ -74,3 +75,36 @@ def per_row(baseline: torch.Tensor, x: torch.Tensor, rows: slice) -> torch.Tenso
     if baseline.dim() == x.dim() and baseline.shape[0] == x.shape[0] and baseline.dim() > 1:
         return baseline[rows]
     return baseline
+
+
+def resolve_background_sample(
+    background: Any, x: torch.Tensor, *, max_rows: int | None = None, random_state: Any = None
+) -> torch.Tensor:
+    """Rows of ``background`` used as a distribution of baselines (``baselines="background"``).
+
+    Methods that average over a background set (expected gradients,
+    interventional Shapley values) call this. ``background`` must have the
+    shape of the inputs' rows (``(m, d)`` or ``(m, T, d)``); with
+    ``max_rows`` a seeded subsample of that many rows (without replacement,
+    drawn by ``numpy.random.default_rng(random_state).choice``) is used.
+
+    Returns
+    -------
+    Tensor ``(m, *x.shape[1:])`` on ``x``'s device and dtype.
+    """
+    from featurelens._validation import check_int, check_random_state
+
+    if background is None:
+        raise ValueError("baselines='background' needs background= (a sample of reference rows)")
+    bg, _ = as_tensor(background, name="background", dtype=x.dtype, device=x.device)
+    if tuple(bg.shape[1:]) != tuple(x.shape[1:]):
+        raise ValueError(
+            f"background rows have shape {tuple(bg.shape[1:])} but the inputs' rows have shape {tuple(x.shape[1:])}"
+        )
+    if max_rows is not None:
+        max_rows = check_int(max_rows, name="max_rows", minimum=1)
+        if bg.shape[0] > max_rows:
+            rng = check_random_state(random_state)
+            idx = np.sort(rng.choice(bg.shape[0], size=max_rows, replace=False))
+            bg = bg[torch.as_tensor(idx, device=bg.device)]
+    return bg

@@ -22,21 +22,6 @@ def _to_sample_major(delta: torch.Tensor) -> np.ndarray:
     return delta.transpose(0, 1).detach().cpu().to(torch.float64).numpy()
 
 
-def _explanation(problem: Problem, values: np.ndarray | None, *, method: str, params: dict, **kw: Any) -> Explanation:
-    axes = ("sample", problem.level) + (("output",) if problem.selector.all_targets else ())
-    return Explanation(
-        values,
-        names=problem.names,
-        axes=axes,
-        method=method,
-        params=params,
-        target=problem.selector.describe(),
-        model_fingerprint=problem.model_fingerprint,
-        data_fingerprint=problem.data_fingerprint,
-        **kw,
-    )
-
-
 def ablation(problem: Problem, *, baselines: Any = None, background: Any = None) -> Explanation:
     """Occlusion of one feature or group at a time.
 
@@ -63,7 +48,7 @@ def ablation(problem: Problem, *, baselines: Any = None, background: Any = None)
     extras = {"output": fx.detach().cpu().double().numpy()}
     if base.dim() <= x.dim() - 1:
         extras["baseline"] = base.detach().cpu().double().numpy()
-    return _explanation(problem, values, method="ablation", params={"baselines": base_desc}, extras=extras)
+    return problem.explanation(values, method="ablation", params={"baselines": base_desc}, extras=extras)
 
 
 def permutation(
@@ -140,7 +125,7 @@ def permutation(
         ).reshape(n_repeats, g)
         params.update(metric=m.name, higher_is_better=m.higher_is_better)
         extras["metric_baseline"] = np.array(ref)
-    return _explanation(problem, values, method="permutation", params=params, scores=scores, extras=extras)
+    return problem.explanation(values, method="permutation", params=params, scores=scores, extras=extras)
 
 
 def _auto_metric(y: torch.Tensor, pred: torch.Tensor, link: str) -> str:
@@ -149,3 +134,7 @@ def _auto_metric(y: torch.Tensor, pred: torch.Tensor, link: str) -> str:
     if pred.dim() == 1 and bool(((y == 0) | (y == 1)).all()):
         return "auc"
     return "mse"
+
+
+#: method name -> implementation, merged into ``featurelens.attribution.METHODS``
+METHODS = {"ablation": ablation, "permutation": permutation}

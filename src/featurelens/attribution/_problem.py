@@ -6,12 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from featurelens._fingerprint import fingerprint_data, fingerprint_model
 from featurelens._progress import progress_bar
 from featurelens._validation import check_int
+from featurelens.attribution._explanation import Explanation
 from featurelens.data._inputs import as_tensor, resolve_names
 from featurelens.data._spec import FeatureSpec
 from featurelens.models._output import OutputSelector
@@ -72,8 +74,28 @@ class Problem:
                 advance(xb.shape[0])
         return torch.cat(outs)
 
-    def describe(self) -> dict[str, Any]:
-        return {"model_fingerprint": self.model_fingerprint, "data_fingerprint": self.data_fingerprint}
+    def explanation(
+        self, values: np.ndarray | None, *, method: str, params: dict, axes: tuple[str, ...] | None = None, **kw: Any
+    ) -> Explanation:
+        """Wrap method results with the problem's names, target and fingerprints.
+
+        ``axes`` defaults to ``("sample", <level>)`` plus ``"output"`` when
+        every output is explained; input-shaped gradient values pass their own.
+        """
+        if axes is None:
+            axes = ("sample", self.level) + (("output",) if self.selector.all_targets else ())
+        names = self.names if self.level in axes else list(self.spec.names)
+        return Explanation(
+            values,
+            names=names,
+            axes=axes,
+            method=method,
+            params=params,
+            target=self.selector.describe(),
+            model_fingerprint=self.model_fingerprint,
+            data_fingerprint=self.data_fingerprint,
+            **kw,
+        )
 
 
 def build_problem(
