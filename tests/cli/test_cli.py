@@ -164,7 +164,10 @@ def _bad(workspace, name):
         ({"--n-repeats": "0"}, "n_repeats must be >= 1"),
         ({"--bogus": "1"}, "No such option"),
         ({"--method": "ablation", "--metric": "auc"}, "--metric applies to --method permutation"),
-        ({"--method": "permutation", "--background": "data.csv"}, "--background applies to --method ablation"),
+        ({"--method": "permutation", "--background": "data.csv"}, "--background applies to methods with baselines"),
+        ({"--option": "n_steps"}, "KEY=VALUE"),
+        ({"--option": "n_steps=5"}, "not an option of ablation, permutation"),
+        ({"--option": "n_repeats=[1"}, "not a number, bool or string"),
         ({"--baselines": "zeros", "--background": "data.csv"}, "--background is used only with"),
     ],
 )

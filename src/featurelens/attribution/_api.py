@@ -27,6 +27,13 @@ def _options_of(fn: Callable) -> list[str]:
     return [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
 
 
+def method_options(method: str) -> list[str]:
+    """Names of the options ``method`` accepts (its keyword-only parameters)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
+    return _options_of(METHODS[method])
+
+
 def attribute(
     model: nn.Module,
     inputs: Any,

@@ -53,6 +53,22 @@ def _parse_baselines(text: str) -> str | float:
         return text
 
 
+def _parse_options(items: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` strings to a dict; values are read as YAML scalars (numbers, bools, strings)."""
+    import yaml
+
+    parsed: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--option must look like KEY=VALUE, got {item!r}")
+        try:
+            parsed[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError(f"--option {item!r}: the value is not a number, bool or string") from None
+    return parsed
+
+
 def demo_command(
     out: Path = typer.Option(Path("featurelens-report"), "--out", help="Output directory for the report."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
@@ -85,17 +101,22 @@ def attribute_command(
     data: Path = typer.Option(..., "--data", help="CSV or Parquet table with the features and the label column."),
     label: str = typer.Option(..., "--label", help="Name of the label column (not a feature)."),
     out: Path = typer.Option(..., "--out", help="Output directory for the report."),
-    method: list[str] = typer.Option(list(_METHODS), "--method", help="Method(s) to run; repeat the option."),
+    method: list[str] = typer.Option(list(_METHODS), "--method",
+                                     help="Method(s) to run, repeat the option; any name of featurelens.attribution.METHODS."),
     target: str = typer.Option(None, "--target", help="Model output to explain: int, 'i,j' or 'all'."),
     groups: Path = typer.Option(None, "--groups", help="YAML/JSON mapping of group name to feature names."),
     factory: str = typer.Option(None, "--factory", help="'module:function' building the model for a state_dict."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow arbitrary unpickling (trusted files only)."),
     output: int = typer.Option(None, "--output", help="Element of a tuple-returning model's output."),
     link: str = typer.Option("identity", "--link", help="identity, sigmoid, softmax or logit."),
-    baselines: str = typer.Option("mean", "--baselines", help="Ablation baseline: zeros, mean, median or a number."),
-    background: Path = typer.Option(None, "--background", help="Table for mean/median baselines (default: --data)."),
+    baselines: str = typer.Option("mean", "--baselines",
+                                  help="Baseline of methods that take one: zeros, mean, median, background or a number."),
+    background: Path = typer.Option(None, "--background",
+                                    help="Table for mean/median/background baselines (default: --data)."),
     metric: str = typer.Option(None, "--metric", help="Permutation metric: log_loss, accuracy, auc, mse, mae."),
     n_repeats: int = typer.Option(5, "--n-repeats", help="Permutation repeats."),
+    option: list[str] = typer.Option([], "--option",
+                                     help="Method option KEY=VALUE (e.g. n_steps=100, rule=riemann_trapezoid); repeatable."),
     batch_size: int = typer.Option(None, "--batch-size", help="Rows per model call."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
@@ -104,38 +125,47 @@ def attribute_command(
     """Attribute a saved model's output on a table to its features or feature groups."""
     import sys
 
-    from featurelens.attribution import attribute
+    from featurelens.attribution import METHODS, attribute
+    from featurelens.attribution._api import method_options
     from featurelens.data import FeatureSpec, load_table, read_groups
     from featurelens.models import load_model
     from featurelens.report import save_attribution_report
 
     check_output_dir(out, force=force)
-    bad = [m for m in method if m not in _METHODS]
+    methods = list(dict.fromkeys(method))
+    bad = [m for m in methods if m not in METHODS]
     if bad:
-        raise ValueError(f"--method {bad[0]!r} is not available; choose from {', '.join(_METHODS)}")
-    if metric is not None and "permutation" not in method:
+        raise ValueError(f"--method {bad[0]!r} is not available; choose from {', '.join(METHODS)}")
+    accepts = {m: set(method_options(m)) for m in methods}
+    extra = _parse_options(option)
+    for key in extra:
+        if not any(key in a for a in accepts.values()):
+            raise ValueError(f"--option {key}=... is not an option of {', '.join(methods)}")
+    if metric is not None and not any("metric" in a for a in accepts.values()):
         raise ValueError("--metric applies to --method permutation, which is not selected")
-    if background is not None and "ablation" not in method:
-        raise ValueError("--background applies to --method ablation, which is not selected")
+    if background is not None and not any("background" in a for a in accepts.values()):
+        raise ValueError("--background applies to methods with baselines (e.g. ablation), none is selected")
     base = _parse_baselines(baselines)
+    if background is not None and base not in ("mean", "median", "background"):
+        raise ValueError("--background is used only with --baselines mean, median or background")
     if factory is not None:
         sys.path.insert(0, str(Path.cwd()))
     table = load_table(data, label=label)
     spec = FeatureSpec(table.feature_names, read_groups(groups) if groups is not None else None)
     bg = table.X if background is None else load_table(background, features=table.feature_names).X
-    if background is not None and base not in ("mean", "median"):
-        raise ValueError("--background is used only with --baselines mean or median")
     net = load_model(model, factory=factory, trust=trust_checkpoint)
     common = dict(groups=spec, target=_parse_target(target), output=output, link=link,
-                  batch_size=batch_size, progress=not quiet)
+                  batch_size=batch_size, random_state=seed, progress=not quiet)
     explanations = {}
-    for m in dict.fromkeys(method):
-        if m == "ablation":
-            use_bg = bg if base in ("mean", "median") else None
-            explanations[m] = attribute(net, table.X, method=m, baselines=base, background=use_bg, **common)
-        else:
-            explanations[m] = attribute(net, table.X, method=m, labels=table.y, metric=metric,
-                                        n_repeats=n_repeats, random_state=seed, **common)
+    for m in methods:
+        kw = {k: v for k, v in extra.items() if k in accepts[m]}
+        if "baselines" in accepts[m]:
+            kw.setdefault("baselines", base)
+            if "background" in accepts[m] and kw["baselines"] in ("mean", "median", "background"):
+                kw.setdefault("background", bg)
+        if "labels" in accepts[m]:
+            kw.update(labels=table.y, metric=metric, n_repeats=n_repeats)
+        explanations[m] = attribute(net, table.X, method=m, **kw, **common)
     summary = {
         "model file": str(model),
         "data file": str(data),
