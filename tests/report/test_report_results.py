@@ -53,3 +53,17 @@ def test_units_from_link(link, unit):
     perm = Explanation(None, names=["a"], axes=("sample", "feature"), method="permutation",
                        scores=np.ones((2, 1)), params={"metric": "auc"})
     assert importance_label(perm) == "auc degradation when permuted (auc units)"
+
+
+def test_single_row_scores_use_their_label_and_get_no_repeats_figure(tmp_path):
+    import numpy as np
+
+    from featurelens.attribution._explanation import Explanation
+    from featurelens.report import write_attribution_report
+
+    w = Explanation(None, names=["a", "b"], axes=("sample", "feature"), method="weights",
+                    scores=np.array([[0.75, 0.25]]), params={"score_label": "share of first-layer |weight|"})
+    results = write_attribution_report(tmp_path, title="t", explanations={"weights": w})
+    assert "permutation_repeats.png" not in results["figures"]
+    assert results["importance"]["weights"] == {"a": 0.75, "b": 0.25}
+    assert "share of first-layer |weight|" in (tmp_path / "index.html").read_text()

@@ -160,7 +160,7 @@ def repeats_figure(directory: Path, results: Mapping[str, Any], explanations: Ma
                    spurious: str | None, dpi: int) -> FigureInfo | None:
     """Repeat-level metric degradation: the repeats as dots, mean ± standard error."""
     level = results["level"]
-    usable = {k: e for k, e in explanations.items() if e.scores is not None}
+    usable = {k: e for k, e in explanations.items() if e.scores is not None and e.scores.shape[0] > 1}
     if not usable:
         return None
     names, extra = _shown(results["players"], level)

@@ -222,6 +222,9 @@ def unit_of(expl: Explanation) -> str:
 def importance_label(expl: Explanation) -> str:
     """What :meth:`Explanation.importance` measures, with its unit."""
     if expl.scores is not None:
+        label = expl.params.get("score_label")
+        if isinstance(label, str):
+            return label
         metric = expl.params.get("metric")
         metric = metric if isinstance(metric, str) else "metric"
         return f"{metric} degradation when permuted ({metric} units)"
