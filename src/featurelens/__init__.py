@@ -7,7 +7,7 @@ The public API in one place; each name lives in the subpackage of its concern
 
 __version__ = "0.1.0"
 
-from featurelens.attribution import Explanation, attribute
+from featurelens.attribution import Explanation, attribute, edge_scores, optimize_input, prune_inputs
 from featurelens.data import (
     FeatureSpec,
     load_table,
@@ -29,11 +29,14 @@ __all__ = [
     "SmallTransformer",
     "__version__",
     "attribute",
+    "edge_scores",
     "load_model",
     "load_table",
     "make_biased",
     "make_multifeature",
     "make_shifted",
+    "optimize_input",
+    "prune_inputs",
     "read_groups",
     "save_attribution_report",
     "sliding_windows",

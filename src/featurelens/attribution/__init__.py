@@ -2,11 +2,22 @@
 
 from featurelens.attribution._api import METHODS, attribute
 from featurelens.attribution._baselines import resolve_baselines
+from featurelens.attribution._edge_scores import EdgeScores, edge_scores
 from featurelens.attribution._explanation import Explanation
+from featurelens.attribution._optimize import optimize_input
+from featurelens.attribution._prune_inputs import PrunedInputs, prune_inputs, rank_plot
+from featurelens.attribution._structural import find_input_layer
 
 __all__ = [
     "METHODS",
+    "EdgeScores",
     "Explanation",
+    "PrunedInputs",
     "attribute",
+    "edge_scores",
+    "find_input_layer",
+    "optimize_input",
+    "prune_inputs",
+    "rank_plot",
     "resolve_baselines",
 ]

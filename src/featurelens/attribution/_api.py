@@ -62,7 +62,13 @@ def attribute(
         ``(n, d)`` tabular rows or ``(n, T, d)`` sequences; cast to the
         model's device and floating dtype. DataFrame columns name the features.
     method : str
-        ``"ablation"`` or ``"permutation"`` (see ``featurelens.attribution.METHODS``).
+        One of ``featurelens.attribution.METHODS``: perturbation
+        (``"ablation"``, ``"permutation"``), gradients (``"saliency"``,
+        ``"input_x_gradient"``, ``"integrated_gradients"``, ``"smoothgrad"``),
+        Shapley values (``"shapley"`` exact, ``"shapley_sampling"``) and
+        weight-based scores (``"weights"``, ``"weights_x_std"``,
+        ``"edge_scores"``, which need no target). Definitions: docs/attribution.md,
+        docs/gradients.md, docs/shapley.md, docs/edge_scores.md.
     target : int, tuple of int, "all" or None
         Which output to explain (see :class:`featurelens.models.OutputSelector`).
         ``"all"`` explains every output at once; values gain a trailing axis.
@@ -88,8 +94,13 @@ def attribute(
     progress : bool
         Show rich progress bars on stderr.
     **options
-        Method options: ``background`` (ablation); ``n_repeats``, ``labels``,
-        ``metric``, ``higher_is_better`` (permutation).
+        Method options (``method_options(method)`` lists them), e.g.
+        ``background`` (ablation, IG, Shapley, weights_x_std); ``n_repeats``,
+        ``labels``, ``metric``, ``higher_is_better`` (permutation); ``n_steps``,
+        ``rule``, ``tolerance`` (integrated gradients); ``n_samples``,
+        ``noise_level``, ``base`` (smoothgrad); ``max_background`` (averaging
+        methods); ``n_permutations`` (shapley_sampling); ``eps`` (edge_scores).
+        An option the method does not take raises ``TypeError``.
 
     Returns
     -------
@@ -122,5 +133,6 @@ def attribute(
             link=link,
             batch_size=batch_size,
             progress=progress,
+            require_target=not getattr(impl, "target_free", False),
         )
         return impl(problem, **options)

@@ -109,6 +109,7 @@ def build_problem(
     link: str | None,
     batch_size: int | None,
     progress: bool,
+    require_target: bool = True,
 ) -> Problem:
     """Validate and convert the common arguments of :func:`featurelens.attribute`."""
     if not isinstance(model, nn.Module):
@@ -146,11 +147,11 @@ def build_problem(
         model_fingerprint=fingerprint_model(model),
         data_fingerprint=fingerprint_data(x),
     )
-    _probe(problem)
+    _probe(problem, require_target=require_target)
     return problem
 
 
-def _probe(problem: Problem) -> None:
+def _probe(problem: Problem, *, require_target: bool = True) -> None:
     """Run the model on two rows so that a model/data mismatch fails early and clearly."""
     xb = problem.x[:2]
     try:
@@ -162,4 +163,5 @@ def _probe(problem: Problem) -> None:
             f"the model failed on inputs of shape {tuple(problem.x.shape)} "
             f"({problem.x.shape[-1]} features): {first}"
         ) from exc
-    problem.selector(raw, xb.shape[0])
+    if require_target:
+        problem.selector(raw, xb.shape[0])

@@ -11,6 +11,8 @@ from rich.table import Table as RichTable
 from featurelens._io import check_output_dir
 
 _METHODS = ("ablation", "permutation")
+#: background rows used by averaging methods (--baselines background) unless --option max_background=N
+_MAX_BACKGROUND = 100
 
 
 def _render(explanations: dict, out: Path, *, quiet: bool, seconds: float | None = None) -> None:
@@ -163,6 +165,8 @@ def attribute_command(
             kw.setdefault("baselines", base)
             if "background" in accepts[m] and kw["baselines"] in ("mean", "median", "background"):
                 kw.setdefault("background", bg)
+            if kw["baselines"] == "background" and "max_background" in accepts[m]:
+                kw.setdefault("max_background", _MAX_BACKGROUND)
         if "labels" in accepts[m]:
             kw.update(labels=table.y, metric=metric, n_repeats=n_repeats)
         explanations[m] = attribute(net, table.X, method=m, **kw, **common)
