@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import time_it  # noqa: E402
+from _timing import time_it
 
-from featurelens.attribution import attribute  # noqa: E402
+from featurelens.attribution import attribute
 
 
 def main() -> None:

@@ -7,7 +7,13 @@ The public API in one place; each name lives in the subpackage of its concern
 
 __version__ = "0.1.0"
 
-from featurelens.attribution import Explanation, attribute, edge_scores, optimize_input, prune_inputs
+from featurelens.attribution import (
+    Explanation,
+    attribute,
+    edge_scores,
+    optimize_input,
+    prune_inputs,
+)
 from featurelens.data import (
     FeatureSpec,
     load_table,
