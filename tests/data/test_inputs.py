@@ -151,3 +151,12 @@ def test_resolve_names():
         resolve_names(2, data_names=None, feature_names=["a"], name="cols")
     with pytest.raises(TypeError, match="feature_names must be a list of names, not the single str 'ab'"):
         resolve_names(2, data_names=None, feature_names="ab")
+
+
+def test_huge_finite_values_pass_even_when_their_sum_overflows():
+    x = torch.full((4, 3), 3e38)
+    t, _ = as_tensor(x)
+    assert torch.equal(t, x)
+    x[1, 2] = float("inf")
+    with pytest.raises(ValueError, match="NaN or inf in column"):
+        as_tensor(x)

@@ -59,8 +59,18 @@ class Problem:
     def level(self) -> str:
         return "group" if self.spec.has_groups else "feature"
 
+    checked: bool = False
+
     def forward(self, xb: torch.Tensor) -> torch.Tensor:
-        """Selected output for a batch: ``(B,)`` or ``(B, K)``."""
+        """Selected output for a batch: ``(B,)`` or ``(B, K)``.
+
+        The first call turns a model/data mismatch into a ``ValueError``
+        naming the input shape (no separate probe forward is spent on it).
+        """
+        if not self.checked:
+            out = self.selector(_call_model(self, xb), xb.shape[0])
+            self.checked = True
+            return out
         return self.selector(self.model(xb), xb.shape[0])
 
     def forward_all(self, x: torch.Tensor | None = None, *, desc: str = "model outputs") -> torch.Tensor:
@@ -147,21 +157,19 @@ def build_problem(
         model_fingerprint=fingerprint_model(model),
         data_fingerprint=fingerprint_data(x),
     )
-    _probe(problem, require_target=require_target)
+    if not require_target:  # methods that never call problem.forward: check the data fits now
+        with torch.no_grad():
+            _call_model(problem, problem.x[:2])
     return problem
 
 
-def _probe(problem: Problem, *, require_target: bool = True) -> None:
-    """Run the model on two rows so that a model/data mismatch fails early and clearly."""
-    xb = problem.x[:2]
+def _call_model(problem: Problem, xb: torch.Tensor) -> Any:
+    """``model(xb)``, with a failure reported as a model/data mismatch."""
     try:
-        with torch.no_grad():
-            raw = problem.model(xb)
+        return problem.model(xb)
     except (RuntimeError, IndexError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(
             f"the model failed on inputs of shape {tuple(problem.x.shape)} "
             f"({problem.x.shape[-1]} features): {first}"
         ) from exc
-    if require_target:
-        problem.selector(raw, xb.shape[0])

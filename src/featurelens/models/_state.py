@@ -73,16 +73,19 @@ def preserve_model(model: nn.Module, *, eval_mode: bool = True, freeze: bool = F
     flags = [(p, p.requires_grad) for p in model.parameters()]
     hooks = _hook_counts(model)
     try:
-        if eval_mode:
+        if eval_mode and any(training for _, training in modes):
             set_eval(model)
         if freeze:
-            for p, _ in flags:
-                p.requires_grad_(False)
+            for p, rg in flags:
+                if rg:
+                    p.requires_grad_(False)
         yield model
-    finally:
+    finally:  # restore only what differs: Module.__setattr__ is slow and this runs on every call
         for m, training in modes:
-            m.training = training
+            if m.training != training:
+                m.training = training
         for p, rg in flags:
-            p.requires_grad_(rg)
+            if p.requires_grad != rg:
+                p.requires_grad_(rg)
     if _hook_counts(model) != hooks:
         raise RuntimeError("an analysis left hooks on the model; this is a featurelens bug")
