@@ -225,3 +225,22 @@ def test_numeric_baseline_and_all_targets_render(workspace, capsys):
     results = json.loads((workspace / "rep" / "results.json").read_text())
     assert results["explanations"]["ablation"]["params"]["baselines"] == 0.5
     assert set(results["importance"]["ablation"]) == set(FEATURES)
+
+
+def test_every_method_from_the_cli_with_options(workspace, capsys):
+    args = ["attribute", "--model", "weights.pt", "--factory", "mynet:build", "--data", "data.csv", "--label", "label",
+            "--groups", "groups.yaml", "--out", "rep3", "-q", "--baselines", "zeros"]
+    for m in ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "shapley", "shapley_sampling",
+              "weights", "weights_x_std", "edge_scores", "ablation", "permutation"):
+        args += ["--method", m]
+    args += ["--option", "n_steps=16", "--option", "rule=riemann_middle", "--option", "n_permutations=4"]
+    code, _, err = _run(capsys, *args)
+    assert code == 0, err
+    results = json.loads((workspace / "rep3" / "results.json").read_text())
+    assert len(results["importance"]) == 11
+    assert results["explanations"]["integrated_gradients"]["params"]["n_steps"] == 16
+    assert results["explanations"]["integrated_gradients"]["params"]["rule"] == "riemann_middle"
+    # the first layer's weights of feature a were scaled by 5: group 'first' leads by weight
+    assert results["importance"]["weights"]["first"] > results["importance"]["weights"]["second"]
+    for method, imp in results["importance"].items():
+        assert all(np.isfinite(v) for v in imp.values()), method

@@ -83,7 +83,7 @@ def attribute(
     random_state : int, numpy Generator or None
         Seed of every random choice (permutations).
     batch_size : int, optional
-        Rows per model call. Default: 2048 on CPU, 65536 on CUDA, divided by
+        Rows per model call. Default: 1024 per torch thread on CPU, 65536 on CUDA, divided by
         the sequence length for sequence inputs.
     feature_names : list of str, optional
         Overrides DataFrame columns / the default names ``x0..``.

@@ -20,11 +20,10 @@ import torch
 from torch import nn
 
 from featurelens._validation import check_float, check_int
+from featurelens.attribution._problem import default_batch_size
 from featurelens.attribution._structural import PROBE_ROWS, effective_weight, linear_chain
 from featurelens.data._inputs import as_tensor, resolve_names
 from featurelens.models._state import model_device_dtype, preserve_model
-
-DEFAULT_BATCH_ROWS = 2048
 
 
 class _Moments:
@@ -230,7 +229,7 @@ def edge_scores(
         Element of a tuple-returning model's output.
     feature_names : sequence of str, optional
     batch_size : int, optional
-        Rows per forward pass (default 2048, divided by ``T`` for sequences).
+        Rows per forward pass (default: 1024 per torch thread on CPU, divided by ``T`` for sequences).
 
     Returns
     -------
@@ -258,7 +257,7 @@ def edge_scores(
     if kan_cls is not None and isinstance(model, kan_cls):
         return _kan_scores(model, x, eps, target, names)
     if batch_size is None:
-        batch_size = max(1, DEFAULT_BATCH_ROWS // (x.shape[1] if x.dim() == 3 else 1))
+        batch_size = default_batch_size(x)
     batch_size = check_int(batch_size, name="batch_size", minimum=1)
     with preserve_model(model, eval_mode=True, freeze=True):
         chain = linear_chain(model, x[:PROBE_ROWS], output)

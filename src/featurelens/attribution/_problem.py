@@ -19,17 +19,17 @@ from featurelens.data._spec import FeatureSpec
 from featurelens.models._output import OutputSelector
 from featurelens.models._state import model_device_dtype
 
-#: Rows per model call on the CPU. Measured on the anchor MLP 64-256-256-1 with
-#: benchmarks/chunk_size.py (docs/benchmarks.md): 2048-row calls were the fastest
-#: or within 5 % of it with 1 and 2 threads; 4096 rows cost 60 % more with 1
-#: thread and 8192 rows 40-70 % more (activations fall out of cache).
-CPU_ROWS_PER_CALL = 2048
+#: Rows per model call on the CPU, per torch thread. Measured on the anchor MLP
+#: 64-256-256-1 with benchmarks/chunk_size.py (docs/benchmarks.md): with 1 thread
+#: 1024-2048-row calls are fastest, with 2 threads 2048-4096; 8192-row calls cost
+#: 40-70 % more (activations fall out of the per-core cache).
+CPU_ROWS_PER_THREAD = 1024
 CUDA_ROWS_PER_CALL = 65536
 
 
 def default_batch_size(x: torch.Tensor) -> int:
-    """Rows per model call: 2048 on CPU (65536 on CUDA), divided by the sequence length."""
-    rows = CUDA_ROWS_PER_CALL if x.device.type == "cuda" else CPU_ROWS_PER_CALL
+    """Rows per model call: 1024 per torch thread on CPU (65536 on CUDA), divided by the sequence length."""
+    rows = CUDA_ROWS_PER_CALL if x.device.type == "cuda" else CPU_ROWS_PER_THREAD * torch.get_num_threads()
     steps = x.shape[1] if x.dim() == 3 else 1
     return max(1, rows // steps)
 
