@@ -27,7 +27,8 @@ test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed-dev
-	$(PY) benchmarks/perturbation.py
+	$(PY) benchmarks/attribution.py --threads 1
+	$(PY) benchmarks/perturbation.py --threads 1
 
 clean:
 	rm -rf $(VENV) featurelens-report .pytest_cache
