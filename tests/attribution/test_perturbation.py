@@ -285,3 +285,12 @@ def test_tensor_array_and_dataframe_inputs_agree():
     np.testing.assert_array_equal(a.values, b.values)
     np.testing.assert_array_equal(a.values, c.values)
     assert c.names == names and a.data_fingerprint == c.data_fingerprint
+
+
+def test_method_options_lists_keyword_options():
+    from featurelens.attribution import METHODS, method_options
+
+    assert method_options("permutation") == ["n_repeats", "labels", "metric", "higher_is_better", "random_state"]
+    assert set(METHODS) >= {"ablation", "permutation", "saliency", "integrated_gradients", "shapley", "edge_scores"}
+    with pytest.raises(ValueError, match="method must be one of"):
+        method_options("lime")

@@ -1,6 +1,6 @@
 """Attribution methods behind one entry point, :func:`attribute`, and their result, :class:`Explanation`."""
 
-from featurelens.attribution._api import METHODS, attribute
+from featurelens.attribution._api import METHODS, attribute, method_options
 from featurelens.attribution._baselines import resolve_baselines
 from featurelens.attribution._edge_scores import EdgeScores, edge_scores
 from featurelens.attribution._explanation import Explanation
@@ -16,6 +16,7 @@ __all__ = [
     "attribute",
     "edge_scores",
     "find_input_layer",
+    "method_options",
     "optimize_input",
     "prune_inputs",
     "rank_plot",

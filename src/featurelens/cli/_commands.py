@@ -128,8 +128,7 @@ def attribute_command(
     """Attribute a saved model's output on a table to its features or feature groups."""
     import sys
 
-    from featurelens.attribution import METHODS, attribute
-    from featurelens.attribution._api import method_options
+    from featurelens.attribution import METHODS, attribute, method_options
     from featurelens.data import FeatureSpec, load_table, read_groups
     from featurelens.models import load_model
     from featurelens.report import save_attribution_report
