@@ -21,7 +21,7 @@ from torch import nn
 
 from featurelens._validation import check_float, check_int
 from featurelens.attribution._problem import default_batch_size
-from featurelens.attribution._structural import PROBE_ROWS, effective_weight, linear_chain
+from featurelens.attribution._tracing import PROBE_ROWS, effective_weight, linear_chain
 from featurelens.data._inputs import as_tensor, resolve_names
 from featurelens.models._state import model_device_dtype, preserve_model
 

@@ -1,8 +1,5 @@
 """Structural attributions read from weights: first-layer weights and edge scores.
 
-Also the structural tracing they share: forward hooks that find the input layer by
-data flow (:func:`find_input_layer`) and verify a strict Linear chain (:func:`linear_chain`).
-
 All three are global, data-independent (``weights``) or data-set-level
 (``weights_x_std``, ``edge_scores``) scores: the :class:`Explanation` holds them as
 ``scores`` of shape ``(1, n_players)`` (one "repeat") and ``values=None``. With groups,
@@ -11,313 +8,17 @@ a group's score is the sum of its member features' scores.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
+from featurelens.attribution._edge_scores import edge_scores
 from featurelens.attribution._explanation import Explanation
 from featurelens.attribution._problem import Problem
+from featurelens.attribution._tracing import PROBE_ROWS, effective_weight, locate_input_layer
 from featurelens.data._inputs import as_tensor
-from featurelens.models._state import model_device_dtype, preserve_model
-
-PROBE_ROWS = 64  # rows of the structural checks (the scores themselves use every row)
-
-_TRANSFORMER = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.TransformerEncoder,
-                nn.TransformerDecoder, nn.Transformer)
-_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
-_UNSUPPORTED: tuple[tuple[type[nn.Module] | tuple[type[nn.Module], ...], str], ...] = (
-    (_TRANSFORMER, "a transformer layer (attention, residuals, LayerNorm)"),
-    (nn.MultiheadAttention, "attention (it mixes tokens)"),
-    (_NORMS, "a normalisation over the units of a layer (it mixes units)"),
-    (nn.modules.conv._ConvNd, "a convolution (not a per-unit nn.Linear)"),
-    ((nn.RNNBase, nn.RNNCellBase), "a recurrent layer (its state mixes time steps)"),
-    ((nn.Softmax, nn.LogSoftmax, nn.Softmin), "a softmax (it mixes units)"),
-    (nn.Bilinear, "a bilinear layer (products of units)"),
-    (nn.Embedding, "an embedding (integer inputs)"),
-)
-
-
-class _Stop(Exception):
-    """Raised by a hook to end a forward pass once the needed activation is captured."""
-
-
-@dataclass
-class _Call:
-    name: str
-    module: nn.Module
-    input: Any
-    output: Any
-
-
-def effective_weight(module: nn.Linear) -> torch.Tensor:
-    """The weight a Linear layer computes with, detached: ``weight_orig * weight_mask`` if pruned.
-
-    ``torch.nn.utils.prune`` keeps the dense ``weight_orig`` parameter and the
-    ``weight_mask`` buffer; the product is what the forward pass uses.
-    """
-    if hasattr(module, "weight_orig") and hasattr(module, "weight_mask"):
-        return (module.weight_orig * module.weight_mask).detach()
-    return module.weight.detach()
-
-
-def _display(name: str) -> str:
-    return "<model>" if name == "" else name
-
-
-@contextlib.contextmanager
-def _recording(modules: Sequence[tuple[str, nn.Module]]) -> Iterator[list[_Call]]:
-    """Record every call of ``modules`` (name, module, first positional input, output)."""
-    calls: list[_Call] = []
-    handles = []
-
-    def hook_for(name: str) -> Callable:
-        def hook(module: nn.Module, args: tuple, output: Any) -> None:
-            calls.append(_Call(name, module, args[0] if args else None, output))
-
-        return hook
-
-    try:
-        for name, m in modules:
-            try:
-                handles.append(m.register_forward_hook(hook_for(name)))
-            except (RuntimeError, AttributeError, NotImplementedError) as exc:
-                raise ValueError(
-                    f"cannot attach forward hooks to module {_display(name)!r} "
-                    f"({type(m).__name__}); structural scores need a Python nn.Module, not "
-                    f"TorchScript or an exported program: {exc}"
-                ) from exc
-        yield calls
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def pick_output(raw: Any, output: int | None) -> torch.Tensor:
-    """The model output to use: ``raw`` or, for tuple outputs, ``raw[output]``."""
-    if isinstance(raw, (tuple, list)):
-        if output is None:
-            raise TypeError(f"the model returned a {type(raw).__name__} of {len(raw)} outputs; pass output=<index>")
-        if not -len(raw) <= output < len(raw):
-            raise ValueError(f"output={output} is out of range for a model returning {len(raw)} outputs")
-        raw = raw[output]
-    elif output not in (None, 0):
-        raise ValueError(f"output={output} was given but the model returns a single tensor")
-    if not isinstance(raw, torch.Tensor):
-        raise TypeError(f"the model output must be a tensor, got {type(raw).__name__}")
-    return raw
-
-
-def call_model(model: nn.Module, x: torch.Tensor) -> Any:
-    """``model(x)``; a failing model raises ``ValueError`` quoting the first line of its error."""
-    try:
-        return model(x)
-    except _Stop:
-        raise
-    except (RuntimeError, IndexError, ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"the model failed on inputs of shape {tuple(x.shape)}: {first}") from exc
-
-
-def run_model(model: nn.Module, x: torch.Tensor, output: int | None) -> torch.Tensor:
-    """``pick_output(call_model(model, x), output)``."""
-    return pick_output(call_model(model, x), output)
-
-
-def linear_readers(calls: Sequence[_Call], x: torch.Tensor) -> list[_Call]:
-    """Calls of ``nn.Linear`` modules whose input is ``x`` itself or equal to it bit for bit."""
-    found: dict[str, _Call] = {}
-    for c in calls:
-        a = c.input
-        if not isinstance(c.module, nn.Linear) or not isinstance(a, torch.Tensor):
-            continue
-        same = a is x or (a.shape == x.shape and a.dtype == x.dtype and a.device == x.device and torch.equal(a, x))
-        if same:
-            found.setdefault(c.name, c)
-    return list(found.values())
-
-
-def _perturbed(x: torch.Tensor) -> torch.Tensor:
-    """``x`` plus seeded noise of half each column's std (1 for constant columns)."""
-    flat = x.reshape(-1, x.shape[-1])
-    sd = flat.std(dim=0) if flat.shape[0] > 1 else torch.ones_like(flat[0])
-    sd = torch.where(sd > 0, sd, torch.ones_like(sd))
-    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    return x + 0.5 * sd * noise.to(device=x.device, dtype=x.dtype)
-
-
-def _check_stage(model: nn.Module, x_alt: torch.Tensor, prev: _Call, consumer: _Call | None,
-                 clean: torch.Tensor, output: int | None) -> None:
-    """Check that ``clean`` (the consumer's input, or the model output) is an elementwise
-    function of ``prev``'s output alone: unchanged when everything upstream changes but
-    ``prev``'s output is held fixed, and with a diagonal Jacobian with respect to it."""
-    leaf = prev.output.detach().clone().requires_grad_(True)
-    captured: dict[str, torch.Tensor] = {}
-
-    def capture(module: nn.Module, args: tuple) -> None:
-        captured["a"] = args[0]
-        raise _Stop
-
-    handles = [prev.module.register_forward_hook(lambda m, args, out: leaf)]
-    if consumer is not None:
-        handles.append(consumer.module.register_forward_pre_hook(capture))
-    try:
-        with torch.enable_grad():
-            try:
-                a = run_model(model, x_alt, output)
-            except _Stop:
-                a = captured["a"]
-    finally:
-        for h in handles:
-            h.remove()
-    where = (f"between nn.Linear {prev.name!r} and nn.Linear {consumer.name!r}" if consumer is not None
-             else f"after the last nn.Linear {prev.name!r}")
-    if not isinstance(a, torch.Tensor) or not a.requires_grad:
-        raise ValueError(f"{where}: the activations do not depend on the output of {prev.name!r}")
-    if consumer is not None and a.shape != leaf.shape:
-        raise ValueError(
-            f"{where} the activations change shape from {tuple(leaf.shape)} to {tuple(a.shape)}; "
-            "only elementwise operations may sit between the Linear layers of an edge-score chain"
-        )
-    tiny = torch.finfo(clean.dtype).tiny
-    scale = float(clean.detach().abs().max()) if clean.numel() else 0.0
-    if a.shape != clean.shape or not torch.allclose(a.detach(), clean, rtol=1e-4, atol=1e-6 * scale + tiny):
-        raise ValueError(
-            f"{where} the activations depend on more than the output of {prev.name!r} (a residual/skip "
-            "connection, a concatenation or a branch); edge scores need a strictly sequential chain "
-            "in which each Linear consumes the previous layer's (activated) output"
-        )
-    if a.numel() != leaf.numel():
-        return  # a reduction after the last Linear (e.g. pooling over time steps)
-    gen = torch.Generator().manual_seed(1)
-    v = torch.randn(a.shape, generator=gen, dtype=torch.float64).to(device=a.device, dtype=a.dtype)
-    (g1,) = torch.autograd.grad(a, leaf, v, retain_graph=True)
-    (g0,) = torch.autograd.grad(a, leaf, torch.ones_like(a))
-    diag = g0 * v.reshape(leaf.shape)
-    tol = 1e-4 * float(g0.abs().max()) * float(v.abs().max()) + tiny
-    if not torch.allclose(g1, diag, rtol=0, atol=tol):
-        raise ValueError(
-            f"{where} the operations mix units or rows (e.g. softmax, a normalisation over units, "
-            "a matrix product outside nn.Linear); edge scores need elementwise operations"
-            + ("" if consumer is not None else "; to score the logits pass the model without its final operation")
-        )
-
-
-def linear_chain(model: nn.Module, x: torch.Tensor, output: int | None = None) -> list[tuple[str, nn.Linear]]:
-    """The ``nn.Linear`` layers of ``model`` in data-flow order, verified to form a strict chain.
-
-    Verified on the batch ``x`` with forward hooks: no unsupported module runs
-    (attention, transformer layers, LayerNorm/GroupNorm/RMSNorm, convolutions,
-    RNNs, softmax); every Linear runs once; the first one reads the model
-    input itself (``is`` it or equals it bit for bit); and each later Linear's
-    input, as well as the model output, is an elementwise function of the
-    previous Linear's output alone (unchanged when the model input is
-    perturbed but that output is held fixed, and with a diagonal Jacobian).
-    Raises ``ValueError`` saying what breaks the chain.
-    """
-    named = list(model.named_modules())
-    with _recording(named) as calls, torch.no_grad():
-        out = run_model(model, x, output)
-    for c in sorted(calls, key=lambda c: c.name.count(".") + (c.name != "")):  # outermost first
-        for kind, why in _UNSUPPORTED:
-            if isinstance(c.module, kind):
-                raise ValueError(
-                    f"edge scores are undefined for this model: module {_display(c.name)!r} "
-                    f"({type(c.module).__name__}) is {why}; they need a chain of nn.Linear layers "
-                    "joined by elementwise activations (Dropout and BatchNorm1d in eval mode allowed)"
-                )
-    lin = [c for c in calls if isinstance(c.module, nn.Linear)]
-    if not lin:
-        raise ValueError("no nn.Linear layer ran in the model's forward pass; edge scores need nn.Linear layers")
-    repeated = [n for n, k in Counter(c.name for c in lin).items() if k > 1]
-    if repeated:
-        raise ValueError(
-            f"nn.Linear {repeated[0]!r} runs {Counter(c.name for c in lin)[repeated[0]]} times in one "
-            "forward pass (shared weights or a loop over time steps); each layer must run once "
-            "(apply per-time-step layers to the whole (n, T, d) tensor)"
-        )
-    readers = linear_readers(lin, x)
-    if len(readers) > 1:
-        raise ValueError(
-            "the model input feeds several nn.Linear layers: "
-            f"{', '.join(repr(c.name) for c in readers)}; edge scores need a single input layer"
-        )
-    if not readers or readers[0].name != lin[0].name:
-        raise ValueError(
-            f"the first nn.Linear to run, {lin[0].name!r}, does not read the model input unchanged "
-            "(the model transforms or reshapes its inputs first); edge scores need the input "
-            "layer to read the inputs themselves"
-        )
-    x_alt = _perturbed(x)
-    for prev, cons in itertools.pairwise(lin):
-        _check_stage(model, x_alt, prev, cons, cons.input, output)
-    _check_stage(model, x_alt, lin[-1], None, out, output)
-    return [(c.name, c.module) for c in lin]
-
-
-def _find(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Linear]:
-    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError("the model has no nn.Linear layer, so it has no input layer to read weights from")
-    with _recording(linears) as calls, torch.no_grad():
-        call_model(model, x)
-    readers = linear_readers(calls, x)
-    if len(readers) == 1:
-        return readers[0].name, readers[0].module
-    if readers:
-        raise ValueError(
-            "the model input feeds several nn.Linear layers: "
-            f"{', '.join(repr(c.name) for c in readers)}; the input layer is ambiguous"
-        )
-    ran = list(dict.fromkeys(c.name for c in calls))
-    ran_txt = ", ".join(map(repr, ran)) if ran else "none ran"
-    raise ValueError(
-        f"no nn.Linear layer reads the model input (shape {tuple(x.shape)}) unchanged (Linear layers "
-        f"that ran: {ran_txt}); the model transforms or reshapes its inputs before its first "
-        "Linear layer, so no weight column belongs to one input feature"
-    )
-
-
-def find_input_layer(model: nn.Module, inputs: Any) -> tuple[str, nn.Linear]:
-    """The ``nn.Linear`` layer that reads the model input, found by data flow.
-
-    The model is run (in eval mode, without gradients; its mode is restored) on
-    up to 64 rows of ``inputs`` with forward hooks on every ``nn.Linear``; the
-    input layer is the one whose forward input *is* the input tensor or equals
-    it bit for bit with the same shape. Module order and names play no part
-    (seed 000 took "the first Linear by module order", which need not be the
-    input layer). A Linear applied to ``(n, T, d)`` sequences (per time step)
-    qualifies.
-
-    Parameters
-    ----------
-    model : nn.Module
-    inputs : Tensor, ndarray or DataFrame
-        ``(n, d)`` or ``(n, T, d)`` rows the model accepts.
-
-    Returns
-    -------
-    (name, module) : tuple of str and nn.Linear
-        The module's exact path in ``model.named_modules()`` and the module.
-
-    Raises
-    ------
-    ValueError
-        If no Linear reads the input unchanged (the model transforms or reshapes
-        it first), or several do (the candidates are named).
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    device, dtype = model_device_dtype(model)
-    x, _ = as_tensor(inputs, name="inputs", dtype=dtype, device=device)
-    with preserve_model(model, eval_mode=True):
-        return _find(model, x[:PROBE_ROWS])
 
 
 def _group(problem: Problem, col: np.ndarray) -> np.ndarray:
@@ -340,7 +41,7 @@ def _normalised(col: np.ndarray) -> np.ndarray:
 
 
 def _input_weight_sums(problem: Problem) -> tuple[str, np.ndarray]:
-    name, layer = _find(problem.model, problem.x[:PROBE_ROWS])
+    name, layer = locate_input_layer(problem.model, problem.x[:PROBE_ROWS])
     return name, effective_weight(layer).to(torch.float64).abs().sum(dim=0).cpu().numpy()
 
 
@@ -417,7 +118,6 @@ def edge_scores_method(problem: Problem, *, eps: float = 1e-4) -> Explanation:
         if len(target) != 1:
             raise ValueError(f"edge_scores takes target=<int>, a unit of the last Linear layer; got {target!r}")
         target = target[0]
-    from featurelens.attribution._edge_scores import edge_scores  # _edge_scores imports this module
 
     es = edge_scores(
         problem.model, problem.x, eps=eps, target=target, output=problem.selector.output,
