@@ -4,7 +4,7 @@ from featurelens.models._loading import load_model, resolve_factory
 from featurelens.models._output import OutputSelector
 from featurelens.models._reference import MLP, SmallTransformer
 from featurelens.models._state import model_device_dtype, preserve_model
-from featurelens.models._training import TrainResult, train
+from featurelens.models._training import TrainResult, orthogonality_penalty, train
 
 __all__ = [
     "MLP",
@@ -13,6 +13,7 @@ __all__ = [
     "TrainResult",
     "load_model",
     "model_device_dtype",
+    "orthogonality_penalty",
     "preserve_model",
     "resolve_factory",
     "train",
