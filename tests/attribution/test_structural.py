@@ -212,3 +212,18 @@ def test_structural_methods_need_no_target_on_multi_output_models():
         assert e.scores.shape == (1, 4)
     with pytest.raises(ValueError, match="has 3 outputs"):
         attribute(model, x, method="ablation")
+
+
+def test_input_layer_behind_a_size_one_axis_is_found_but_not_behind_a_flatten():
+    from featurelens.models import SmallTransformer
+
+    torch.manual_seed(0)
+    model = SmallTransformer(5, hidden_dim=8, n_heads=2)
+    x = torch.randn(16, 5)
+    assert find_input_layer(model, x)[0] == "input_proj"  # the row becomes one token: x.unsqueeze(1)
+    e = attribute(model, x, method="weights")
+    w = model.input_proj.weight.detach().abs().sum(0)
+    np.testing.assert_allclose(e.scores[0], (w / w.sum()).numpy(), rtol=1e-6)
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4, 1))  # (n, T, d) -> (n, T*d): columns are not features
+    with pytest.raises(ValueError, match=r"no nn\.Linear layer reads the model input"):
+        find_input_layer(flat, torch.randn(6, 3, 4))

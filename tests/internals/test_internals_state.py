@@ -8,7 +8,6 @@ import torch
 from featurelens.internals import (
     capture,
     collect,
-    find_input_linear,
     intervene_weights,
     neuron_importance,
     patch,
@@ -67,7 +66,6 @@ OK = {
     "patch": _block(lambda m, x: patch(m, {"act1": "zero"}, neurons=[1]), _forward),
     "neuron_importance": lambda m, x: neuron_importance(m, "act1", x, batch_size=8),
     "intervene_weights": _block(lambda m, x: intervene_weights(m, {"layer1.weight": 0.0}), _forward),
-    "find_input_linear": lambda m, x: find_input_linear(m, x),
     "zero_input_group": _block(lambda m, x: zero_input_group(m, x, [0, 2]), _forward),
     "path_effects": lambda m, x: path_effects(m, x, mediator="act1", columns=[1], target=0),
 }
@@ -84,7 +82,6 @@ FAIL = {
     "neuron_importance": (lambda m, x: neuron_importance(m, "act1", BAD), ValueError, "MLP expects input"),
     "intervene_weights": (_block(lambda m, x: intervene_weights(m, {"layer1.weight": 1.0}), _boom),
                           RuntimeError, "boom"),
-    "find_input_linear": (lambda m, x: find_input_linear(m, BAD), ValueError, "MLP expects input"),
     "zero_input_group": (_block(lambda m, x: zero_input_group(m, x, [0]), _boom), RuntimeError, "boom"),
     "path_effects": (lambda m, x: path_effects(m, BAD, mediator="act1", columns=[0], target=0),
                      ValueError, "MLP expects input"),

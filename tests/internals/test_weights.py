@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from featurelens.internals import find_input_linear, intervene_weights, zero_input_group
+from featurelens.attribution import find_input_layer
+from featurelens.internals import intervene_weights, zero_input_group
 
 
 def _snapshot(model):
@@ -71,10 +72,10 @@ def test_intervene_errors(mlp, edits, err, match):
     _assert_identical(mlp, snap)
 
 
-def test_find_input_linear(mlp, transformer, x4):
-    assert find_input_linear(mlp, x4)[0] == "layer1"
+def test_find_input_layer(mlp, transformer, x4):
+    assert find_input_layer(mlp, x4)[0] == "layer1"
     # 2-D input reaches input_proj as x.unsqueeze(1); other Linears come first in module order nowhere
-    assert find_input_linear(transformer, torch.randn(3, 3))[0] == "input_proj"
+    assert find_input_layer(transformer, torch.randn(3, 3))[0] == "input_proj"
 
 
 class Reordered(nn.Module):
@@ -89,8 +90,8 @@ class Reordered(nn.Module):
         return self.out(torch.relu(self.inp(x)))
 
 
-def test_find_input_linear_is_structural():
-    assert find_input_linear(Reordered(), torch.randn(2, 4))[0] == "inp"
+def test_find_input_layer_is_structural():
+    assert find_input_layer(Reordered(), torch.randn(2, 4))[0] == "inp"
 
 
 def test_zero_input_group_equals_zeroed_inputs_in_linear_layer(mlp, x4):
@@ -126,9 +127,9 @@ def test_zero_input_group_errors(mlp, x4, columns, kwargs, err, match):
         pass
 
 
-def test_find_input_linear_errors(x4):
+def test_find_input_layer_errors(x4):
     with pytest.raises(ValueError, match=r"has no nn\.Linear layer"):
-        find_input_linear(nn.ReLU(), x4)
+        find_input_layer(nn.ReLU(), x4)
 
     class Scaled(nn.Module):
         def __init__(self) -> None:
@@ -138,5 +139,5 @@ def test_find_input_linear_errors(x4):
         def forward(self, x):
             return self.lin(2 * x)
 
-    with pytest.raises(ValueError, match=r"no nn\.Linear receives the model input unchanged"):
-        find_input_linear(Scaled(), x4.float())
+    with pytest.raises(ValueError, match=r"no nn\.Linear layer reads the model input"):
+        find_input_layer(Scaled(), x4.float())

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from featurelens.data._inputs import as_tensor
+from featurelens.models._output import pick_output
 from featurelens.models._state import model_device_dtype, preserve_model
 
 PROBE_ROWS = 64  # rows of the structural checks (the scores themselves use every row)
@@ -91,21 +92,6 @@ def _recording(modules: Sequence[tuple[str, nn.Module]]) -> Iterator[list[_Call]
             h.remove()
 
 
-def pick_output(raw: Any, output: int | None) -> torch.Tensor:
-    """The model output to use: ``raw`` or, for tuple outputs, ``raw[output]``."""
-    if isinstance(raw, (tuple, list)):
-        if output is None:
-            raise TypeError(f"the model returned a {type(raw).__name__} of {len(raw)} outputs; pass output=<index>")
-        if not -len(raw) <= output < len(raw):
-            raise ValueError(f"output={output} is out of range for a model returning {len(raw)} outputs")
-        raw = raw[output]
-    elif output not in (None, 0):
-        raise ValueError(f"output={output} was given but the model returns a single tensor")
-    if not isinstance(raw, torch.Tensor):
-        raise TypeError(f"the model output must be a tensor, got {type(raw).__name__}")
-    return raw
-
-
 def call_model(model: nn.Module, x: torch.Tensor) -> Any:
     """``model(x)``; a failing model raises ``ValueError`` quoting the first line of its error."""
     try:
@@ -122,15 +108,28 @@ def run_model(model: nn.Module, x: torch.Tensor, output: int | None) -> torch.Te
     return pick_output(call_model(model, x), output)
 
 
+def _reads_input(a: torch.Tensor, x: torch.Tensor) -> bool:
+    """``a`` is ``x``, or ``x`` with size-1 axes added or removed (e.g. ``x.unsqueeze(1)``).
+
+    The last axis must be the same, so the Linear's weight columns are the input features.
+    """
+    if a is x:
+        return True
+    return (
+        a.shape[-1:] == x.shape[-1:] and a.numel() == x.numel() and a.dtype == x.dtype
+        and a.device == x.device and [s for s in a.shape if s != 1] == [s for s in x.shape if s != 1]
+        and torch.equal(a.reshape(x.shape), x)
+    )
+
+
 def linear_readers(calls: Sequence[_Call], x: torch.Tensor) -> list[_Call]:
-    """Calls of ``nn.Linear`` modules whose input is ``x`` itself or equal to it bit for bit."""
+    """Calls of ``nn.Linear`` modules whose input is ``x`` itself or a size-1-axis view of it."""
     found: dict[str, _Call] = {}
     for c in calls:
         a = c.input
         if not isinstance(c.module, nn.Linear) or not isinstance(a, torch.Tensor):
             continue
-        same = a is x or (a.shape == x.shape and a.dtype == x.dtype and a.device == x.device and torch.equal(a, x))
-        if same:
+        if _reads_input(a, x):
             found.setdefault(c.name, c)
     return list(found.values())
 
@@ -282,7 +281,9 @@ def find_input_layer(model: nn.Module, inputs: Any) -> tuple[str, nn.Linear]:
     The model is run (in eval mode, without gradients; its mode is restored) on
     up to 64 rows of ``inputs`` with forward hooks on every ``nn.Linear``; the
     input layer is the one whose forward input *is* the input tensor or equals
-    it bit for bit with the same shape. Module order and names play no part
+    it bit for bit up to size-1 axes (e.g. a row turned into one token by
+    ``x.unsqueeze(1)``, as in ``SmallTransformer``), with the feature axis last
+    in both. Module order and names play no part
     (seed 000 took "the first Linear by module order", which need not be the
     input layer). A Linear applied to ``(n, T, d)`` sequences (per time step)
     qualifies.

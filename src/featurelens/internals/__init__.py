@@ -8,13 +8,12 @@ from featurelens.internals._capture import Activations, capture, collect
 from featurelens.internals._modules import resolve_modules
 from featurelens.internals._patch import neuron_importance, patch
 from featurelens.internals._paths import path_effects
-from featurelens.internals._weights import find_input_linear, intervene_weights, zero_input_group
+from featurelens.internals._weights import intervene_weights, zero_input_group
 
 __all__ = [
     "Activations",
     "capture",
     "collect",
-    "find_input_linear",
     "intervene_weights",
     "neuron_importance",
     "patch",

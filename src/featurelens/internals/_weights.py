@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from featurelens._validation import check_int
-from featurelens.internals._modules import as_input_tensor, resolve_single
-from featurelens.models._state import preserve_model
+from featurelens.attribution._tracing import find_input_layer
+from featurelens.internals._modules import resolve_single
 
 Edit = torch.Tensor | float | Callable[[torch.Tensor], torch.Tensor]
 
@@ -72,42 +72,6 @@ def intervene_weights(model: nn.Module, edits: Mapping[str, Edit]) -> Iterator[n
                 tensors[name].copy_(value)
 
 
-def find_input_linear(model: nn.Module, inputs: Any) -> tuple[str, nn.Linear]:
-    """The ``nn.Linear`` that reads the model input, found by running one batch.
-
-    Forward hooks on every ``nn.Linear`` record their input; the input layer
-    is the first one (in call order) whose input tensor is the model input
-    itself, or has the same number of elements and equal values after a
-    reshape (e.g. ``x.unsqueeze(1)``). Uses at most 8 rows, under
-    ``no_grad`` in eval mode. ``ValueError`` if none matches.
-    """
-    x = as_input_tensor(model, inputs)[:8]
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear layer; pass layer=")
-    seen: list[nn.Module] = []
-    handles = []
-    try:
-        for lin in linears:
-
-            def hook(m: nn.Module, args: tuple, _out: Any) -> None:
-                inp = args[0] if args else None
-                if isinstance(inp, torch.Tensor) and (
-                    inp is x or (inp.numel() == x.numel() and torch.equal(inp.reshape(x.shape), x))
-                ):
-                    seen.append(m)
-
-            handles.append(lin.register_forward_hook(hook))
-        with preserve_model(model), torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    if not seen:
-        raise ValueError("no nn.Linear receives the model input unchanged; pass layer= explicitly")
-    return resolve_single(model, seen[0])  # type: ignore[return-value]
-
-
 @contextlib.contextmanager
 def zero_input_group(
     model: nn.Module, inputs: Any, columns: Sequence[int], *, layer: Any = None
@@ -115,7 +79,7 @@ def zero_input_group(
     """Zero the weight columns of the input layer that read ``columns``, inside the block.
 
     The input layer is ``layer`` (a spec resolving to one ``nn.Linear``) or
-    the one :func:`find_input_linear` finds with ``inputs``. Inside the block
+    the one :func:`featurelens.attribution.find_input_layer` finds with ``inputs``. Inside the block
     ``W[:, columns] = 0`` (``W`` of shape ``(out_features, in_features)``), so
     the group's features cannot reach the model; everything is restored
     bit-identically on exit (:func:`intervene_weights`).
@@ -124,7 +88,7 @@ def zero_input_group(
         raise ValueError("columns must be a non-empty sequence of column indices")
     cols = [check_int(c, name="columns[i]", minimum=0) for c in columns]
     if layer is None:
-        name, lin = find_input_linear(model, inputs)
+        name, lin = find_input_layer(model, inputs)
     else:
         name, lin = resolve_single(model, layer, name="layer")
     if not isinstance(lin, nn.Linear):

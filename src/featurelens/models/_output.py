@@ -17,6 +17,24 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
+def pick_output(raw: Any, output: int | None) -> torch.Tensor:
+    """The model output to use: ``raw``, or ``raw[output]`` for a model returning a tuple or list."""
+    if isinstance(raw, (tuple, list)):
+        if output is None:
+            raise TypeError(
+                f"the model returned a {type(raw).__name__} of {len(raw)} outputs; "
+                "pass output=<index> (CLI: --output) to choose one"
+            )
+        if not -len(raw) <= output < len(raw):
+            raise ValueError(f"output={output} is out of range for a model returning {len(raw)} outputs")
+        raw = raw[output]
+    elif output not in (None, 0):
+        raise ValueError(f"output={output} was given but the model returns a single tensor")
+    if not isinstance(raw, torch.Tensor):
+        raise TypeError(f"the model output must be a tensor, got {type(raw).__name__}")
+    return raw
+
+
 class OutputSelector:
     """Turn a model's raw output into the quantity that is explained.
 
@@ -62,20 +80,7 @@ class OutputSelector:
         return self.target == "all"
 
     def _pick(self, raw: Any) -> torch.Tensor:
-        if isinstance(raw, (tuple, list)):
-            if self.output is None:
-                raise TypeError(
-                    f"the model returned a {type(raw).__name__} of {len(raw)} outputs; "
-                    "pass output=<index> (CLI: --output) to choose one"
-                )
-            if not -len(raw) <= self.output < len(raw):
-                raise ValueError(f"output={self.output} is out of range for a model returning {len(raw)} outputs")
-            raw = raw[self.output]
-        elif self.output not in (None, 0):
-            raise ValueError(f"output={self.output} was given but the model returns a single tensor")
-        if not isinstance(raw, torch.Tensor):
-            raise TypeError(f"the model output must be a tensor, got {type(raw).__name__}")
-        return raw
+        return pick_output(raw, self.output)
 
     def __call__(self, raw: Any, batch_size: int) -> torch.Tensor:
         out = self._pick(raw)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from featurelens._validation import check_float
+from featurelens.data._inputs import as_tensor
 
 #: Share of the variance above which a principal component counts as
 #: significant in :attr:`Spectrum.n_significant` (the seed's 1 % rule).
@@ -24,26 +25,15 @@ SIGNIFICANT_VARIANCE = 0.01
 def as_matrix(data: Any, *, name: str = "activations", min_rows: int = 1) -> np.ndarray:
     """Return ``data`` as a float64 matrix ``(rows, k)``.
 
-    ``(n, k)`` stays as is, ``(n, T, k)`` becomes ``(n * T, k)``. Raises
-    ``TypeError`` for other types and ``ValueError`` for other shapes, too few
-    rows or non-finite values.
+    ``(n, k)`` stays as is, ``(n, T, k)`` becomes ``(n * T, k)``. Inputs are
+    checked by :func:`featurelens.data.as_tensor` (``TypeError`` for other
+    types, ``ValueError`` for other shapes or NaN/inf); ``ValueError`` for too
+    few rows.
     """
-    if isinstance(data, torch.Tensor):
-        arr = data.detach().to("cpu", torch.float64).numpy()
-    elif isinstance(data, np.ndarray):
-        if not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
-            raise TypeError(f"{name} must be numeric, got dtype {data.dtype}")
-        arr = data.astype(np.float64)
-    else:
-        raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(data).__name__}")
-    if arr.ndim == 3:
-        arr = arr.reshape(-1, arr.shape[-1])
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must have shape (n, k) or (n, T, k), got shape {arr.shape}")
+    x, _ = as_tensor(data, name=name, dtype=torch.float64, device="cpu")  # checks type, shape, NaN/inf
+    arr = x.reshape(-1, x.shape[-1]).numpy()
     if arr.shape[0] < min_rows or arr.shape[1] < 1:
         raise ValueError(f"{name} needs at least {min_rows} rows and 1 column, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
     return arr
 
 
