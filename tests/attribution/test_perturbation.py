@@ -316,3 +316,12 @@ def test_ablation_matches_captum_on_gru_sequences():
         mask[..., cols] = k
     ref = captum_attr.FeatureAblation(model).attribute(x, baselines=0.1, feature_mask=mask)
     np.testing.assert_allclose(ours.values, ref[:, 0, [0, 1, 2]].numpy(), atol=1e-10)
+
+
+def test_method_options_given_other_options():
+    from featurelens.attribution import method_options
+
+    plain = method_options("smoothgrad", given={})
+    assert "n_steps" not in plain and "baselines" not in plain and "n_samples" in plain
+    assert "n_steps" in method_options("smoothgrad", given={"base": "integrated_gradients"})
+    assert method_options("ablation", given={"x": 1}) == method_options("ablation")

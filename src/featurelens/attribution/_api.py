@@ -27,11 +27,18 @@ def _options_of(fn: Callable) -> list[str]:
     return [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
 
 
-def method_options(method: str) -> list[str]:
-    """Names of the options ``method`` accepts (its keyword-only parameters)."""
+def method_options(method: str, given: dict | None = None) -> list[str]:
+    """Names of the options ``method`` accepts (its keyword-only parameters).
+
+    With ``given`` (options already chosen), only those that apply alongside
+    them, for methods whose options depend on each other (e.g. smoothgrad's
+    integrated-gradients options need ``base="integrated_gradients"``).
+    """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
-    return _options_of(METHODS[method])
+    options = _options_of(METHODS[method])
+    applicable = getattr(METHODS[method], "applicable_options", None)
+    return applicable(options, given) if applicable is not None and given is not None else options
 
 
 def attribute(

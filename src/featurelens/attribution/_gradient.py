@@ -318,8 +318,9 @@ def smoothgrad(
     noise_level = check_float(noise_level, name="noise_level", low=0.0)
     is_ig = base == "integrated_gradients"
     if not is_ig:
-        for name, value in (("baselines", baselines), ("n_steps", n_steps), ("rule", rule), ("max_background", max_background)):
-            if value is not None:
+        given = {"baselines": baselines, "n_steps": n_steps, "rule": rule, "max_background": max_background}
+        for name in IG_ONLY_OPTIONS:
+            if given[name] is not None:
                 raise ValueError(f"{name}= applies only to base='integrated_gradients', not base={base!r}")
     rng = check_random_state(random_state)
     if noise_level > 0:
@@ -348,6 +349,19 @@ def smoothgrad(
 
 
 #: method name -> implementation, merged into ``featurelens.attribution.METHODS``
+#: smoothgrad options that apply only to its integrated-gradients base
+IG_ONLY_OPTIONS = ("baselines", "n_steps", "rule", "max_background")
+
+
+def _smoothgrad_applicable(options: list[str], given: dict) -> list[str]:
+    """The options smoothgrad takes given the other options (its ``base``)."""
+    if given.get("base", "saliency") == "integrated_gradients":
+        return options
+    return [o for o in options if o not in IG_ONLY_OPTIONS]
+
+
+smoothgrad.applicable_options = _smoothgrad_applicable  # type: ignore[attr-defined]
+
 METHODS = {
     "saliency": saliency,
     "input_x_gradient": input_x_gradient,

@@ -13,7 +13,6 @@ from featurelens._io import check_output_dir
 _METHODS = ("ablation", "permutation")
 #: background rows used by averaging methods (--baselines background) unless --option max_background=N
 _MAX_BACKGROUND = 100
-_SMOOTHGRAD_IG_ONLY = {"baselines", "n_steps", "rule", "max_background"}
 
 
 def _render(explanations: dict, out: Path, *, quiet: bool, seconds: float | None = None) -> None:
@@ -139,9 +138,7 @@ def attribute_command(
     if bad:
         raise ValueError(f"--method {bad[0]!r} is not available; choose from {', '.join(METHODS)}")
     extra = _parse_options(option)
-    accepts = {m: set(method_options(m)) for m in methods}
-    if "smoothgrad" in accepts and extra.get("base", "saliency") != "integrated_gradients":
-        accepts["smoothgrad"] -= _SMOOTHGRAD_IG_ONLY  # these apply only to its integrated-gradients base
+    accepts = {m: set(method_options(m, given=extra)) for m in methods}
     for key in extra:
         if not any(key in a for a in accepts.values()):
             raise ValueError(f"--option {key}=... is not an option of {', '.join(methods)}")
