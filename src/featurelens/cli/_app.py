@@ -13,6 +13,7 @@ import traceback
 
 import typer
 
+from featurelens.cli import _compare, _dynamics, _internals, _reliance
 from featurelens.cli._commands import attribute_command, demo_command
 
 app = typer.Typer(
@@ -25,6 +26,11 @@ app = typer.Typer(
 )
 app.command("demo")(demo_command)
 app.command("attribute")(attribute_command)
+#: ``featurelens example NAME``: end-to-end studies; each command module adds its own
+example_app = typer.Typer(help="End-to-end example studies.", no_args_is_help=True)
+app.add_typer(example_app, name="example")
+for _module in (_internals, _reliance, _compare, _dynamics):
+    _module.register(app, example_app)
 
 
 @app.callback()
