@@ -1,0 +1,242 @@
+"""Loading logged training runs into z-scored sequences for the HMM."""
+
+from __future__ import annotations
+
+import glob as _glob
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from featurelens._validation import check_int, check_option
+from featurelens.data._tables import _read_frame, _suffix_kind
+
+#: a per-run column whose standard deviation is at most this times ``max(1, |mean|)`` is constant
+CONSTANT_RTOL = 1e-12
+
+
+@dataclass(frozen=True)
+class RunSet:
+    """Runs ready for :func:`featurelens.dynamics.select_model`.
+
+    Attributes
+    ----------
+    sequences : list of ndarray, each ``(T_i, D)`` float64
+        Per-run z-scores of the ``metrics`` columns (see :func:`load_runs`).
+    run_ids : list of str
+        One id per kept run, in the order of ``sequences``.
+    metrics : tuple of str
+        The ``D`` feature names, in column order.
+    frames : list of DataFrame
+        The raw rows of each kept run (sorted, cut to ``first_n``, index
+        0..T_i-1), every column of the file kept (losses for timelines and
+        convergence times).
+    mean, std : ndarray ``(n_runs, D)``
+        Per-run raw mean and population standard deviation (``ddof=0``) used
+        for the z-scores: ``z = (x - mean) / std``. For raw-unit gradients use
+        ``∂/∂x = (∂/∂z) / std``.
+    constant : ndarray of bool ``(n_runs, D)``
+        Columns constant within a run; their z-scores are 0 at every step.
+    dropped : dict of str to str
+        Runs left out and why (only with ``on_invalid="drop"``).
+    sort_by : str
+        The column the rows were sorted by.
+    """
+
+    sequences: list[np.ndarray]
+    run_ids: list[str]
+    metrics: tuple[str, ...]
+    frames: list[pd.DataFrame]
+    mean: np.ndarray
+    std: np.ndarray
+    constant: np.ndarray
+    dropped: dict[str, str] = field(default_factory=dict)
+    sort_by: str = "step"
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    @property
+    def lengths(self) -> list[int]:
+        """``T_i`` of every run."""
+        return [len(s) for s in self.sequences]
+
+    def raw_scale(self) -> list[np.ndarray]:
+        """Per run, ``(D,)`` factors ``1 / std`` turning z-unit gradients into raw units.
+
+        ``∂f/∂x = (∂f/∂z) · (1 / std)``; for a constant column the z-score
+        does not depend on ``x`` (it is 0), so the factor is 0.
+        """
+        with np.errstate(divide="ignore"):
+            inv = np.where(self.constant, 0.0, 1.0 / np.where(self.constant, 1.0, self.std))
+        return [inv[i] for i in range(len(self))]
+
+    def to_raw(self, run: int, z: np.ndarray) -> np.ndarray:
+        """Map z-scores of run ``run`` back to raw units: ``mean + z · std``."""
+        return self.mean[run] + np.asarray(z, dtype=np.float64) * self.std[run]
+
+
+def _expand(paths_or_glob: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    items = [paths_or_glob] if isinstance(paths_or_glob, (str, os.PathLike)) else list(paths_or_glob)
+    if not items:
+        raise ValueError("paths_or_glob is empty; pass files, directories or a glob pattern")
+    files: list[Path] = []
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"paths_or_glob must hold paths or glob strings, got {type(item).__name__}")
+        text = os.fspath(item)
+        if any(ch in text for ch in "*?["):
+            matched = sorted(_glob.glob(text))
+            if not matched:
+                raise ValueError(f"glob pattern {text!r} matches no file")
+            files.extend(Path(m) for m in matched if Path(m).is_file())
+        elif Path(text).is_dir():
+            found = sorted(p for p in Path(text).iterdir() if p.is_file() and not p.name.startswith("."))
+            found = [p for p in found if p.name.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq"))]
+            if not found:
+                raise ValueError(f"directory {text!r} holds no .csv or .parquet file")
+            files.extend(found)
+        elif Path(text).is_file():
+            files.append(Path(text))
+        else:
+            raise ValueError(f"run file {text!r} does not exist")
+    unique = list(dict.fromkeys(p.resolve() for p in files))
+    return unique
+
+
+def _split_runs(path: Path, frame: pd.DataFrame, run_column: str) -> list[tuple[str, pd.DataFrame]]:
+    if run_column in frame.columns:
+        return [(str(rid), part) for rid, part in frame.groupby(run_column, sort=False)]
+    return [(path.name.split(".")[0], frame)]
+
+
+def _zscore(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    constant = std <= CONSTANT_RTOL * np.maximum(1.0, np.abs(mean))
+    z = np.where(constant, 0.0, (x - mean) / np.where(constant, 1.0, std))
+    return z, mean, std, constant
+
+
+def load_runs(
+    paths_or_glob: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    metrics: Sequence[str],
+    first_n: int | None = None,
+    sort_by: str = "step",
+    on_invalid: str = "drop",
+    run_column: str = "run_id",
+) -> RunSet:
+    """Read logged runs, validate them and z-score each run per metric.
+
+    Parameters
+    ----------
+    paths_or_glob : path, glob pattern, directory, or a list of these
+        CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``) files.
+        A file with a ``run_column`` column may hold several runs (one per
+        value); otherwise the file is one run named after its file name
+        (without suffixes). A directory stands for its run files.
+    metrics : sequence of str
+        The columns to model, in this order.
+    first_n : int, optional
+        Keep the first ``first_n`` rows of each run after sorting (the
+        authors' ``head(first_n)``).
+    sort_by : {"step", "epoch"}
+        Column the rows are sorted by (stable) before cutting.
+    on_invalid : {"drop", "raise"}
+        What to do with a run that has NaN or inf in a metric, fewer than 2
+        rows, or repeated ``sort_by`` values: leave it out and record why in
+        :attr:`RunSet.dropped`, or raise ``ValueError``.
+    run_column : str
+        Name of the run-id column.
+
+    Returns
+    -------
+    RunSet
+        Z-scores ``z = (x - mean_run) / std_run`` per run and column with the
+        population std (``ddof=0``, the authors' ``scipy.stats.zscore``). A
+        column constant within a run (std ≤ 1e-12·max(1, |mean|)) gets z = 0 at
+        every step, never NaN, and is flagged in :attr:`RunSet.constant`.
+
+    Raises
+    ------
+    ValueError
+        If no file matches, a file cannot be read, a file lacks ``sort_by`` or
+        a metric column (the missing ones are named), a metric column is not
+        numeric, run ids repeat across files, every run is invalid, or an
+        argument is out of range.
+    """
+    if isinstance(metrics, str) or not isinstance(metrics, Sequence):
+        raise TypeError(f"metrics must be a list of column names, got {metrics!r}")
+    metrics = tuple(metrics)
+    if not metrics:
+        raise ValueError("metrics is empty; name the columns to model")
+    if not all(isinstance(m, str) for m in metrics):
+        raise TypeError(f"metrics must hold column names (str), got {metrics!r}")
+    dup = sorted({m for m in metrics if metrics.count(m) > 1})
+    if dup:
+        raise ValueError(f"metrics lists {', '.join(map(repr, dup))} more than once")
+    if first_n is not None:
+        first_n = check_int(first_n, name="first_n", minimum=2)
+    check_option(sort_by, name="sort_by", options=("step", "epoch"))
+    check_option(on_invalid, name="on_invalid", options=("drop", "raise"))
+    if sort_by in metrics:
+        raise ValueError(f"sort_by column {sort_by!r} cannot also be a metric")
+
+    runs: list[tuple[str, pd.DataFrame]] = []
+    origin: dict[str, str] = {}
+    for path in _expand(paths_or_glob):
+        frame = _read_frame(path, _suffix_kind(path))
+        frame.columns = [str(c) for c in frame.columns]
+        missing = [c for c in (sort_by, *metrics) if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{str(path)!r} is missing column(s) {', '.join(map(repr, missing))}; "
+                             f"available: {', '.join(map(repr, frame.columns))}")
+        bad = [c for c in (sort_by, *metrics) if not pd.api.types.is_numeric_dtype(frame[c])]
+        if bad:
+            raise ValueError(f"{str(path)!r}: column(s) {', '.join(map(repr, bad))} are not numeric")
+        for rid, part in _split_runs(path, frame, run_column):
+            if rid in origin:
+                raise ValueError(f"run id {rid!r} occurs in {origin[rid]!r} and {str(path)!r}")
+            origin[rid] = str(path)
+            runs.append((rid, part))
+
+    kept: list[tuple[str, pd.DataFrame, tuple]] = []
+    dropped: dict[str, str] = {}
+    for rid, part in runs:
+        part = part.sort_values(sort_by, kind="stable").reset_index(drop=True)
+        if first_n is not None:
+            part = part.head(first_n)
+        values = part.loc[:, list(metrics)].to_numpy(dtype=np.float64)
+        reason = None
+        if len(part) < 2:
+            reason = f"{len(part)} row(s); at least 2 are needed"
+        elif part[sort_by].duplicated().any():
+            reason = f"repeated {sort_by} values (e.g. {part[sort_by][part[sort_by].duplicated()].iloc[0]})"
+        elif not np.isfinite(values).all():
+            counts = (~np.isfinite(values)).sum(axis=0)
+            cols = ", ".join(f"{m!r} ({int(c)} rows)" for m, c in zip(metrics, counts, strict=True) if c)
+            reason = f"NaN or inf in {cols}"
+        if reason is not None:
+            if on_invalid == "raise":
+                raise ValueError(f"run {rid!r} ({origin[rid]}) is invalid: {reason}")
+            dropped[rid] = reason
+            continue
+        kept.append((rid, part, _zscore(values)))
+    if not kept:
+        raise ValueError(f"every run is invalid: {dropped}")
+    return RunSet(
+        sequences=[z for _, _, (z, _, _, _) in kept],
+        run_ids=[rid for rid, _, _ in kept],
+        metrics=metrics,
+        frames=[part for _, part, _ in kept],
+        mean=np.stack([m for _, _, (_, m, _, _) in kept]),
+        std=np.stack([s for _, _, (_, _, s, _) in kept]),
+        constant=np.stack([c for _, _, (_, _, _, c) in kept]),
+        dropped=dropped,
+        sort_by=sort_by,
+    )
+
