@@ -1,5 +1,17 @@
 """Data and feature model: feature specs, input conversion, loading, splits, synthetic sets."""
 
+from featurelens.data._ehr import EHRData, make_ehr
+from featurelens.data._finance import (
+    FinanceData,
+    RegimeParams,
+    check_ohlcv,
+    finance_windows,
+    make_ohlcv,
+    ohlcv_features,
+    read_ohlcv,
+    rsi,
+    sma,
+)
 from featurelens.data._inputs import as_tensor
 from featurelens.data._spec import FeatureSpec, read_groups
 from featurelens.data._splits import Splits, split_indices, train_val_test_split
@@ -14,19 +26,30 @@ from featurelens.data._tables import Table, load_table
 from featurelens.data._windows import Windows, sliding_windows
 
 __all__ = [
+    "EHRData",
     "FeatureSpec",
+    "FinanceData",
     "GroundTruth",
+    "RegimeParams",
     "Splits",
     "SyntheticData",
     "Table",
     "Windows",
     "as_tensor",
+    "check_ohlcv",
+    "finance_windows",
     "load_table",
     "make_biased",
+    "make_ehr",
     "make_multifeature",
+    "make_ohlcv",
     "make_shifted",
+    "ohlcv_features",
     "read_groups",
+    "read_ohlcv",
+    "rsi",
     "sliding_windows",
+    "sma",
     "split_indices",
     "train_val_test_split",
 ]
