@@ -59,6 +59,20 @@ class Activations(Mapping[str, Any]):
                 self._cache[name] = _cat(parts)
         return self._cache[name]
 
+    def unit_rows(self, name: str) -> torch.Tensor:
+        """All calls of ``name`` as one ``(rows, units)`` matrix: each call's output
+        ``(b, ..., units)`` reshaped to ``(b * ..., units)``, concatenated in call order.
+
+        Works when calls differ in their middle axes (e.g. a layer applied to
+        windows of different lengths), where ``acts[name]`` cannot concatenate.
+        """
+        if name not in self._parts:
+            raise KeyError(f"no activation captured for {name!r}; captured: {', '.join(self._parts) or 'none'}")
+        parts = [p for p in self._parts[name] if isinstance(p, torch.Tensor)]
+        if not parts or parts[0].dim() < 2 or len({p.shape[-1] for p in parts}) != 1:
+            raise ValueError(f"the outputs of {name!r} are not (batch, ..., units) tensors with one unit count")
+        return torch.cat([p.reshape(-1, p.shape[-1]) for p in parts], dim=0)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._parts)
 

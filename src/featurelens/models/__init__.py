@@ -5,10 +5,18 @@ from featurelens.models._output import OutputSelector
 from featurelens.models._reference import MLP, SmallTransformer
 from featurelens.models._state import model_device_dtype, preserve_model
 from featurelens.models._training import TrainResult, orthogonality_penalty, train
+from featurelens.models._variants import (
+    GatedTransformer,
+    HierarchicalTransformer,
+    ParallelTransformer,
+)
 
 __all__ = [
     "MLP",
+    "GatedTransformer",
+    "HierarchicalTransformer",
     "OutputSelector",
+    "ParallelTransformer",
     "SmallTransformer",
     "TrainResult",
     "load_model",
