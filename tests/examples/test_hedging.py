@@ -14,6 +14,7 @@ from featurelens.examples.hedging import (
     Market,
     Paths,
     TrainConfig,
+    attack_hedger,
     bs_call_delta,
     bs_call_price,
     delta_hedge,
@@ -230,3 +231,36 @@ def test_errors():
         hedge_with_model("net", task, paths)
     with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module"):
         train_hedger(None, task)
+
+
+def test_attack_hedger_is_fgsm_on_market_features():
+    task = HedgingTask(Market("heston"), cost=1e-3)
+    paths = task.market.simulate(300, random_state=11)
+    model = make_hedger(random_state=3)
+    model.train()
+    flags = [p.requires_grad for p in model.parameters()]
+    offset = attack_hedger(model, task, paths, epsilon=0.5)
+    assert model.training and [p.requires_grad for p in model.parameters()] == flags
+    with torch.no_grad():
+        x = hedge_with_model(model, task, paths).inputs
+    std = x.reshape(-1, 8).std(0, correction=0)
+    # independent FGSM: gradient of the ES with respect to an additive offset at 0
+    zero = torch.zeros_like(x, requires_grad=True)
+    (grad,) = torch.autograd.grad(expected_shortfall(hedge_with_model(model, task, paths, offset=zero).pnl), zero)
+    expect = 0.5 * std * grad.sign()
+    expect[..., 4:] = 0.0
+    assert torch.allclose(offset, expect, atol=1e-6)
+    assert torch.all(offset[..., 4:] == 0) and torch.all(offset.abs() <= 0.5 * std * (1 + 1e-5) + 1e-7)
+    with torch.no_grad():
+        clean = expected_shortfall(hedge_with_model(model, task, paths).pnl)
+        attacked = expected_shortfall(hedge_with_model(model, task, paths, offset=offset).pnl)
+    assert float(attacked) > float(clean)
+    pgd = attack_hedger(model, task, paths, epsilon=0.5, steps=3, random_start=True, random_state=0)
+    assert torch.equal(pgd, attack_hedger(model, task, paths, epsilon=0.5, steps=3, random_start=True,
+                                          random_state=0))
+    with torch.no_grad():
+        assert float(expected_shortfall(hedge_with_model(model, task, paths, offset=pgd).pnl)) > float(clean)
+    with pytest.raises(ValueError, match="features must index"):
+        attack_hedger(model, task, paths, epsilon=0.5, features=(8,))
+    with pytest.raises(ValueError, match="epsilon"):
+        attack_hedger(model, task, paths, epsilon=-1.0)

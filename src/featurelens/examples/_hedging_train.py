@@ -20,12 +20,14 @@ from featurelens._validation import (
 from featurelens.examples._hedging_market import Paths
 from featurelens.examples._hedging_rollout import (
     FEATURE_NAMES,
+    MARKET_FEATURES,
     HedgingTask,
     entropic_risk,
     expected_shortfall,
     hedge_with_model,
 )
-from featurelens.models import MLP
+from featurelens.models import MLP, preserve_model
+from featurelens.models.adversarial import feature_scale, perturb
 
 CRITERIA = ("es", "entropic")
 #: ``adversary(model, paths) -> offset``: a (detached) perturbation of the scaled inputs, (n, steps, 8)
@@ -90,7 +92,8 @@ class TrainConfig:
 
 def fit_hedger_(model: nn.Module, task: HedgingTask, config: TrainConfig = TrainConfig(), *,
                 adversary: Adversary | None = None, random_state: RandomState = None,
-                progress: bool = False, label: str = "hedger") -> list[float]:
+                progress: bool = False, label: str = "hedger",
+                on_epoch: Callable[[int, nn.Module], None] | None = None) -> list[float]:
     """Train ``model`` in place (the trailing underscore says so); returns the per-epoch loss.
 
     Each epoch draws ``config.n_paths`` fresh paths from ``random_state`` and takes one Adam
@@ -98,7 +101,9 @@ def fit_hedger_(model: nn.Module, task: HedgingTask, config: TrainConfig = Train
     of iterative magnitude pruning, which owns its copy of the model; everyone else calls
     :func:`train_hedger`, which leaves the given model untouched. Adam is built over the
     parameters that exist now, so after pruning it optimises ``weight_orig`` (masked
-    entries get zero gradient through the mask). Leaves the model in eval mode.
+    entries get zero gradient through the mask). ``on_epoch(epoch, model)`` is called after
+    each step (epoch counted from 1), e.g. to keep an early state for rewinding. Leaves the
+    model in eval mode.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -121,6 +126,8 @@ def fit_hedger_(model: nn.Module, task: HedgingTask, config: TrainConfig = Train
             loss.backward()
             opt.step()
             history.append(float(loss.detach()))
+            if on_epoch is not None:
+                on_epoch(len(history), model)
             advance(info=f"loss {history[-1]:.5f}")
     model.eval()
     return history
@@ -139,3 +146,48 @@ def train_hedger(model: nn.Module, task: HedgingTask, config: TrainConfig = Trai
     history = fit_hedger_(trained, task, config, adversary=adversary, random_state=random_state,
                           progress=progress)
     return trained, history
+
+
+def attack_hedger(model: nn.Module, task: HedgingTask, paths: Paths, *, epsilon: float, steps: int = 1,
+                  random_start: bool = False, features: Sequence[int] = MARKET_FEATURES,
+                  criterion: str = "es", alpha: float = 0.1, lam: float = 1.0,
+                  random_state: RandomState = None) -> torch.Tensor:
+    """A worst-case perturbation of the market features the hedger observes; returns the offset.
+
+    The clean run records the scaled inputs ``x`` ``(n, steps, 8)``; the attack is
+    :func:`featurelens.models.adversarial.perturb` ascending
+    ``hedging_risk(hedge_with_model(model, task, paths, offset=x_adv − x).pnl)`` in the box
+    ``|x_adv − x| ≤ epsilon · std`` (``std`` per feature over all paths and steps of ``x``,
+    population std) on the columns ``features`` only (default: log(S/K), return, sqrt(v), Δv;
+    time to maturity and the hedger's own book — previous hedge, trade volume, cumulative
+    P&L — are never perturbed: the book features are recomputed from the perturbed hedges).
+    ``steps=1`` without random start is FGSM, more steps with ``random_start`` PGD (step
+    ``2.5 ε / steps``). The market (prices, P&L) is not perturbed: the attack models
+    corrupted observations. The model is evaluated in eval mode with frozen parameters;
+    its mode and flags are restored.
+
+    Returns
+    -------
+    Tensor, shape (n_paths, n_steps, 8)
+        The offset ``x_adv − x`` to pass as ``hedge_with_model(..., offset=...)``; zero
+        outside ``features``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    epsilon = check_float(epsilon, name="epsilon", low=0.0)
+    cols = [check_int(f, name="features[i]", minimum=0) for f in features]
+    if any(c >= len(FEATURE_NAMES) for c in cols):
+        raise ValueError(f"features must index the {len(FEATURE_NAMES)} hedging features, got {list(features)}")
+    with preserve_model(model, eval_mode=True, freeze=True):
+        with torch.no_grad():
+            x = hedge_with_model(model, task, paths).inputs
+        mask = torch.zeros(len(FEATURE_NAMES), dtype=torch.bool)
+        mask[cols] = True
+
+        def objective(x_adv: torch.Tensor) -> torch.Tensor:
+            pnl = hedge_with_model(model, task, paths, offset=x_adv - x).pnl
+            return hedging_risk(pnl, criterion=criterion, alpha=alpha, lam=lam)
+
+        x_adv = perturb(objective, x, epsilon=epsilon * feature_scale(x), steps=steps, random_start=random_start,
+                        mask=mask, random_state=random_state)
+    return x_adv - x

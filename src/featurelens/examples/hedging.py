@@ -11,7 +11,8 @@ to maturity, the previous hedge, a trade-volume indicator (the size of the last 
   ``nn.Module`` ``(n, 8) → (n,)`` applied recurrently), and the anchors
   :func:`delta_hedge` (Black–Scholes) and :func:`no_hedge`;
 - the risk measures :func:`expected_shortfall` and :func:`entropic_risk`, and :func:`risk_table`;
-- :func:`make_hedger` (the network, also a ``load_model`` factory) and :func:`train_hedger`.
+- :func:`make_hedger` (the network, also a ``load_model`` factory), :func:`train_hedger`
+  (optionally adversarial) and :func:`attack_hedger` (FGSM/PGD on the observed market features).
 
 pfhedge is an optional anchor in the issue; it is not a dependency of featurelens and
 no pfhedge code path exists here (see ``docs/hedging.md`` for the measured pfhedge numbers).
@@ -40,6 +41,7 @@ from featurelens.examples._hedging_rollout import (
 )
 from featurelens.examples._hedging_train import (
     TrainConfig,
+    attack_hedger,
     fit_hedger_,
     hedging_risk,
     make_hedger,
@@ -54,6 +56,7 @@ __all__ = [
     "Market",
     "Paths",
     "TrainConfig",
+    "attack_hedger",
     "bs_call_delta",
     "bs_call_price",
     "delta_hedge",
