@@ -127,3 +127,22 @@ def test_errors(run_dir, tmp_path):
     empty.mkdir()
     with pytest.raises(ValueError, match=r"holds no \.csv or \.parquet file"):
         load_runs(empty, metrics=METRICS)
+
+
+def test_save_and_read_runs_round_trip(run_dir, tmp_path):
+    from featurelens.dynamics._runs import read_saved_runs, save_runs
+
+    runs = load_runs(run_dir, metrics=METRICS)
+    save_runs(runs, tmp_path / "runs.npz")
+    back = read_saved_runs(tmp_path / "runs.npz")
+    assert back.run_ids == runs.run_ids and back.metrics == runs.metrics and back.sort_by == "step"
+    for a, b in zip(runs.sequences, back.sequences, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(back.constant, runs.constant)
+    np.testing.assert_allclose(back.frames[1]["l1"], runs.frames[1]["l1"], rtol=1e-12)
+    np.testing.assert_array_equal(back.frames[2]["step"], runs.frames[2]["step"])
+    with pytest.raises(ValueError, match="does not exist"):
+        read_saved_runs(tmp_path / "nope.npz")
+    np.savez(tmp_path / "other.npz", a=np.zeros(2))
+    with pytest.raises(ValueError, match="is not a saved-runs file"):
+        read_saved_runs(tmp_path / "other.npz")

@@ -240,3 +240,55 @@ def load_runs(
         sort_by=sort_by,
     )
 
+
+
+def save_runs(runs: RunSet, path: str | os.PathLike) -> Path:
+    """Write the z-scored sequences of ``runs`` to an ``.npz`` file (no pickle), atomically.
+
+    Arrays: ``z`` (ΣT_i, D) concatenated z-scores, ``lengths`` (n_runs,),
+    ``order`` (ΣT_i,) the ``sort_by`` values, ``mean``, ``std`` (n_runs, D),
+    ``constant`` (n_runs, D) bool, and unicode arrays ``run_ids``,
+    ``metrics`` and ``sort_by`` (one element). Read back with
+    :func:`read_saved_runs`.
+    """
+    import io
+
+    from featurelens._io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, z=np.concatenate(runs.sequences), lengths=np.asarray(runs.lengths, dtype=np.int64),
+             order=np.concatenate([f[runs.sort_by].to_numpy(dtype=np.float64) for f in runs.frames]),
+             mean=runs.mean, std=runs.std, constant=runs.constant, run_ids=np.asarray(runs.run_ids, dtype=str),
+             metrics=np.asarray(runs.metrics, dtype=str), sort_by=np.asarray([runs.sort_by], dtype=str))
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def read_saved_runs(path: str | os.PathLike) -> RunSet:
+    """Read a file written by :func:`save_runs` (``allow_pickle=False``).
+
+    ``frames`` hold the ``sort_by`` column and the metrics in raw units
+    (``mean + z · std``); other logged columns are not stored.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"saved runs file {str(p)!r} does not exist")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read saved runs {str(p)!r}: {exc}") from None
+    need = {"z", "lengths", "order", "mean", "std", "constant", "run_ids", "metrics", "sort_by"}
+    if need - set(arrays):
+        raise ValueError(f"{str(p)!r} is not a saved-runs file; missing arrays {sorted(need - set(arrays))}")
+    bounds = np.cumsum(arrays["lengths"])[:-1]
+    seqs = np.split(arrays["z"], bounds)
+    orders = np.split(arrays["order"], bounds)
+    metrics = tuple(str(m) for m in arrays["metrics"])
+    sort_by = str(arrays["sort_by"][0])
+    frames = []
+    for i, (z, o) in enumerate(zip(seqs, orders, strict=True)):
+        frame = pd.DataFrame(arrays["mean"][i] + z * arrays["std"][i], columns=list(metrics))
+        frame.insert(0, sort_by, o)
+        frames.append(frame)
+    return RunSet(sequences=seqs, run_ids=[str(r) for r in arrays["run_ids"]], metrics=metrics, frames=frames,
+                  mean=arrays["mean"], std=arrays["std"], constant=arrays["constant"].astype(bool), sort_by=sort_by)
