@@ -579,6 +579,30 @@ def _stack(models: Sequence[GaussianHMM]) -> tuple:
     return tuple(np.stack([getattr(m, a) for m in models]) for a in ("startprob", "transmat", "means", "covars"))
 
 
+def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, n_iter: int = 50) -> np.ndarray:
+    """k-means++ seeding followed by Lloyd iterations; returns (k, D) centroids."""
+    sq = (x * x).sum(axis=1)
+    centers = [x[rng.integers(len(x))]]
+    dist = ((x - centers[0]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        total = dist.sum()
+        i = rng.choice(len(x), p=dist / total) if total > 0 else rng.integers(len(x))
+        centers.append(x[i])
+        dist = np.minimum(dist, ((x - x[i]) ** 2).sum(axis=1))
+    c = np.array(centers)
+    for _ in range(n_iter):
+        labels = (sq[:, None] - 2.0 * x @ c.T + (c * c).sum(axis=1)[None]).argmin(axis=1)
+        counts = np.bincount(labels, minlength=k)
+        onehot = np.zeros((len(x), k))
+        onehot[np.arange(len(x)), labels] = 1.0
+        sums = onehot.T @ x
+        new = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], c)
+        if np.array_equal(new, c):
+            break
+        c = new
+    return c
+
+
 def _initial_models(seqs, k, ctype, n_restarts, init, floor, rng, names) -> list[GaussianHMM]:
     """Seeded initialisations (see :func:`fit_hmm`)."""
     x = np.concatenate(seqs)
@@ -593,11 +617,8 @@ def _initial_models(seqs, k, ctype, n_restarts, init, floor, rng, names) -> list
     models = []
     for _ in range(n_restarts):
         if init == "kmeans":
-            from sklearn.cluster import KMeans
-
             sub = x[rng.choice(len(x), size=min(len(x), 4000), replace=False)]
-            seed = int(rng.integers(2**31 - 1))
-            means = KMeans(n_clusters=k, n_init=1, max_iter=100, random_state=seed).fit(sub).cluster_centers_
+            means = _kmeans(sub, k, rng)
         else:
             means = distinct[rng.choice(len(distinct), size=k, replace=False)]
         startprob = rng.dirichlet(np.ones(k))
