@@ -6,10 +6,108 @@ from pathlib import Path
 
 import typer
 
+from featurelens._io import check_output_dir
+
+#: methods `featurelens compare` runs unless --method is given (seed 000's weights plus three more)
+_COMPARE_METHODS = ("weights", "edge_scores", "integrated_gradients", "permutation")
+
 
 def register(app: typer.Typer, example_app: typer.Typer) -> None:
     """Add this module's commands to ``app`` and its examples to ``example_app``."""
+    app.command("compare")(compare_command)
     example_app.command("tickets")(tickets_example)
+
+
+def _parse_models(items: list[str]) -> dict[str, Path]:
+    models: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not path:
+            raise ValueError(f"--model must look like NAME=PATH (e.g. dense=dense.pt), got {item!r}")
+        if name in models:
+            raise ValueError(f"--model: the name {name!r} is given twice")
+        models[name] = Path(path)
+    if len(models) < 2:
+        raise ValueError(f"--model must be given at least twice (NAME=PATH per model), got {len(models)}")
+    return models
+
+
+def _split_commas(items: list[str]) -> list[str]:
+    return [p.strip() for item in items for p in item.split(",") if p.strip()]
+
+
+def compare_command(
+    model: list[str] = typer.Option(..., "--model", help="NAME=PATH of a checkpoint; repeat for each model (>= 2)."),
+    data: Path = typer.Option(..., "--data", help="CSV or Parquet table with the feature columns."),
+    out: Path = typer.Option(..., "--out", help="Output directory (figures, results.json, tables, index.html)."),
+    label: str = typer.Option(None, "--label", help="Label column (not a feature); permutation then scores a metric."),
+    factory: str = typer.Option(None, "--factory", help="'module:function' building the model for state dicts."),
+    method: list[str] = typer.Option(list(_COMPARE_METHODS), "--method",
+                                     help="Attribution method(s); repeat or comma-separate."),
+    reference: str = typer.Option(None, "--reference", help="Model the differences are taken against (default: first)."),
+    fmt: list[str] = typer.Option(["png"], "--format", help="Figure formats: png, pdf, svg (comma-separated or repeated)."),
+    baselines: str = typer.Option("mean", "--baselines",
+                                  help="Baseline of methods that take one: zeros, mean, median or a number."),
+    metric: str = typer.Option(None, "--metric", help="Permutation metric with --label: mse, mae, log_loss, accuracy, auc."),
+    n_repeats: int = typer.Option(5, "--n-repeats", help="Permutation repeats."),
+    target: int = typer.Option(None, "--target", help="Output unit to explain for multi-output models."),
+    output: int = typer.Option(None, "--output", help="Element of a tuple-returning model's output."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow arbitrary unpickling (trusted files only)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random choice (the same for every model)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+) -> None:
+    """Compare checkpoints (e.g. dense, lottery ticket, robust ticket): importance, shifts, sparsity, weights."""
+    import sys
+
+    from featurelens.attribution import METHODS, method_options
+    from featurelens.cli._commands import _parse_baselines
+    from featurelens.compare import compare, write_comparison_report
+    from featurelens.compare._figures import check_formats
+    from featurelens.data import load_table
+    from featurelens.models import load_model
+
+    check_output_dir(out, force=force)
+    paths = _parse_models(model)
+    methods = list(dict.fromkeys(_split_commas(method)))
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"--method {bad[0]!r} is not available; choose from {', '.join(METHODS)}")
+    formats = check_formats(_split_commas(fmt))
+    if reference is not None and reference not in paths:
+        raise ValueError(f"--reference {reference!r} is not one of the --model names ({', '.join(paths)})")
+    if metric is not None and (label is None or "permutation" not in methods):
+        raise ValueError("--metric needs --label and --method permutation")
+    if factory is not None:
+        sys.path.insert(0, str(Path.cwd()))
+    table = load_table(data, label=label)
+    nets = {name: load_model(path, factory=factory, trust=trust_checkpoint) for name, path in paths.items()}
+    base = _parse_baselines(baselines)
+    options: dict[str, dict] = {}
+    for m in methods:
+        accepted = method_options(m)
+        kw: dict = {}
+        if "baselines" in accepted:
+            kw["baselines"] = base
+            if "background" in accepted and base in ("mean", "median"):
+                kw["background"] = table.X
+        if "n_repeats" in accepted:
+            kw["n_repeats"] = n_repeats
+        if "metric" in accepted and metric is not None:
+            kw["metric"] = metric
+        if kw:
+            options[m] = kw
+    result = compare(nets, table.X, methods=methods, reference=reference, feature_names=table.feature_names,
+                     targets=table.y, target=target, output=output, method_options=options, random_state=seed,
+                     progress=not quiet)
+    summary = {"models": {n: str(p) for n, p in paths.items()}, "data file": str(data), "rows": len(table.X),
+               "features": len(table.feature_names), "label column": label or "none (permutation: output change)",
+               "baselines": baselines, "seed": seed}
+    write_comparison_report(result, out, formats=formats, force=force, summary=summary)
+    if not quiet:
+        typer.echo(result.render())
+        typer.echo(f"report written to {out / 'index.html'}")
 
 
 def tickets_example(
