@@ -69,6 +69,11 @@ def test_negative_correlation_has_two_sided_p_below_one():
     assert table.loc[1, "r"] < 0 and table.loc[1, "kind"] == "shortcut"
     assert table.loc[1, "p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
     assert 0 < table.loc[1, "p_value"] < 1
+    # the same correlation at a stricter level is not significant
+    strict = state_correlations(paths, conv, alpha=ref.pvalue / 2)
+    assert strict.loc[1, "kind"] == "not significant" and strict.loc[1, "r"] == table.loc[1, "r"]
+    with pytest.raises(ValueError, match="alpha must be in"):
+        state_correlations(paths, conv, alpha=1.0)
 
 
 def test_occupancy_regression_matches_lstsq_and_sklearn():

@@ -98,7 +98,7 @@ def occupancy(states: Sequence[np.ndarray], *, n_states: int | None = None,
 
 
 def state_correlations(states: Sequence[np.ndarray], convergence: Sequence[float] | np.ndarray, *,
-                       n_states: int | None = None) -> pd.DataFrame:
+                       n_states: int | None = None, alpha: float = 0.05) -> pd.DataFrame:
     """Per state, the correlation of "run visits the state" with convergence time.
 
     For each state ``k``, ``v_r = 1`` if run ``r``'s path visits ``k`` at
@@ -106,18 +106,21 @@ def state_correlations(states: Sequence[np.ndarray], convergence: Sequence[float
     convergence times (the point-biserial correlation), ``t = r√(n−2)/√(1−r²)``
     and the two-sided ``p = 2·T_{n−2}.sf(|t|)``. States visited by every run
     (``"obligatory"``) or by none (``"unvisited"``) have no variance: r, t and
-    p are NaN there. A *detour* state is a non-obligatory state with r > 0
-    (visiting it goes with slower convergence).
+    p are NaN there. A *detour* state is one with r > 0 and p < ``alpha``
+    (visiting it goes with significantly slower convergence), a *shortcut*
+    one with r < 0 and p < ``alpha``.
 
     Returns
     -------
     DataFrame indexed by ``state`` with columns ``n_runs_visiting``,
     ``fraction_visiting``, ``r``, ``t``, ``p_value``, ``mean_convergence_visiting``,
     ``mean_convergence_not_visiting``, ``kind`` (``"obligatory"``, ``"unvisited"``,
-    ``"detour"`` for r > 0, ``"shortcut"`` for r < 0, ``"uncorrelated"`` for r = 0).
+    ``"detour"``, ``"shortcut"``, ``"not significant"``; ``"uncorrelated"`` when every run
+    converges at the same time).
     """
     counts = occupancy(states, n_states=n_states)
     y = _check_target(convergence, len(counts))
+    alpha = check_float(alpha, name="alpha", low=0.0, high=1.0, inclusive=(False, False))
     n = len(y)
     if n < 3:
         raise ValueError(f"state correlations need at least 3 runs, got {n}")
@@ -140,7 +143,7 @@ def state_correlations(states: Sequence[np.ndarray], convergence: Sequence[float
                 p = float(2.0 * stats.t.sf(abs(t), df=n - 2))
             else:
                 t, p = np.copysign(np.inf, r), 0.0
-            kind = "detour" if r > 0 else ("shortcut" if r < 0 else "uncorrelated")
+            kind = "not significant" if not p < alpha else ("detour" if r > 0 else "shortcut")
         rows.append({
             "state": k,
             "n_runs_visiting": m,
