@@ -183,6 +183,20 @@ def test_planted_calendar_effect_is_detectable(effect):
         assert gap > 0.2  # Phi(1.0 + drift/vol) - Phi(drift/vol) ~ 0.33
 
 
+def test_calendar_effect_per_day():
+    effect = np.r_[np.full(1500, 1.5), np.zeros(1500)]  # an anomaly that disappears
+    f = ohlcv_features(make_ohlcv(3000, calendar_effect=effect, random_state=6))
+    effect_day = (f["day_of_week"] == 4) | (f["month_end"] == 1)
+    early = np.arange(len(f)) < 1450
+    gaps = [f["next_day_up"][effect_day & part].mean() - f["next_day_up"][~effect_day & part].mean()
+            for part in (early, ~early)]
+    assert gaps[0] > 0.25 and abs(gaps[1]) < 0.07
+    with pytest.raises(ValueError, match=r"one value per day \(10\)"):
+        make_ohlcv(10, calendar_effect=np.ones(3))
+    with pytest.raises(ValueError, match="finite values >= 0"):
+        make_ohlcv(3, calendar_effect=[0.0, -1.0, 0.0])
+
+
 def test_read_ohlcv_roundtrip(tmp_path, bars):
     frame = bars.drop(columns="regime").rename(columns=str.lower)
     frame["Adj Close"] = frame["close"]

@@ -274,11 +274,23 @@ class RegimeParams:
     switch: tuple[float, float] = (0.02, 0.04)
 
 
+def _check_effect(effect: Any, n: int) -> np.ndarray:
+    if isinstance(effect, np.ndarray | list | tuple | pd.Series):
+        c = np.asarray(effect, dtype=np.float64)
+        if c.shape != (n,):
+            raise ValueError(f"calendar_effect must be a number or hold one value per day ({n}), "
+                             f"got shape {c.shape}")
+        if not np.isfinite(c).all() or (c < 0).any():
+            raise ValueError("calendar_effect must hold finite values >= 0")
+        return c
+    return np.full(n, check_float(effect, name="calendar_effect", low=0.0))
+
+
 def make_ohlcv(
     n_days: int = 1500,
     *,
     start: str = "2015-01-01",
-    calendar_effect: float = 0.0,
+    calendar_effect: float | Any = 0.0,
     regimes: RegimeParams | None = None,
     initial_price: float = 100.0,
     random_state: RandomState = None,
@@ -311,8 +323,10 @@ def make_ohlcv(
         Number of rows, ``>= 2``.
     start : str
         First date (a business day on or after it is used).
-    calendar_effect : float
-        ``c >= 0``, the planted shift in standard deviations.
+    calendar_effect : float or array-like of shape ``(n_days,)``
+        ``c >= 0``, the planted shift in standard deviations; an array gives
+        one value per day (e.g. an anomaly that disappears: ``c`` for the
+        first days, then 0).
     regimes : RegimeParams, optional
     initial_price : float
         Price level before the first return, ``> 0``.
@@ -325,7 +339,7 @@ def make_ohlcv(
         the rest float64) and, for checking, ``regime`` (int, the hidden state).
     """
     n = check_int(n_days, name="n_days", minimum=2)
-    c = check_float(calendar_effect, name="calendar_effect", low=0.0)
+    c = _check_effect(calendar_effect, n)
     p0 = check_float(initial_price, name="initial_price", low=0.0, inclusive=(False, True))
     params = RegimeParams() if regimes is None else regimes
     if not isinstance(params, RegimeParams):
