@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,9 @@ from featurelens.models._state import model_device_dtype
 LOSSES = ("bce", "mse", "ce")
 _EVAL_CHUNK = 4096
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+#: ``objective(model, xb, yb, rows) -> scalar`` replacing the mean task loss of one mini-batch
+BatchObjective = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -130,14 +133,52 @@ def _loss_fn(loss: str, out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
     return nn.functional.mse_loss(out.reshape(yb.shape), yb, reduction="sum") / per_row
 
 
-def _eval_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: str) -> float:
+def _eval_loss(
+    model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: str, w: torch.Tensor | None = None
+) -> float:
     model.eval()
     with torch.no_grad():
+        if w is not None:
+            total = sum(
+                float(row_losses(loss, model(X[i : i + _EVAL_CHUNK]), y[i : i + _EVAL_CHUNK]) @ w[i : i + _EVAL_CHUNK])
+                for i in range(0, X.shape[0], _EVAL_CHUNK)
+            )
+            return total / float(w.sum())
         total = sum(
             float(_loss_fn(loss, model(X[i : i + _EVAL_CHUNK]), y[i : i + _EVAL_CHUNK]))
             for i in range(0, X.shape[0], _EVAL_CHUNK)
         )
     return total / X.shape[0]
+
+
+def row_losses(loss: str, out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    """Per-row loss ``(B,)`` of one batch; its sum is the batch loss :func:`train` records.
+
+    Same definitions and shape checks as :func:`train`'s ``loss``: ``"bce"``
+    on logits, ``"ce"`` on logits ``(B, K)``, ``"mse"`` averaged over the
+    ``k`` outputs of a row.
+    """
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"train needs a model that returns a tensor, got {type(out).__name__}")
+    b = yb.shape[0]
+    _check_output(loss, out, yb)
+    if loss == "bce":
+        return nn.functional.binary_cross_entropy_with_logits(out.reshape(b), yb, reduction="none")
+    if loss == "ce":
+        return nn.functional.cross_entropy(out, yb, reduction="none")
+    return ((out.reshape(yb.shape) - yb) ** 2).reshape(b, -1).mean(dim=1)
+
+
+def _check_output(loss: str, out: torch.Tensor, yb: torch.Tensor) -> None:
+    b = yb.shape[0]
+    if loss == "bce" and tuple(out.shape) not in ((b,), (b, 1)):
+        raise ValueError(f"loss='bce' needs a model output of shape (B,) or (B, 1), got {tuple(out.shape)}")
+    if loss == "ce" and out.dim() != 2:
+        raise ValueError(f"loss='ce' needs logits of shape (B, K), got {tuple(out.shape)}")
+    if loss == "mse" and out.numel() != yb.numel():
+        raise ValueError(
+            f"loss='mse': the model output {tuple(out.shape)} does not match targets {tuple(yb.shape)}"
+        )
 
 
 def _prepare(
@@ -166,6 +207,8 @@ def train(
     progress: bool = False,
     orthogonal_penalty: float = 0.0,
     orthogonal_layers: Sequence[str] | None = None,
+    sample_weight: Any = None,
+    batch_objective: BatchObjective | None = None,
 ) -> TrainResult:
     """Train ``model`` with Adam, early stopping on a validation loss.
 
@@ -214,6 +257,27 @@ def train(
     orthogonal_layers : sequence of str, optional
         Exact module paths of the penalised layers (each must own a 2-D
         ``weight``). Default with a positive penalty: every ``nn.Linear``.
+    sample_weight : array-like of shape (n,), optional
+        Non-negative per-row weights of ``(X, y)`` (not all zero), e.g. JTT's
+        up-weighted error set. They are rescaled to mean 1 over the training
+        rows; a mini-batch's objective is then ``mean_i w_i l_i`` and the
+        recorded ``train_loss`` the weighted mean ``Σ w_i l_i / Σ w_i`` over
+        the epoch. A validation split carved from ``(X, y)`` keeps its rows'
+        weights and ``val_loss`` is their weighted mean; explicit
+        ``validation_data`` is unweighted.
+    batch_objective : callable, optional
+        ``batch_objective(model, xb, yb, rows) -> scalar tensor``: the
+        quantity minimised for one mini-batch instead of its mean task loss
+        (the orthogonality penalty is still added). ``model`` is in training
+        mode, ``xb``/``yb`` are the batch on the model's device and dtype,
+        ``rows`` (int64, on the same device) the batch's row indices into the
+        ``X`` passed to :func:`train` (so per-row side information such as
+        environments can be looked up). It runs inside the same forked,
+        seeded torch RNG as the rest of training. ``train_loss`` then records
+        the batch-size-weighted mean of the objective; ``val_loss`` and early
+        stopping keep using the plain task loss. Used by adversarial training
+        and the mitigation strategies of ``featurelens.reliance``. Not
+        combinable with ``sample_weight`` (weight inside the objective).
 
     Returns
     -------
@@ -240,8 +304,14 @@ def train(
     if not params:
         raise ValueError("model has no parameters that require gradients; nothing to train")
     device, dtype = model_device_dtype(model)
+    if batch_objective is not None and not callable(batch_objective):
+        raise TypeError(f"batch_objective must be callable, got {type(batch_objective).__name__}")
+    if batch_objective is not None and sample_weight is not None:
+        raise ValueError("sample_weight= and batch_objective= cannot be combined; weight rows inside the objective")
 
     Xt, yt = _prepare(X, y, loss, device, dtype, name="")
+    rows_t = torch.arange(Xt.shape[0], device=device)
+    wt = _sample_weight(sample_weight, Xt.shape[0], device, dtype) if sample_weight is not None else None
     if validation_data is not None:
         if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
             raise TypeError("validation_data must be a tuple (X_val, y_val)")
@@ -261,8 +331,18 @@ def train(
         perm = torch.from_numpy(rng.permutation(n)).to(device)
         Xv, yv = Xt[perm[:n_val]], yt[perm[:n_val]]
         Xt, yt = Xt[perm[n_val:]], yt[perm[n_val:]]
+        rows_t = rows_t[perm[n_val:]]
     else:
         Xv = yv = None
+    wv = None
+    if wt is not None:
+        if validation_data is None and Xv is not None:
+            wv, wt = wt[perm[:n_val]], wt[perm[n_val:]]
+            if float(wv.sum()) <= 0:
+                raise ValueError("sample_weight: every row of the validation split has weight 0")
+        if float(wt.sum()) <= 0:
+            raise ValueError("sample_weight: every training row has weight 0")
+        wt = wt * (wt.numel() / wt.sum())
     with torch.no_grad():  # check output shape and labels before any update
         probe = model.eval()(Xt[:1])
         if loss == "ce" and isinstance(probe, torch.Tensor) and probe.dim() == 2:
@@ -291,15 +371,22 @@ def train(
             total = 0.0
             for idx in torch.randperm(Xt.shape[0], generator=gen).to(device).split(batch_size):
                 optimizer.zero_grad()
-                batch_loss = _loss_fn(loss, model(Xt[idx]), yt[idx])
-                objective = batch_loss / idx.numel()
+                if batch_objective is not None:
+                    objective = _objective(batch_objective, model, Xt[idx], yt[idx], rows_t[idx])
+                    batch_loss = objective.detach() * idx.numel()
+                elif wt is not None:
+                    batch_loss = row_losses(loss, model(Xt[idx]), yt[idx]) @ wt[idx]
+                    objective = batch_loss / idx.numel()
+                else:
+                    batch_loss = _loss_fn(loss, model(Xt[idx]), yt[idx])
+                    objective = batch_loss / idx.numel()
                 if ortho:
                     objective = objective + orthogonal_penalty * orthogonality_penalty(ortho)
                 objective.backward()
                 optimizer.step()
                 total += float(batch_loss.detach())
             train_loss = total / Xt.shape[0]
-            val_loss = _eval_loss(model, Xv, yv, loss) if Xv is not None else math.nan
+            val_loss = _eval_loss(model, Xv, yv, loss, wv) if Xv is not None else math.nan
             rows.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
             advance(1, info=f"train {train_loss:.4g}  val {val_loss:.4g}")
             if Xv is None:
@@ -327,6 +414,28 @@ def train(
         best_val_loss=best_val if Xv is not None else math.nan,
     )
 
+
+
+def _objective(
+    fn: BatchObjective, model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, rows: torch.Tensor
+) -> torch.Tensor:
+    out = fn(model, xb, yb, rows)
+    if not isinstance(out, torch.Tensor) or out.numel() != 1 or not out.requires_grad:
+        raise ValueError(
+            "batch_objective must return a scalar tensor that depends on the model's parameters"
+        )
+    if not bool(torch.isfinite(out.detach()).all()):
+        raise ValueError("batch_objective returned NaN or inf; lower lr or check the objective")
+    return out.reshape(())
+
+
+def _sample_weight(w: Any, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    t, _ = as_tensor(w, name="sample_weight", dtype=torch.float64, ndims=(1,))
+    if t.shape[0] != n:
+        raise ValueError(f"sample_weight has {t.shape[0]} entries but the inputs have {n} rows")
+    if bool((t < 0).any()):
+        raise ValueError("sample_weight must be non-negative")
+    return t.to(device=device, dtype=dtype)
 
 
 def orthogonality_penalty(weights: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -1,0 +1,476 @@
+"""Adversarial perturbations (FGSM, PGD) in per-feature ℓ∞ boxes, and adversarial training.
+
+The functional core is :func:`perturb`: projected sign-gradient *ascent* of
+any scalar objective of the input inside a box ``|x_adv − x| ≤ ε``
+(element-wise, ``ε`` per feature), with optional random start and a mask of
+immutable features. :func:`fgsm` and :func:`pgd` apply it to the loss of a
+model on the **true** labels (seed 002's ``robustness_analysis`` and
+``adversarial_training`` stepped along the gradient of the loss of the
+*flipped* labels, which pushes predictions toward the correct class and makes
+the model look more robust than it is). :func:`adversarial_train` trains a
+copy of a model on a mix of clean and adversarial mini-batches.
+
+ε is in units of each feature's standard deviation with ``scale="std"`` (the
+default of :func:`fgsm`, :func:`pgd` and :func:`adversarial_train`), so one
+``epsilon`` means the same for a price in dollars and a return in percent.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from featurelens._validation import (
+    RandomState,
+    check_float,
+    check_int,
+    check_option,
+    check_random_state,
+)
+from featurelens.data._inputs import as_tensor
+from featurelens.models._state import model_device_dtype, preserve_model
+from featurelens.models._training import LOSSES, TrainResult, row_losses, train
+
+__all__ = ["adversarial_train", "feature_scale", "fgsm", "perturb", "pgd"]
+
+Objective = Callable[[torch.Tensor], torch.Tensor]
+LossSpec = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_CHUNK = 8192
+
+
+def _as_box(epsilon: Any, x: torch.Tensor, *, name: str = "epsilon") -> torch.Tensor:
+    """``epsilon`` as a non-negative finite tensor broadcastable to ``x``."""
+    if isinstance(epsilon, bool):
+        raise TypeError(f"{name} must be a number or a tensor, got bool")
+    if isinstance(epsilon, (int, float)):
+        eps = torch.tensor(check_float(epsilon, name=name, low=0.0), dtype=x.dtype, device=x.device)
+    elif isinstance(epsilon, torch.Tensor):
+        if epsilon.is_complex() or not (epsilon.is_floating_point() or epsilon.dtype in (torch.int32, torch.int64)):
+            raise TypeError(f"{name} must be a real tensor, got dtype {epsilon.dtype}")
+        eps = epsilon.detach().to(dtype=x.dtype, device=x.device)
+        try:
+            torch.broadcast_shapes(eps.shape, x.shape)
+        except RuntimeError:
+            raise ValueError(f"{name} of shape {tuple(eps.shape)} does not broadcast to the inputs {tuple(x.shape)}") from None
+        if not bool(torch.isfinite(eps).all()) or bool((eps < 0).any()):
+            raise ValueError(f"{name} must be finite and non-negative")
+    else:
+        raise TypeError(f"{name} must be a number or a tensor, got {type(epsilon).__name__}")
+    return eps
+
+
+def _as_mask(mask: Any, x: torch.Tensor) -> torch.Tensor | None:
+    """``mask`` (True = may change) as a bool tensor broadcastable to ``x``."""
+    if mask is None:
+        return None
+    m = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(mask)
+    if m.dtype != torch.bool:
+        raise TypeError(f"mask must be boolean (True = may be perturbed), got dtype {m.dtype}")
+    if m.dim() == 1 and m.shape[0] != x.shape[-1]:
+        raise ValueError(f"mask has {m.shape[0]} entries but the inputs have {x.shape[-1]} features")
+    try:
+        torch.broadcast_shapes(m.shape, x.shape)
+    except RuntimeError:
+        raise ValueError(f"mask of shape {tuple(m.shape)} does not broadcast to the inputs {tuple(x.shape)}") from None
+    return m.to(x.device)
+
+
+def perturb(
+    objective: Objective,
+    x: torch.Tensor,
+    *,
+    epsilon: float | torch.Tensor,
+    steps: int = 1,
+    step_size: float | torch.Tensor | None = None,
+    random_start: bool = False,
+    mask: Any = None,
+    random_state: RandomState = None,
+) -> torch.Tensor:
+    """Maximise ``objective`` over an ℓ∞ box around ``x`` by projected sign-gradient ascent.
+
+    Iterates ``x_{t+1} = Π(x_t + α · sign(∇ objective(x_t)))`` for ``steps``
+    steps from ``x_0 = x`` (or ``x + U(−ε, ε)`` with ``random_start``), where
+    ``Π`` clips every entry back into ``[x − ε, x + ε]`` and then restores
+    the immutable entries. ``steps=1, random_start=False`` with the default
+    step size is FGSM (Goodfellow et al. 2015); more steps with a random
+    start is PGD (Madry et al. 2018).
+
+    Parameters
+    ----------
+    objective : callable
+        ``objective(x_adv) -> scalar tensor`` to be **increased** (e.g. the
+        summed loss of a model on the true labels, or a hedging risk
+        measure). It is differentiated with respect to ``x_adv`` only
+        (``torch.autograd.grad``), so no parameter ``.grad`` is touched;
+        callers that do not want parameter gradients tracked at all should
+        freeze the parameters (:func:`featurelens.models.preserve_model`
+        with ``freeze=True``). Rows interact only through ``objective``: use
+        a sum over rows, not a mean, if steps should not depend on the batch.
+    x : Tensor
+        Any shape, floating dtype; not modified.
+    epsilon : float or Tensor
+        Half-widths of the box, ``≥ 0``, in the units of ``x``: a number, or
+        a tensor broadcastable to ``x`` (e.g. ``(d,)`` per feature). Entries
+        with ``ε = 0`` never move.
+    steps : int
+        Number of ascent steps ``≥ 1``.
+    step_size : float or Tensor, optional
+        ``α``, in the units of ``x``; default ``ε`` for one step (FGSM) and
+        ``2.5 ε / steps`` otherwise (Madry et al.'s choice).
+    random_start : bool
+        Start from a uniform draw in the box.
+    mask : bool array or Tensor, optional
+        True where ``x`` may change; ``(d,)`` over the last axis or any shape
+        broadcastable to ``x``. Entries where it is False are returned
+        bit-identical to ``x``.
+    random_state : int, numpy Generator or None
+        Seeds the random start (drawn on the CPU, so results do not depend
+        on the device's RNG; the global torch RNG is not touched).
+
+    Returns
+    -------
+    Tensor
+        ``x_adv``, same shape, dtype and device as ``x``, detached, with
+        ``|x_adv − x| ≤ ε`` element-wise.
+
+    Raises
+    ------
+    ValueError
+        If ``objective`` returns a non-scalar or a non-finite value, or its
+        gradient with respect to ``x`` is not finite; or for bad arguments.
+    """
+    if not callable(objective):
+        raise TypeError(f"objective must be callable, got {type(objective).__name__}")
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError("x must be a floating-point torch.Tensor")
+    steps = check_int(steps, name="steps", minimum=1)
+    if not isinstance(random_start, bool):
+        raise TypeError(f"random_start must be a bool, got {type(random_start).__name__}")
+    x0 = x.detach()
+    eps = _as_box(epsilon, x0)
+    alpha = (eps if steps == 1 else 2.5 * eps / steps) if step_size is None else _as_box(step_size, x0, name="step_size")
+    m = _as_mask(mask, x0)
+    if m is not None:
+        eps = torch.where(m, eps, torch.zeros((), dtype=x0.dtype, device=x0.device))
+    lo, hi = x0 - eps, x0 + eps
+    x_adv = x0.clone()
+    if random_start:
+        rng = check_random_state(random_state)
+        gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
+        u = torch.rand(x0.shape, generator=gen, dtype=x0.dtype).to(x0.device)
+        x_adv = x0 + (2 * u - 1) * eps
+    for _ in range(steps):
+        x_req = x_adv.detach().requires_grad_(True)
+        with torch.enable_grad():
+            value = objective(x_req)
+            if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                raise ValueError("objective must return a scalar tensor")
+            if not bool(torch.isfinite(value.detach()).all()):
+                raise ValueError(f"objective returned a non-finite value {float(value.detach())}")
+            (grad,) = torch.autograd.grad(value.reshape(()), x_req, allow_unused=True)
+        if grad is None:
+            raise ValueError("objective does not depend on its input: no gradient to ascend")
+        if not bool(torch.isfinite(grad).all()):
+            raise ValueError("the gradient of objective with respect to x holds NaN or inf")
+        x_adv = torch.minimum(torch.maximum(x_adv.detach() + alpha * grad.sign(), lo), hi)
+    if m is not None:
+        x_adv = torch.where(m, x_adv, x0)
+    return x_adv.detach()
+
+
+def feature_scale(X: torch.Tensor) -> torch.Tensor:
+    """Per-feature standard deviation over every row (and time step): shape ``(d,)``.
+
+    Population standard deviation (``correction=0``) of each column of the
+    last axis of ``X`` ``(n, d)`` or ``(n, T, d)``; a constant feature gets
+    0, so an ε in std units leaves it untouched.
+    """
+    return X.reshape(-1, X.shape[-1]).std(dim=0, correction=0)
+
+
+def _resolve_scale(scale: Any, X: torch.Tensor) -> torch.Tensor | None:
+    if scale is None:
+        return None
+    if isinstance(scale, str):
+        check_option(scale, name="scale", options=("std",))
+        return feature_scale(X)
+    t, _ = as_tensor(scale, name="scale", dtype=X.dtype, device=X.device, ndims=(1,))
+    if t.shape[0] != X.shape[-1]:
+        raise ValueError(f"scale has {t.shape[0]} entries but the inputs have {X.shape[-1]} features")
+    if bool((t < 0).any()):
+        raise ValueError("scale must be non-negative")
+    return t
+
+
+def _auto_loss(out: torch.Tensor, y: torch.Tensor) -> str:
+    if out.dim() == 2 and out.shape[1] > 1 and y.dim() == 1:
+        return "ce"
+    if out.dim() <= 2 and out.numel() == y.shape[0] and bool(((y == 0) | (y == 1)).all()):
+        return "bce"
+    return "mse"
+
+
+def _loss_callable(loss: LossSpec, out: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``fn(output, y) -> scalar`` summed over rows for a loss name or a user callable."""
+    if callable(loss):
+        return loss
+    name = _auto_loss(out, y) if loss == "auto" else check_option(loss, name="loss", options=("auto", *LOSSES))
+    return lambda o, t: row_losses(name, o, t.long() if name == "ce" else t).sum()
+
+
+def _labels_tensor(y: Any, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    t, _ = as_tensor(y, name="y", dtype=torch.float64, ndims=(1, 2))
+    if t.shape[0] != n:
+        raise ValueError(f"y has {t.shape[0]} rows but X has {n}")
+    if t.dim() == 2 and t.shape[1] == 1:
+        t = t[:, 0]
+    return t.to(device=device, dtype=dtype)
+
+
+def _attack(
+    model: nn.Module,
+    X: Any,
+    y: Any,
+    *,
+    epsilon: float | torch.Tensor,
+    steps: int,
+    step_size: float | torch.Tensor | None,
+    random_start: bool,
+    loss: LossSpec,
+    scale: Any,
+    mask: Any,
+    random_state: RandomState,
+    batch_size: int | None,
+) -> torch.Tensor:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    device, dtype = model_device_dtype(model)
+    Xt, _ = as_tensor(X, name="X", dtype=dtype, device=device)
+    yt = _labels_tensor(y, Xt.shape[0], device, dtype)
+    bs = _CHUNK if batch_size is None else check_int(batch_size, name="batch_size", minimum=1)
+    sc = _resolve_scale(scale, Xt)
+    eps = _as_box(epsilon, Xt)
+    alpha = None if step_size is None else _as_box(step_size, Xt, name="step_size")
+    if sc is not None:
+        eps = eps * sc
+        alpha = None if alpha is None else alpha * sc
+    m = _as_mask(mask, Xt)
+    rng = check_random_state(random_state)
+    out_chunks = []
+    with preserve_model(model, eval_mode=True, freeze=True):
+        with torch.no_grad():
+            fn = _loss_callable(loss, model(Xt[:1]), yt[:1])
+        for i in range(0, Xt.shape[0], bs):
+            xb, yb = Xt[i : i + bs], yt[i : i + bs]
+            eb = eps if eps.dim() < Xt.dim() else eps[i : i + bs]
+            mb = m if m is None or m.dim() < Xt.dim() else m[i : i + bs]
+            ab = alpha if alpha is None or alpha.dim() < Xt.dim() else alpha[i : i + bs]
+            out_chunks.append(
+                perturb(
+                    lambda xa, yb=yb: fn(model(xa), yb),
+                    xb,
+                    epsilon=eb,
+                    steps=steps,
+                    step_size=ab,
+                    random_start=random_start,
+                    mask=mb,
+                    random_state=rng,
+                )
+            )
+    return torch.cat(out_chunks)
+
+
+def fgsm(
+    model: nn.Module,
+    X: Any,
+    y: Any,
+    *,
+    epsilon: float | torch.Tensor,
+    loss: LossSpec = "auto",
+    scale: Any = "std",
+    mask: Any = None,
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """Fast gradient sign attack: ``x + ε · sign(∇ₓ L(f(x), y))`` on the **true** labels ``y``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Returns raw scores (logits for classification). Evaluated in eval
+        mode with frozen parameters; mode, flags and weights are restored.
+    X : Tensor, ndarray or DataFrame
+        ``(n, d)`` or ``(n, T, d)``; cast to the model's device and dtype.
+    y : array-like of shape (n,)
+        True labels (0/1 for ``"bce"``, class indices for ``"ce"``) or targets.
+    epsilon : float or Tensor
+        Box half-width; in units of each feature's standard deviation with
+        ``scale="std"``, else multiplied by ``scale`` (or used as is with
+        ``scale=None``). A tensor broadcastable to ``X`` gives per-feature
+        (or per-entry) budgets.
+    loss : {"auto", "bce", "ce", "mse"} or callable
+        Loss ascended, summed over rows (definitions of
+        :func:`featurelens.models.train`). ``"auto"``: ``"ce"`` for ``(n, K)``
+        logits, ``"bce"`` for one output with 0/1 labels, else ``"mse"``.
+        A callable ``loss(output, y) -> scalar`` is used as is.
+    scale : "std", None or array of shape (d,)
+        Unit of ``epsilon`` per feature; ``"std"`` is the population standard
+        deviation of each feature over the rows of ``X`` (:func:`feature_scale`).
+    mask : bool array of shape (d,) or broadcastable to X, optional
+        False marks immutable features: returned bit-identical.
+    batch_size : int, optional
+        Rows per gradient computation (default 8192); the result does not
+        depend on it.
+
+    Returns
+    -------
+    Tensor
+        Adversarial inputs, shape of ``X``, on the model's device and dtype.
+    """
+    return _attack(
+        model, X, y, epsilon=epsilon, steps=1, step_size=None, random_start=False, loss=loss,
+        scale=scale, mask=mask, random_state=None, batch_size=batch_size,
+    )
+
+
+def pgd(
+    model: nn.Module,
+    X: Any,
+    y: Any,
+    *,
+    epsilon: float | torch.Tensor,
+    steps: int = 10,
+    step_size: float | torch.Tensor | None = None,
+    random_start: bool = True,
+    loss: LossSpec = "auto",
+    scale: Any = "std",
+    mask: Any = None,
+    random_state: RandomState = None,
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """Projected gradient descent attack (ℓ∞) on the loss of the **true** labels.
+
+    ``steps`` sign-gradient ascent steps of size ``step_size`` (default
+    ``2.5 ε / steps``), each followed by projection onto the box
+    ``|x_adv − x| ≤ ε``, from a uniform random start in the box when
+    ``random_start``. ``epsilon`` and ``step_size`` are in the units set by
+    ``scale`` (default: each feature's standard deviation). Other arguments
+    as in :func:`fgsm`; ``random_state`` seeds the random start.
+
+    Returns
+    -------
+    Tensor
+        Adversarial inputs, shape of ``X``, on the model's device and dtype.
+    """
+    return _attack(
+        model, X, y, epsilon=epsilon, steps=steps, step_size=step_size, random_start=random_start,
+        loss=loss, scale=scale, mask=mask, random_state=random_state, batch_size=batch_size,
+    )
+
+
+def adversarial_train(
+    model: nn.Module,
+    X: Any,
+    y: Any,
+    *,
+    attack: str = "pgd",
+    epsilon: float | torch.Tensor,
+    mix: float = 0.5,
+    mask: Any = None,
+    scale: Any = "std",
+    steps: int = 5,
+    step_size: float | None = None,
+    loss: str = "bce",
+    random_state: RandomState = 0,
+    **train_options: Any,
+) -> tuple[nn.Module, TrainResult]:
+    """Train a copy of ``model`` on clean and adversarial mini-batches.
+
+    For every mini-batch ``(x, y)`` the attack is run on the current copy
+    (eval mode, frozen parameters: dropout off during the attack, the
+    parameters receive no gradient from it) to get ``x_adv``, and the copy
+    takes an Adam step on ``(1 − mix) · L(x, y) + mix · L(x_adv, y)``
+    (mean losses over the batch). ``mix=1`` is Madry et al.'s pure
+    adversarial training; seed 002 used 0.3 with the flipped-label attack.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Left untouched; a deep copy is trained.
+    X, y
+        Training data as for :func:`featurelens.models.train`.
+    attack : {"pgd", "fgsm"}
+    epsilon : float or Tensor
+        Budget in ``scale`` units (default: standard deviations of the
+        features over the training rows ``X``, computed once).
+    mix : float in [0, 1]
+        Weight of the adversarial loss.
+    mask : bool array of shape (d,), optional
+        True on the features the attack may change (e.g. one suspect group);
+        False = immutable.
+    scale : "std", None or array of shape (d,)
+    steps, step_size
+        PGD steps (ignored by ``"fgsm"``) and step size in ``scale`` units
+        (default ``2.5 ε / steps``).
+    loss : {"bce", "ce", "mse"}
+        Training loss, also the loss the attack ascends.
+    random_state : int, numpy Generator or None
+        Seeds the split, batch order, initial state of dropout and the PGD
+        random starts.
+    **train_options
+        ``epochs``, ``batch_size``, ``lr``, ``weight_decay``,
+        ``validation_fraction``, ``validation_data``, ``patience``,
+        ``progress``, ``orthogonal_penalty``, ``orthogonal_layers`` of
+        :func:`featurelens.models.train` (early stopping uses the clean
+        validation loss).
+
+    Returns
+    -------
+    (nn.Module, TrainResult)
+        The trained copy and its training record.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    attack = check_option(attack, name="attack", options=("pgd", "fgsm"))
+    mix = check_float(mix, name="mix", low=0.0, high=1.0)
+    steps = 1 if attack == "fgsm" else check_int(steps, name="steps", minimum=1)
+    loss = check_option(loss, name="loss", options=LOSSES)
+    for bad in ("sample_weight", "batch_objective", "loss", "random_state"):
+        if bad in train_options:
+            raise TypeError(f"adversarial_train does not take {bad}=")
+    rng = check_random_state(random_state)
+    new = copy.deepcopy(model)
+    device, dtype = model_device_dtype(new)
+    Xt, _ = as_tensor(X, name="X", dtype=dtype, device=device)
+    sc = _resolve_scale(scale, Xt)
+    eps = _as_box(epsilon, Xt)
+    alpha = None if step_size is None else _as_box(step_size, Xt, name="step_size")
+    if sc is not None:
+        eps = eps * sc
+        alpha = None if alpha is None else alpha * sc
+    if eps.dim() == Xt.dim() and eps.shape[0] != 1:
+        raise ValueError("epsilon must not vary per row in adversarial_train (give a number or a (d,) tensor)")
+    m = _as_mask(mask, Xt)
+    attack_rng = check_random_state(int(rng.integers(0, 2**63 - 1)))
+
+    def objective(net: nn.Module, xb: torch.Tensor, yb: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        with preserve_model(net, eval_mode=True, freeze=True):
+            x_adv = perturb(
+                lambda xa: row_losses(loss, net(xa), yb).sum(),
+                xb,
+                epsilon=eps,
+                steps=steps,
+                step_size=alpha,
+                random_start=attack == "pgd",
+                mask=m,
+                random_state=attack_rng,
+            )
+        clean = row_losses(loss, net(xb), yb).mean() if mix < 1 else 0.0
+        adv = row_losses(loss, net(x_adv), yb).mean() if mix > 0 else 0.0
+        return (1 - mix) * clean + mix * adv
+
+    result = train(new, Xt, y, loss=loss, random_state=rng, batch_objective=objective, **train_options)
+    return new, result
