@@ -439,15 +439,16 @@ def _fb_scaled(logb: np.ndarray, design: _Design, pi: np.ndarray, A: np.ndarray,
     alpha[0] = a = a / s[..., None]
     c[0] = s
     vmask = valid[:, None, :]
-    for t in range(1, T):
-        new = (a @ A) * b[t]
-        s = new.sum(-1)
-        new /= s[..., None]
-        if not equal:
-            new = np.where(vmask[t][..., None], new, a)
-            s = np.where(vmask[t], s, 1.0)
-        alpha[t] = a = new
-        c[t] = s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for t in range(1, T):
+            new = (a @ A) * b[t]
+            s = new.sum(-1)
+            new /= s[..., None]
+            if not equal:
+                new = np.where(vmask[t][..., None], new, a)
+                s = np.where(vmask[t], s, 1.0)
+            alpha[t] = a = new
+            c[t] = s
     if not (np.isfinite(c).all() and (c > 0).all()):
         return None
     ll = (np.log(c) + np.where(vmask, shift[..., 0], 0.0)).sum(axis=0)
