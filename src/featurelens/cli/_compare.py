@@ -114,13 +114,16 @@ def tickets_example(
     out: Path = typer.Option(Path("featurelens-tickets"), "--out", help="Output directory for the report."),
     quick: bool = typer.Option(False, "--quick", help="Small sizes (about a minute on one CPU thread)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
+    fmt: str = typer.Option("png", "--format", help="Figure formats, comma-separated: png, pdf, svg (PNG always)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
     """Seed 000: dense deep hedger vs 80 %-sparse lottery ticket vs robust ticket (train, attack, compare)."""
     from featurelens.examples.tickets import run_tickets_study
 
-    result = run_tickets_study(out, quick=quick, random_state=seed, force=force, progress=not quiet)
+    formats = [f.strip() for f in fmt.split(",") if f.strip()]
+    result = run_tickets_study(out, quick=quick, random_state=seed, formats=formats, force=force,
+                               progress=not quiet)
     if quiet:
         return
     echo = typer.echo

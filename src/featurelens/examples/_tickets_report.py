@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 import featurelens
 from featurelens._io import atomic_write_text
+from featurelens.compare._figures import CAPTIONS
 from featurelens.examples._hedging_rollout import FEATURE_NAMES, HedgingTask
 from featurelens.report._figures import COLOURS, _save
 from featurelens.report._html import _environment
@@ -69,26 +70,23 @@ def _training_figure(directory: Path, history: Mapping[str, list[float]]) -> dic
             "alt": "line chart of training losses"}
 
 
-def _comparison_figures(directory: Path, comparison: Any) -> list[dict[str, str]]:
-    """Seed 000's four figures (PNG for the page, PDF as the seed saved them)."""
-    captions = {
-        "importance": "Importance share of each feature per method and network (seed 000's grouped bars; "
-                      "weights = mask-aware Σ_j |W1_ji|, normalised).",
-        "difference": f"Share minus the reference network's ({comparison.reference!r}); seed 000 plotted the "
-                      "robust minus the standard ticket.",
-        "weights": "Distribution of the unpruned weights of each network.",
-        "sparsity": "Sparsity per layer (masks matched by exact parameter name).",
-    }
-    paths = comparison.save_figures(directory, formats=("png", "pdf"))
+def _comparison_figures(directory: Path, comparison: Any, formats: Sequence[str]) -> list[dict[str, str]]:
+    """Seed 000's four figures: PNG for the page, plus ``formats`` (the seed saved PDFs)."""
+    paths = comparison.save_figures(directory, formats=list(dict.fromkeys(("png", *formats))), dpi=DPI)
     pngs = [p.name for p in paths if p.suffix == ".png"]
-    return [{"file": name, "title": name.removesuffix(".png").capitalize(),
-             "caption": captions.get(name.removesuffix(".png"), "Drawn by featurelens.compare."),
-             "alt": name} for name in pngs]
+    figures = []
+    for name in pngs:
+        title, caption = CAPTIONS.get(name.removesuffix(".png"), (name, "Drawn by featurelens.compare."))
+        if name == "difference.png":
+            caption += f" Reference: {comparison.reference!r} (seed 000 plotted the robust minus the standard ticket)."
+        figures.append({"file": name, "title": title, "caption": caption, "alt": title})
+    return figures
 
 
 def write_report(directory: Path, *, task: HedgingTask, config: Any, seed: int, risk: pd.DataFrame,
                  attacked: pd.DataFrame, sparsity: pd.DataFrame, comparison: Any, reload: Mapping[str, bool],
-                 log: Mapping[str, Any], output_spread: Mapping[str, float], seconds: float) -> dict[str, Any]:
+                 log: Mapping[str, Any], output_spread: Mapping[str, float], seconds: float,
+                 formats: Sequence[str] = ("png",)) -> dict[str, Any]:
     """Write ``results.json``, the figures and ``index.html`` into ``directory``; return the results dict."""
     market = dataclasses.asdict(task.market)
     pruned = sparsity[sparsity["layer"] != "total"]
@@ -118,7 +116,7 @@ def write_report(directory: Path, *, task: HedgingTask, config: Any, seed: int, 
         "seconds": {**{k: float(v) for k, v in log["seconds"].items()}, "total": seconds},
     }
     figures = [_risk_figure(directory, risk, attacked), _training_figure(directory, log["history"]),
-               *_comparison_figures(directory, comparison)]
+               *_comparison_figures(directory, comparison, formats)]
     results["figures"] = [f["file"] for f in figures]
     atomic_write_text(directory / "results.json", json.dumps(results, indent=2, ensure_ascii=False))
     html = _environment().get_template(TEMPLATE).render(r=results, figures=figures, risk=risk, attacked=attacked,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -250,7 +251,8 @@ def save_and_reload(models: dict[str, nn.Module], directory: Path, rows: torch.T
 
 
 def run_tickets_study(out: str | os.PathLike, *, quick: bool = False, config: TicketsConfig | None = None,
-                      random_state: int = 0, force: bool = False, progress: bool = False) -> TicketsResult:
+                      random_state: int = 0, formats: Sequence[str] = ("png",), force: bool = False,
+                      progress: bool = False) -> TicketsResult:
     """Run the whole study and write its report to ``out`` (see the module docstring).
 
     Parameters
@@ -263,17 +265,22 @@ def run_tickets_study(out: str | os.PathLike, *, quick: bool = False, config: Ti
         Explicit sizes (overrides ``quick``).
     random_state : int
         Seeds initialisation, every path set, the attacks and the row sample.
+    formats : sequence of {"png", "pdf", "svg"}
+        Formats of the comparison figures (PNG is always written, for the page; seed 000
+        saved PDFs).
 
     Returns
     -------
     TicketsResult
     """
     from featurelens.compare import compare
+    from featurelens.compare._figures import check_formats
     from featurelens.examples._tickets_report import write_report
 
     start = time.perf_counter()
     check_output_dir(out, force=force)
     seed = check_int(random_state, name="random_state", minimum=0)
+    formats = check_formats(formats)
     if config is None:
         config = QUICK if quick else DEFAULT
     if not isinstance(config, TicketsConfig):
@@ -299,7 +306,7 @@ def run_tickets_study(out: str | os.PathLike, *, quick: bool = False, config: Ti
             spread = {name: float(m(inputs).std()) for name, m in models.items()}
         results = write_report(tmp, task=task, config=config, seed=seed, risk=clean, attacked=attacked,
                                sparsity=table, comparison=comparison, reload=reload, log=log,
-                               output_spread=spread, seconds=time.perf_counter() - start)
+                               output_spread=spread, seconds=time.perf_counter() - start, formats=formats)
     return TicketsResult(Path(out), models, clean, attacked, table, comparison, reload, results,
                          time.perf_counter() - start)
 
