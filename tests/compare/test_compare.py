@@ -263,6 +263,8 @@ def test_bad_arguments_raise_naming_the_argument(trio, result, tmp_path):
                 method_options={"integrated_gradients": {"n_stepz": 3}})
     with pytest.raises(ValueError, match="compare one output at a time"):
         compare({"a": dense, "b": dense}, x, target="all")
+    with pytest.raises(ValueError, match=r"model 'b', method 'weights': .*no nn\.Linear layer"):
+        compare({"a": dense, "b": nn.Sequential(nn.ReLU())}, x, methods=("weights",))
     with pytest.raises(ValueError, match="n_top must be >= 1"):
         compare({"a": dense, "b": dense}, x, n_top=0)
     with pytest.raises(ValueError, match="method must be one of"):
@@ -292,3 +294,25 @@ def test_prune_reparametrisation_on_any_weight_module_counts_as_a_layer():
     prune.custom_from_mask(m.norm, "weight", torch.tensor([1.0, 0.0, 1.0, 1.0]))
     table = layer_sparsity(m).set_index("layer")
     assert table.loc["norm.weight", "sparsity"] == 0.25 and table.loc["total", "n_pruned"] == 1
+
+
+def test_every_method_sees_the_masked_weights(trio):
+    """A pruned model and the same model with its masks folded in (a plain dense model with those
+    zeros) get identical importances: the methods use ``weight_orig * weight_mask``, not ``weight_orig``."""
+    from featurelens.models.pruning import make_permanent
+
+    x, y = _data(50)
+    pruned = trio["ticket1"]
+    c = compare({"pruned": pruned, "folded": make_permanent(pruned), "unmasked_orig": _orig_as_dense(pruned)},
+                x, targets=y, methods=("weights", "edge_scores", "integrated_gradients"), random_state=0)
+    d = c.differences.set_index("model")
+    assert np.array_equal(d.loc["folded", "difference"].to_numpy(), np.zeros(24))
+    assert np.abs(d.loc["unmasked_orig", "difference"].to_numpy()).max() > 1e-3
+
+
+def _orig_as_dense(model: nn.Module) -> nn.Module:
+    """The pruned model's ``weight_orig`` as plain weights (what a mask-blind method would read)."""
+    dense = Ten(0)
+    state = {k.removesuffix("_orig"): v for k, v in model.state_dict().items() if not k.endswith("_mask")}
+    dense.load_state_dict(state)
+    return dense

@@ -249,8 +249,11 @@ def compare(
             kw = dict(options.get(method, {}))
             if targets is not None and "labels" in _accepted(method):
                 kw.setdefault("labels", targets)
-            expl = attribute(model, inputs, method=method, target=target, output=output, random_state=seed,
-                             feature_names=feature_names, batch_size=batch_size, progress=progress, **kw)
+            try:
+                expl = attribute(model, inputs, method=method, target=target, output=output, random_state=seed,
+                                 feature_names=feature_names, batch_size=batch_size, progress=progress, **kw)
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"model {name!r}, method {method!r}: {exc}") from exc
             imp = expl.importance()
             if isinstance(imp, pd.DataFrame):
                 raise ValueError(f"model {name!r}: the output has several elements; pick one with target=")

@@ -180,25 +180,25 @@ def _prune_layerwise(layers: Sequence[tuple[str, nn.Module]], keep: Sequence[int
 def _prune_global(layers: Sequence[tuple[str, nn.Module]], keep_total: int, floors: Sequence[int]) -> None:
     """Prune to ``keep_total`` unpruned weights over all layers, smallest ``|w|`` first,
     never below ``floors[l]`` weights in layer ``l`` (its largest ones are protected)."""
-    masks, cands, owners = [], [], []
+    masks, mags, positions, owners = [], [], [], []
     for li, ((_, module), floor) in enumerate(zip(layers, floors, strict=True)):
         mask = _mask_of(module)
         masks.append(mask)
-        alive = torch.nonzero(mask.reshape(-1), as_tuple=True)[0]
-        mags = _weight_of(module).reshape(-1)[alive].abs().to(torch.float64).cpu()
-        order = torch.sort(mags, stable=True, descending=True).indices
-        free = alive.cpu()[order[floor:]] if alive.numel() > floor else alive.cpu()[:0]
-        cands.append(torch.stack([mags[order[floor:]], free.to(torch.float64)], dim=1))
+        alive = torch.nonzero(mask.reshape(-1), as_tuple=True)[0].cpu()
+        mag = _weight_of(module).reshape(-1).abs().to(torch.float64).cpu()[alive]
+        free = torch.sort(mag, stable=True, descending=True).indices[floor:]  # all but the largest `floor`
+        mags.append(mag[free])
+        positions.append(alive[free])
         owners.append(torch.full((free.numel(),), li, dtype=torch.long))
     alive_total = sum(int(m.sum()) for m in masks)
-    n_cut = min(alive_total - keep_total, sum(c.shape[0] for c in cands))
+    all_mags = torch.cat(mags)
+    n_cut = min(alive_total - keep_total, all_mags.numel())
     if n_cut > 0:
-        allc = torch.cat(cands)
-        own = torch.cat(owners)
-        # ties broken by layer order, then position, as a single stable sort over the concatenation
-        idx = _smallest(allc[:, 0], n_cut)
-        for j in idx.tolist():
-            masks[int(own[j])].reshape(-1)[int(allc[j, 1])] = 0
+        # one stable sort over the concatenation: ties go to the earlier layer, then lower index
+        cut = _smallest(all_mags, n_cut)
+        pos, own = torch.cat(positions)[cut], torch.cat(owners)[cut]
+        for li, mask in enumerate(masks):
+            mask.reshape(-1)[pos[own == li].to(mask.device)] = 0
     _apply_masks(layers, masks)
 
 
