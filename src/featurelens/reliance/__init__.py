@@ -1,8 +1,42 @@
 """Reliance: spurious-correlation detection, robustness, interactions, stability, mitigation, reports."""
 
+from featurelens.reliance._detect import SpuriousReport, Thresholds, detect_spurious
+from featurelens.reliance._interactions import interaction_matrix, shapley_interactions
+from featurelens.reliance._probe import ProbeResult, cross_val_probe
 from featurelens.reliance._report import save_reliance_report, write_reliance_report
+from featurelens.reliance._stability import (
+    WindowImportance,
+    importance_by_subgroup,
+    importance_over_windows,
+    metrics_by_subgroup,
+)
+from featurelens.reliance._suite import (
+    SuiteCase,
+    SuiteConfig,
+    SuiteResult,
+    evaluate_suite,
+    fit_suite_model,
+    make_reliance_suite,
+)
 
 __all__ = [
+    "ProbeResult",
+    "SpuriousReport",
+    "SuiteCase",
+    "SuiteConfig",
+    "SuiteResult",
+    "Thresholds",
+    "WindowImportance",
+    "cross_val_probe",
+    "detect_spurious",
+    "evaluate_suite",
+    "fit_suite_model",
+    "importance_by_subgroup",
+    "importance_over_windows",
+    "interaction_matrix",
+    "make_reliance_suite",
+    "metrics_by_subgroup",
     "save_reliance_report",
+    "shapley_interactions",
     "write_reliance_report",
 ]
