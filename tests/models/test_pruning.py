@@ -12,6 +12,7 @@ from torch.nn.utils import prune
 
 from featurelens.models import MLP, load_model
 from featurelens.models.pruning import (
+    copy_model,
     iterative_magnitude_pruning,
     magnitude_prune,
     make_permanent,
@@ -274,6 +275,34 @@ def test_make_permanent_folds_masks_and_keeps_outputs():
     with torch.no_grad():
         assert torch.equal(perm(x), pruned(x))
     assert pruning_masks(pruned)  # the input keeps its masks
+
+
+class Cached(nn.Module):
+    """Stores its last output with its graph in a buffer (as pfhedge's hedger does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+        self.register_buffer("prev_output", torch.zeros(1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.lin(x)
+        self.prev_output = out
+        return out
+
+
+def test_copy_model_works_where_deepcopy_fails_and_keeps_gradients_flowing():
+    model = Cached()
+    pruned = magnitude_prune(model, amount=0.5)
+    pruned(torch.ones(4, 3))  # non-leaf tensors now sit in the module (weight and prev_output)
+    with pytest.raises(RuntimeError, match="graph leaves"):
+        copy.deepcopy(pruned)
+    twin = copy_model(pruned)
+    assert torch.equal(twin.lin.weight_mask, pruned.lin.weight_mask) and not twin.prev_output.requires_grad
+    twin(torch.ones(4, 3)).sum().backward()
+    grad = twin.lin.weight_orig.grad
+    assert grad is not None and torch.equal(grad == 0, twin.lin.weight_mask == 0)  # pruned entries get none
+    assert pruned.lin.weight_orig.grad is None  # the copy is independent
 
 
 # ---------------------------------------------------------------------------- errors
