@@ -128,12 +128,14 @@ def _sparsity(c: Comparison) -> Figure:
     width = 0.8 / n
     for i, model in enumerate(c.models):
         vals = wide.reindex(layers)[model].to_numpy() if model in wide else np.full(len(layers), np.nan)
-        ax.bar(x + i * width - (n - 1) * width / 2, 100 * vals, width, label=model, color=_colour(i), alpha=0.85)
+        bars = ax.bar(x + i * width - (n - 1) * width / 2, 100 * vals, width, label=model, color=_colour(i),
+                      alpha=0.85)
+        ax.bar_label(bars, labels=["" if not np.isfinite(v) else f"{100 * v:.0f}" for v in vals], fontsize=7)
     ax.set_xticks(x, layers, rotation=30, ha="right")
     ax.set_ylabel("sparsity (% of weights pruned)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 105)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 
