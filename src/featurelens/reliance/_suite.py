@@ -307,8 +307,8 @@ def evaluate_suite(
                 })
             advance(1)
     table = pd.DataFrame(rows)
-    truth = torch.as_tensor(table["truth"].to_numpy(dtype=np.float64))
-    score = torch.as_tensor(table["score"].to_numpy(dtype=np.float64))
+    truth = torch.tensor(table["truth"].to_numpy(dtype=np.float64))
+    score = torch.tensor(table["score"].to_numpy(dtype=np.float64))
     auroc = auc(truth, score) if 0 < int(truth.sum()) < len(truth) else float("nan")
     zero = table[(table["bias_strength"] == 0) & table["spurious"]]
     return SuiteResult(table, auroc, list(zip(zero["case"], zero["group"], strict=True)), reports)
