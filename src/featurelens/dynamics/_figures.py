@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import NullLocator
 
 from featurelens.dynamics._detours import occupancy
 from featurelens.report._figures import COLOURS, FigureInfo, _save
@@ -122,8 +123,10 @@ def training_map_figure(directory: Path, model: Any, states: Sequence[np.ndarray
                 fontsize=7.5, zorder=4, fontweight="bold")
     xy = np.array(list(pos.values()))
     pad = 0.35
-    ax.set_xlim(xy[:, 0].min() - pad, xy[:, 0].max() + pad)
-    ax.set_ylim(xy[:, 1].min() - pad, xy[:, 1].max() + pad)
+    ax.update_datalim([xy.min(axis=0) - pad, xy.max(axis=0) + pad])
+    ax.autoscale_view()
+    # arc3 bends arrows in display space: equal scales keep the labels on their arcs
+    ax.set_aspect("equal", adjustable="datalim")
     ax.set_axis_off()
     ax.set_title(f"Training map ({model.n_states} states, {len(states)} runs)")
     _save(fig, directory / file, dpi)
@@ -168,6 +171,7 @@ def timeline_figure(directory: Path, frames: Sequence[pd.DataFrame], states: Seq
     fig = Figure(figsize=(3.6 * ncols + 0.5, 2.5 * nrows + 0.9), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
     styles = ["--", "-", ":", "-.", "-"]
+    log_y = all((f[columns].to_numpy(dtype=np.float64) > 0).all() for f in frames[:shown])
     for r in range(nrows * ncols):
         ax = axes[r // ncols][r % ncols]
         if r >= shown:
@@ -180,7 +184,9 @@ def timeline_figure(directory: Path, frames: Sequence[pd.DataFrame], states: Seq
             ax.plot(xs, ys, styles[c % len(styles)], color="0.55", lw=0.9, zorder=1)
             ax.scatter(xs, ys, c=[colours[s] for s in path], s=9, zorder=2, linewidths=0)
         ax.set_title(str(run_ids[r]), fontsize=9)
-        ax.set_yscale("log" if all((f[columns].to_numpy() > 0).all() for f in frames[:shown]) else "linear")
+        if log_y:
+            ax.set_yscale("log")
+            ax.yaxis.set_minor_locator(NullLocator())  # minor log ticks on 12 shared axes cost seconds
         ax.tick_params(labelsize=7)
         ax.set_xlabel(x, fontsize=8)
     handles = [Line2D([], [], ls="", marker="o", color=colours[k], label=f"state {k}") for k in range(n_states)]
@@ -202,12 +208,18 @@ def selection_figure(directory: Path, table: pd.DataFrame, *, recommended: int |
     """Test log-likelihood per number of states (every restart, mean ± std, best) with AIC/BIC.
 
     ``table`` is :attr:`ModelSelection.table` (columns ``n_states``,
-    ``restart``, ``test_loglik``, ``aic``, ``bic``). AIC and BIC are the
-    means over restarts, on a second y axis (the authors' plot).
+    ``restart``, ``test_loglik``, ``aic``, ``bic``, optionally ``test_aic``,
+    ``test_bic``). AIC and BIC are the means over restarts, on a second y
+    axis (the authors' plot); those of the held-out runs when the table has
+    them (the authors' convention), else the training ones.
     """
     missing = [c for c in ("n_states", "test_loglik", "aic", "bic") if c not in table.columns]
     if missing:
         raise ValueError(f"table is missing column(s) {missing}")
+    # the authors plot AIC/BIC of the held-out runs; use them when the table has them
+    on_test = "test_aic" in table.columns and "test_bic" in table.columns
+    aic, bic = ("test_aic", "test_bic") if on_test else ("aic", "bic")
+    where = "held-out" if on_test else "training"
     g = table.groupby("n_states")
     ks = np.asarray(sorted(g.groups), dtype=np.int64)
     mean, std, best = g["test_loglik"].mean(), g["test_loglik"].std(ddof=0), g["test_loglik"].max()
@@ -217,14 +229,18 @@ def selection_figure(directory: Path, table: pd.DataFrame, *, recommended: int |
                label="test log-likelihood, each restart")
     ax.errorbar(ks, mean.loc[ks], yerr=std.loc[ks], color=COLOURS[0], capsize=3, marker="o", ms=4,
                 label="test log-likelihood, mean ± std")
-    ax.plot(ks, best.loc[ks], color=COLOURS[0], ls="--", lw=1, label="test log-likelihood, best restart")
+    if "selected" in table.columns:  # the restart kept as the model for K (highest training log-likelihood)
+        chosen = table[table["selected"].astype(bool)].set_index("n_states")["test_loglik"]
+        ax.plot(ks, chosen.loc[ks], color=COLOURS[0], ls="--", lw=1, label="test log-likelihood, selected restart")
+    else:
+        ax.plot(ks, best.loc[ks], color=COLOURS[0], ls="--", lw=1, label="test log-likelihood, best restart")
     ax.set_xlabel("number of states K")
     ax.set_ylabel("test log-likelihood (nats, held-out runs)")
     ax.set_xticks(ks)
     twin = ax.twinx()
-    twin.plot(ks, g["aic"].mean().loc[ks], color=COLOURS[1], marker="s", ms=4, label="AIC (mean over restarts)")
-    twin.plot(ks, g["bic"].mean().loc[ks], color=COLOURS[5], marker="^", ms=4, label="BIC (mean over restarts)")
-    twin.set_ylabel("AIC / BIC on test runs (lower is better)")
+    twin.plot(ks, g[aic].mean().loc[ks], color=COLOURS[1], marker="s", ms=4, label="AIC (mean over restarts)")
+    twin.plot(ks, g[bic].mean().loc[ks], color=COLOURS[5], marker="^", ms=4, label="BIC (mean over restarts)")
+    twin.set_ylabel(f"AIC / BIC on the {where} runs (lower is better)")
     if recommended is not None:
         ax.axvline(recommended, color="0.3", ls=":", lw=1)
         ax.annotate(f"recommended K={recommended}", (recommended, ax.get_ylim()[0]), xytext=(4, 6),
@@ -237,8 +253,9 @@ def selection_figure(directory: Path, table: pd.DataFrame, *, recommended: int |
         "file": file,
         "title": "Model selection",
         "caption": ("Log-likelihood of the held-out runs for each number of states K: every restart (dots), "
-                    "mean ± std over restarts and the best restart (dashed); AIC and BIC (means over restarts, "
-                    "computed on the held-out runs) on the right axis."
+                    "mean ± std over restarts and the selected restart (dashed; the one kept as the model for K, "
+                    "or the best test score if the table does not say); AIC and BIC (means over restarts, "
+                    f"computed on the {where} runs) on the right axis."
                     + (f" The dotted line marks the recommended K={recommended}." if recommended else "")),
         "alt": f"Model-selection curves for K = {ks.min()}..{ks.max()}.",
     }
