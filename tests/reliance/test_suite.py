@@ -109,7 +109,7 @@ def test_custom_fit_and_errors():
         evaluate_suite([])
     with pytest.raises(TypeError, match="cases must hold SuiteCase objects"):
         evaluate_suite([object()])
-    with pytest.raises(ValueError, match="SuiteConfig.kind must be one of"):
+    with pytest.raises(ValueError, match=r"SuiteConfig\.kind must be one of"):
         make_reliance_suite(configs=(SuiteConfig("image", 1, 2),))
     with pytest.raises(ValueError, match="seq_len must be 1 for kind='tabular'"):
         make_reliance_suite(configs=(SuiteConfig("tabular", 1, 2, seq_len=3),))
