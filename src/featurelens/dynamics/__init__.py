@@ -4,28 +4,56 @@ Fit and select hidden Markov models over z-scored training runs, decode the late
 phases, and explain transitions by the exact gradient of the filtered state posterior.
 """
 
+from featurelens.dynamics._detours import (
+    OccupancyRegression,
+    convergence_time,
+    occupancy,
+    occupancy_regression,
+    state_correlations,
+)
 from featurelens.dynamics._drivers import (
     TransitionExplanation,
     explain_transition,
     posterior_gradient,
 )
+from featurelens.dynamics._figures import training_map, transition_counts
 from featurelens.dynamics._hmm import GaussianHMM, HMMFit, RestartResult, fit_hmm
+from featurelens.dynamics._logging import METRIC_NAMES, MetricsLogger, weight_metrics
 from featurelens.dynamics._persist import load_hmm, save_hmm
 from featurelens.dynamics._planted import make_planted_runs
+from featurelens.dynamics._report import DynamicsAnalysis, analyse_runs, write_dynamics_report
+from featurelens.dynamics._runs import RunSet, load_runs, read_saved_runs, save_runs
 from featurelens.dynamics._selection import ModelSelection, recommend_n_states, select_model
 
 __all__ = [
+    "METRIC_NAMES",
+    "DynamicsAnalysis",
     "GaussianHMM",
     "HMMFit",
+    "MetricsLogger",
     "ModelSelection",
+    "OccupancyRegression",
     "RestartResult",
+    "RunSet",
     "TransitionExplanation",
+    "analyse_runs",
+    "convergence_time",
     "explain_transition",
     "fit_hmm",
     "load_hmm",
+    "load_runs",
     "make_planted_runs",
+    "occupancy",
+    "occupancy_regression",
     "posterior_gradient",
+    "read_saved_runs",
     "recommend_n_states",
     "save_hmm",
+    "save_runs",
     "select_model",
+    "state_correlations",
+    "training_map",
+    "transition_counts",
+    "weight_metrics",
+    "write_dynamics_report",
 ]
