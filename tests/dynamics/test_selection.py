@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from featurelens.dynamics import make_planted_runs, recommend_n_states, select_model
+from featurelens.dynamics import fit_hmm, make_planted_runs, recommend_n_states, select_model
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +85,17 @@ def test_selection_errors():
         recommend_n_states({1: 0.0}, gain_fraction=2.0)
     with pytest.raises(ValueError, match="no finite test log-likelihood"):
         recommend_n_states({1: float("nan")})
+
+
+def test_batched_sweep_equals_separate_fits_from_same_inits(selection):
+    # select_model runs all K and restarts in one padded EM batch; each fit must be what
+    # fit_hmm computes alone from the same initial parameters
+    runs, sel = selection
+    train = [runs[i] for i in sel.train_runs]
+    for k, fit in sel.fits.items():
+        alone = fit_hmm(train, n_states=k, init=[r.initial for r in fit.restarts], n_iter=32, tol=1e-4)
+        for a, b in zip(alone.restarts, fit.restarts, strict=True):
+            assert a.n_iter == b.n_iter and a.converged == b.converged
+            np.testing.assert_allclose(a.history, b.history, rtol=1e-12)
+            np.testing.assert_allclose(a.model.means, b.model.means, atol=1e-9)
+            np.testing.assert_allclose(a.model.transmat, b.model.transmat, atol=1e-9)

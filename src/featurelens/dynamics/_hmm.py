@@ -23,6 +23,7 @@ hmmlearn's update with ``startprob_prior = transmat_prior = 1``, ``means_weight 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -628,6 +629,19 @@ def _initial_models(seqs, k, ctype, n_restarts, init, floor, rng, names) -> list
     return models
 
 
+def _check_fit_options(d, covariance_type, n_iter, tol, covariance_floor, feature_names) -> tuple:
+    """Validated (covariance_type, n_iter, tol, floor, feature_names) shared with select_model."""
+    ctype = _check_covariance_type(covariance_type)
+    n_iter = check_int(n_iter, name="n_iter", minimum=1)
+    if tol is not None:
+        tol = check_float(tol, name="tol", low=0.0)
+    floor = check_float(covariance_floor, name="covariance_floor", low=0.0)
+    names = None if feature_names is None else tuple(str(n) for n in feature_names)
+    if names is not None and len(names) != d:
+        raise ValueError(f"feature_names has {len(names)} entries, expected {d}")
+    return ctype, n_iter, tol, floor, names
+
+
 def fit_hmm(
     sequences: Any,
     *,
@@ -671,16 +685,9 @@ def fit_hmm(
         ``model`` is the restart with the highest final training log-likelihood.
     """
     k = check_int(n_states, name="n_states", minimum=1)
-    ctype = _check_covariance_type(covariance_type)
-    n_iter = check_int(n_iter, name="n_iter", minimum=1)
-    if tol is not None:
-        tol = check_float(tol, name="tol", low=0.0)
-    floor = check_float(covariance_floor, name="covariance_floor", low=0.0)
     seqs = check_sequences(sequences)
     d = seqs[0].shape[1]
-    names = None if feature_names is None else tuple(str(n) for n in feature_names)
-    if names is not None and len(names) != d:
-        raise ValueError(f"feature_names has {len(names)} entries, expected {d}")
+    ctype, n_iter, tol, floor, names = _check_fit_options(d, covariance_type, n_iter, tol, covariance_floor, feature_names)
     if isinstance(init, GaussianHMM):
         init = [init]
     if isinstance(init, str):
@@ -692,6 +699,8 @@ def fit_hmm(
         inits = list(init)
         if not inits or not all(isinstance(m, GaussianHMM) for m in inits):
             raise TypeError("init must be 'kmeans', 'random', a GaussianHMM or a non-empty sequence of them")
+        if names is not None:
+            inits = [dataclasses.replace(m, feature_names=names) for m in inits]
         for m in inits:
             if m.n_states != k or m.n_features != d or m.covariance_type != ctype:
                 raise ValueError(
@@ -699,8 +708,49 @@ def fit_hmm(
                     f"got {m.n_states}, {m.n_features}, {m.covariance_type!r}"
                 )
     design = _Design(seqs, ctype)
+    restarts = _em(design, inits, ctype, n_iter=n_iter, tol=tol, floor=floor)
+    final = np.array([r.loglik for r in restarts])
+    best = int(np.argmax(np.where(np.isfinite(final), final, -np.inf)))
+    return HMMFit(restarts[best].model, tuple(restarts), best, design.n_timesteps)
+
+
+_MAX_BATCH_ELEMENTS = 8_000_000  # per (T, R, N, K) work array: 64 MB in float64
+
+
+def _em_groups(design: _Design, inits: Sequence[GaussianHMM]) -> list[list[int]]:
+    """Indices of ``inits`` grouped by K, each group cut so a (T, R, N, K) array stays small.
+
+    Models with different K are not padded into one batch: numpy's stacked matmul costs
+    grow linearly with the batch, so a padded batch only adds work (measured).
+    """
+    per = design.tmax * design.n
+    groups = []
+    for k in sorted({m.n_states for m in inits}):
+        idx = [i for i, m in enumerate(inits) if m.n_states == k]
+        size = max(1, _MAX_BATCH_ELEMENTS // (per * k))
+        groups += [idx[s : s + size] for s in range(0, len(idx), size)]
+    return groups
+
+
+def _em(
+    design: _Design, inits: Sequence[GaussianHMM], ctype: str, *, n_iter: int, tol: float | None, floor: float,
+    advance: Any = None,
+) -> list[RestartResult]:
+    """EM for many initial models (any mix of state counts), batched per :func:`_em_groups`.
+
+    ``advance()`` (optional) is called after every EM iteration of every group.
+    """
+    results: list[RestartResult | None] = [None] * len(inits)
+    for group in _em_groups(design, inits):
+        out = _em_group(design, [inits[i] for i in group], ctype, n_iter, tol, floor, advance)
+        for i, res in zip(group, out, strict=True):
+            results[i] = res
+    return results
+
+
+def _em_group(design, inits, ctype, n_iter, tol, floor, advance) -> list[RestartResult]:
+    r, d = len(inits), design.d
     params = _stack(inits)
-    r = len(inits)
     active = np.ones(r, dtype=bool)
     history: list[list[float]] = [[] for _ in range(r)]
     converged = np.zeros(r, dtype=bool)
@@ -717,15 +767,13 @@ def fit_hmm(
             if tol is not None and len(h) >= 2 and (h[-1] - h[-2]) < tol * design.n_timesteps:
                 converged[i] = True
                 active[i] = False
+        if advance is not None:
+            advance()
         if not active.any():
             break
     _, final_ll = _estep(design, params, ctype, need_stats=False)
-    restarts = []
-    for i in range(r):
-        model = GaussianHMM(*(p[i] for p in params), ctype, names)
-        restarts.append(
-            RestartResult(inits[i], model, float(final_ll[i]), len(history[i]), bool(converged[i]), np.array(history[i]))
-        )
-    finite = np.where(np.isfinite(final_ll), final_ll, -np.inf)
-    best = int(np.argmax(finite))
-    return HMMFit(restarts[best].model, tuple(restarts), best, design.n_timesteps)
+    out = []
+    for i, m in enumerate(inits):
+        model = GaussianHMM(*(p[i] for p in params), ctype, m.feature_names)
+        out.append(RestartResult(m, model, float(final_ll[i]), len(history[i]), bool(converged[i]), np.array(history[i])))
+    return out

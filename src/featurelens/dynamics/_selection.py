@@ -11,8 +11,23 @@ import numpy as np
 import pandas as pd
 
 from featurelens._progress import progress_bar
-from featurelens._validation import RandomState, check_float, check_int, check_random_state
-from featurelens.dynamics._hmm import GaussianHMM, HMMFit, check_sequences, fit_hmm
+from featurelens._validation import (
+    RandomState,
+    check_float,
+    check_int,
+    check_option,
+    check_random_state,
+)
+from featurelens.dynamics._hmm import (
+    GaussianHMM,
+    HMMFit,
+    _check_fit_options,
+    _Design,
+    _em,
+    _em_groups,
+    _initial_models,
+    check_sequences,
+)
 
 
 @dataclass(frozen=True)
@@ -118,8 +133,10 @@ def select_model(
     """Fit HMMs for every K in ``states`` on training runs and score them on held-out runs.
 
     The split is by run: ``round(test_fraction * N)`` runs (at least one) chosen at random
-    are held out. For each K, :func:`fit_hmm` runs ``n_restarts`` seeded restarts (batched)
-    with the remaining arguments; every restart is scored on both splits. The recommended K
+    are held out. For each K, ``n_restarts`` seeded initialisations are drawn as in
+    :func:`fit_hmm` (same meaning of every argument); the EM of all K and restarts runs
+    batched together (results identical to separate :func:`fit_hmm` calls from the same
+    initial parameters); every restart is scored on both splits. The recommended K
     follows :func:`recommend_n_states`. The authors (research note §1.2) chose K by eye from
     these curves, kept the restart with the best *test* score and averaged AIC/BIC; here the
     test runs only score, and every restart's numbers are in ``table``.
@@ -138,35 +155,45 @@ def select_model(
     n_train_steps = sum(len(s) for s in train)
     n_test_steps = sum(len(s) for s in test)
     seeds = rng.integers(0, 2**63 - 1, size=len(ks))
+    ctype, n_iter, tol, floor, names = _check_fit_options(
+        seqs[0].shape[1], covariance_type, n_iter, tol, covariance_floor, feature_names
+    )
+    n_restarts = check_int(n_restarts, name="n_restarts", minimum=1)
+    init = check_option(init, name="init", options=("kmeans", "random"))
+    inits = []
+    for k, seed in zip(ks, seeds, strict=True):
+        inits += _initial_models(train, k, ctype, n_restarts, init, floor, np.random.default_rng(int(seed)), names)
+    # all K and restarts in as few batched EM runs as memory allows
+    design = _Design(train, ctype)
+    total = n_iter * len(_em_groups(design, inits))
+    with progress_bar("HMM model selection (EM iterations)", total=total, enabled=progress) as advance:
+        results = _em(design, inits, ctype, n_iter=n_iter, tol=tol, floor=floor, advance=advance)
     rows, best, fits = [], {}, {}
-    with progress_bar("HMM model selection", total=len(ks), enabled=progress) as advance:
-        for k, seed in zip(ks, seeds, strict=True):
-            fit = fit_hmm(
-                train, n_states=k, covariance_type=covariance_type, n_restarts=n_restarts,
-                n_iter=n_iter, tol=tol, covariance_floor=covariance_floor, init=init,
-                random_state=int(seed), feature_names=feature_names,
+    for ik, k in enumerate(ks):
+        restarts = tuple(results[ik * n_restarts : (ik + 1) * n_restarts])
+        final = np.array([r.loglik for r in restarts])
+        chosen = int(np.argmax(np.where(np.isfinite(final), final, -np.inf)))
+        fit = HMMFit(restarts[chosen].model, restarts, chosen, n_train_steps)
+        fits[k], best[k] = fit, fit.model
+        for r, res in enumerate(fit.restarts):
+            p = res.model.n_parameters
+            test_ll = res.model.score(test)
+            rows.append(
+                {
+                    "n_states": k,
+                    "restart": r,
+                    "train_loglik": res.loglik,
+                    "test_loglik": test_ll,
+                    "aic": -2.0 * res.loglik + 2.0 * p,
+                    "bic": -2.0 * res.loglik + p * math.log(n_train_steps),
+                    "test_aic": -2.0 * test_ll + 2.0 * p,
+                    "test_bic": -2.0 * test_ll + p * math.log(n_test_steps),
+                    "n_parameters": p,
+                    "n_iter": res.n_iter,
+                    "converged": res.converged,
+                    "selected": r == chosen,
+                }
             )
-            fits[k], best[k] = fit, fit.model
-            for r, res in enumerate(fit.restarts):
-                p = res.model.n_parameters
-                test_ll = res.model.score(test)
-                rows.append(
-                    {
-                        "n_states": k,
-                        "restart": r,
-                        "train_loglik": res.loglik,
-                        "test_loglik": test_ll,
-                        "aic": -2.0 * res.loglik + 2.0 * p,
-                        "bic": -2.0 * res.loglik + p * math.log(n_train_steps),
-                        "test_aic": -2.0 * test_ll + 2.0 * p,
-                        "test_bic": -2.0 * test_ll + p * math.log(n_test_steps),
-                        "n_parameters": p,
-                        "n_iter": res.n_iter,
-                        "converged": res.converged,
-                        "selected": r == fit.best_restart,
-                    }
-                )
-            advance(info=f"K={k}")
     table = pd.DataFrame(rows)
     sel = table[table["selected"]]
     recommended, rule = recommend_n_states(dict(zip(sel["n_states"], sel["test_loglik"], strict=True)), gain_fraction=gain_fraction)
