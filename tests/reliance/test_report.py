@@ -35,7 +35,7 @@ def _matrix() -> pd.DataFrame:
 
 def _mitigation() -> pd.DataFrame:
     return pd.DataFrame({"strategy": ["none", "group_dro"], "in_distribution": [0.9, 0.85],
-                         "shifted": [0.5, 0.8], "suspect_reliance": [0.3, 0.05]})
+                         "shifted": [0.5, 0.8], "reliance": [0.3, 0.05]})
 
 
 def test_full_report_holds_every_number(tmp_path):

@@ -146,12 +146,17 @@ def interaction_figure(directory: Path, matrix: pd.DataFrame, *, name: str = "in
 
 
 def mitigation_figure(directory: Path, table: pd.DataFrame, *, dpi: int = 110) -> FigureInfo:
-    """Grouped bars per strategy: in-distribution and shifted metric, and reliance on the suspect group."""
+    """Bars per strategy: in-distribution metric, each shifted metric, reliance on the suspect group.
+
+    Columns as in :class:`featurelens.reliance.MitigationTable` (``in_distribution``,
+    ``shifted`` or ``shifted_<name>``, ``reliance``); another schema draws its
+    first three numeric columns.
+    """
     names = table["strategy"].astype(str).tolist()
-    panels = [(c, lbl) for c, lbl in (("in_distribution", "in-distribution metric"),
-                                      ("shifted", "shifted-test metric"),
-                                      ("suspect_reliance", "reliance on the suspect group"))
-              if c in table.columns]
+    shifted = [c for c in table.columns if str(c).startswith("shifted") and not str(c).endswith("_change")]
+    panels = ([("in_distribution", "in-distribution metric")] if "in_distribution" in table.columns else [])
+    panels += [(c, f"{str(c).replace('_', ' ')} metric") for c in shifted]
+    panels += [("reliance", "reliance on the suspect group")] if "reliance" in table.columns else []
     if not panels:  # another schema: the first three numeric columns
         numeric = [c for c in table.columns if c != "strategy" and pd.api.types.is_numeric_dtype(table[c])
                    and not pd.api.types.is_bool_dtype(table[c])]
