@@ -91,6 +91,16 @@ def test_suite_acceptance_auroc_and_no_flags_at_zero_bias():
     assert rates.loc[True, "mean"] >= 0.6  # sensitivity of the spurious flag
     assert rates.loc[False, "mean"] <= 0.05  # false-positive rate
     assert set(res.reports) == {c.name for c in cases}
+    # the sweep recomputes the flags from the recorded evidence: same verdicts at the defaults
+    t = res.thresholds
+    same = res.sweep(min_reliance=[t.min_reliance], min_spread=[t.min_spread]).iloc[0]
+    assert same["sensitivity"] == pytest.approx(rates.loc[True, "mean"])
+    assert same["false_positive_rate"] == pytest.approx(rates.loc[False, "mean"])
+    assert same["flags_at_zero_bias"] == 0
+    loose = res.sweep(min_reliance=[-1.0], min_spread=[0.0], alpha=1.0).iloc[0]
+    assert loose["sensitivity"] == 1.0 and loose["false_positive_rate"] > same["false_positive_rate"]
+    cal = res.calibration()
+    assert cal.loc[(True, "score"), 1.0] == pytest.approx(res.table.loc[res.table["truth"], "score"].max())
 
 
 def test_custom_fit_and_errors():

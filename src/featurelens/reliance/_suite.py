@@ -238,17 +238,64 @@ class SuiteResult:
     flagged_at_zero_bias : list of (str, str)
         (case, group) pairs with ``spurious=True`` in cases with bias 0.
     reports : dict of str to SpuriousReport
+    thresholds : Thresholds
+        The thresholds the verdicts were computed with.
     """
 
     table: pd.DataFrame
     auroc: float
     flagged_at_zero_bias: list[tuple[str, str]]
     reports: dict[str, SpuriousReport] = field(repr=False)
+    thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property
     def flag_rates(self) -> pd.DataFrame:
         """Share of positive / negative groups with the ``spurious`` flag (sensitivity, false-positive rate)."""
         return self.table.groupby("truth")["spurious"].agg(["mean", "sum", "count"])
+
+    def calibration(self) -> pd.DataFrame:
+        """Quantiles (min, 5 %, median, 95 %, max) of the evidence per truth class.
+
+        Rows: ``(truth, statistic)`` for the statistics ``reliance_lower``
+        (permutation importance minus ``z`` standard errors, with the ``z``
+        of the thresholds used), ``excess_spread``, ``heterogeneity_p`` and ``score``.
+        """
+        t = self._with_lower()
+        stats_ = ["reliance_lower", "excess_spread", "heterogeneity_p", "score"]
+        q = t.groupby("truth")[stats_].quantile([0.0, 0.05, 0.5, 0.95, 1.0]).unstack()
+        return q.stack(level=0, future_stack=True)
+
+    def sweep(
+        self, *, min_reliance: Sequence[float], min_spread: Sequence[float], alpha: float | None = None
+    ) -> pd.DataFrame:
+        """Verdicts the suite would get under other thresholds, from the recorded evidence.
+
+        For every pair ``(min_reliance, min_spread)`` the ``spurious`` flag is
+        recomputed exactly as :func:`detect_spurious` does (``alpha`` defaults
+        to the one used). Returns one row per pair: ``sensitivity`` (share of
+        positive groups flagged), ``false_positive_rate`` (share of negative
+        groups flagged) and ``flags_at_zero_bias``.
+        """
+        t = self._with_lower()
+        alpha = self.thresholds.alpha if alpha is None else check_float(alpha, name="alpha", low=0.0, high=1.0)
+        n_groups = t.groupby("case")["group"].transform("count")
+        heterogeneous = t["heterogeneity_p"].fillna(0.0) < alpha / n_groups
+        rows = []
+        for r in min_reliance:
+            for s in min_spread:
+                flag = (t["reliance_lower"] > r) & (t["excess_spread"] >= s) & heterogeneous
+                rows.append({
+                    "min_reliance": r, "min_spread": s,
+                    "sensitivity": float(flag[t["truth"]].mean()),
+                    "false_positive_rate": float(flag[~t["truth"]].mean()),
+                    "flags_at_zero_bias": int(flag[t["bias_strength"] == 0].sum()),
+                })
+        return pd.DataFrame(rows)
+
+    def _with_lower(self) -> pd.DataFrame:
+        t = self.table.copy()
+        t["reliance_lower"] = t["reliance_permutation"] - self.thresholds.z * t["reliance_permutation_se"]
+        return t
 
 
 def evaluate_suite(
@@ -311,4 +358,7 @@ def evaluate_suite(
     score = torch.tensor(table["score"].to_numpy(dtype=np.float64))
     auroc = auc(truth, score) if 0 < int(truth.sum()) < len(truth) else float("nan")
     zero = table[(table["bias_strength"] == 0) & table["spurious"]]
-    return SuiteResult(table, auroc, list(zip(zero["case"], zero["group"], strict=True)), reports)
+    return SuiteResult(
+        table, auroc, list(zip(zero["case"], zero["group"], strict=True)), reports,
+        Thresholds() if thresholds is None else thresholds,
+    )
