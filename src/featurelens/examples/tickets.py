@@ -87,11 +87,11 @@ class TicketsConfig:
         Proportional transaction-cost rate.
     """
 
-    n_paths: int = 4000
-    dense_epochs: int = 400
+    n_paths: int = 2000
+    dense_epochs: int = 300
     rewind_epoch: int = 10
     rounds: int = 4
-    round_epochs: int = 150
+    round_epochs: int = 100
     target_sparsity: float = 0.8
     epsilon: float = 0.5
     pgd_steps: int = 5
