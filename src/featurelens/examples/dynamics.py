@@ -74,6 +74,7 @@ def train_digits_runs(
     log_every: int = 4,
     learning_rates: Sequence[float] = LEARNING_RATES,
     random_state: int = 0,
+    threads: int | None = 1,
     progress: bool = False,
 ) -> list[Path]:
     """Train ``n_runs`` MLPs on digits and log one CSV per run into ``directory``.
@@ -84,53 +85,71 @@ def train_digits_runs(
     the weight metrics, ``train_loss`` (mean batch loss since the previous
     row; at step 0 the loss of the initial model on the training set),
     ``val_loss`` and ``val_accuracy`` (on a fixed 30 % validation split).
-    The global torch RNG is left untouched.
+    The global torch RNG is left untouched. ``threads``: torch CPU threads
+    while training (restored afterwards; ``None`` keeps the current
+    setting). One thread is fastest for these tiny matrices: on a loaded
+    2-core machine, torch's default of 2 threads made every step many
+    times slower.
     """
     directory = Path(directory)
     n_runs = check_int(n_runs, name="n_runs", minimum=1)
     epochs = check_int(epochs, name="epochs", minimum=1)
     log_every = check_int(log_every, name="log_every", minimum=1)
     x_tr, y_tr, x_va, y_va = _digits(random_state)
-    loss_fn = nn.CrossEntropyLoss()
     paths = []
     steps_per_epoch = -(-len(x_tr) // BATCH_SIZE)
-    with progress_bar("training runs", n_runs, enabled=progress) as advance, torch.random.fork_rng():
-        for r in range(n_runs):
-            seed = random_state + r
-            torch.manual_seed(seed)
-            model = MLP(64, HIDDEN, 10)
-            lr = float(learning_rates[r % len(learning_rates)])
-            opt = torch.optim.SGD(model.parameters(), lr=lr)
-            gen = torch.Generator().manual_seed(seed)
-            path = directory / f"run_{r:02d}.csv"
-            logger = MetricsLogger(path, run_id=f"run_{r:02d}_lr{lr:g}", flush_every=10**9)
-
-            def log(step: int, train_loss: float, model: nn.Module = model, logger: MetricsLogger = logger) -> None:
-                with torch.no_grad():
-                    out = model(x_va)
-                    val_loss = float(loss_fn(out, y_va))
-                    acc = float((out.argmax(dim=1) == y_va).float().mean())
-                logger.log(model, step=step, epoch=step / steps_per_epoch, train_loss=train_loss,
-                           val_loss=val_loss, val_accuracy=acc)
-
-            with torch.no_grad():
-                log(0, float(loss_fn(model(x_tr), y_tr)))
-            step, running = 0, []
-            for _ in range(epochs):
-                for batch in torch.randperm(len(x_tr), generator=gen).split(BATCH_SIZE):
-                    loss = loss_fn(model(x_tr[batch]), y_tr[batch])
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    running.append(loss.item())
-                    step += 1
-                    if step % log_every == 0:
-                        log(step, float(np.mean(running)))
-                        running = []
-            logger.close()
-            paths.append(path)
-            advance(info=f"lr {lr:g}")
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(check_int(threads, name="threads", minimum=1))
+    try:
+        with progress_bar("training runs", n_runs, enabled=progress) as advance, torch.random.fork_rng():
+            for r in range(n_runs):
+                lr = float(learning_rates[r % len(learning_rates)])
+                paths.append(_train_one(directory, r, lr, random_state + r, epochs, log_every, steps_per_epoch,
+                                        (x_tr, y_tr, x_va, y_va)))
+                advance(info=f"lr {lr:g}")
+    finally:
+        torch.set_num_threads(previous_threads)
     return paths
+
+
+def _train_one(directory: Path, r: int, lr: float, seed: int, epochs: int, log_every: int, steps_per_epoch: int,
+               data: tuple[torch.Tensor, ...]) -> Path:
+    """One run: plain SGD (``p -= lr * grad``), a row every ``log_every`` steps (inside fork_rng)."""
+    x_tr, y_tr, x_va, y_va = data
+    loss_fn = nn.CrossEntropyLoss()
+    torch.manual_seed(seed)
+    model = MLP(64, HIDDEN, 10)
+    gen = torch.Generator().manual_seed(seed)
+    path = directory / f"run_{r:02d}.csv"
+    logger = MetricsLogger(path, run_id=f"run_{r:02d}_lr{lr:g}", flush_every=10**9)
+
+    def log(step: int, train_loss: float) -> None:
+        with torch.no_grad():
+            out = model(x_va)
+            val_loss = float(loss_fn(out, y_va))
+            acc = float((out.argmax(dim=1) == y_va).float().mean())
+        logger.log(model, step=step, epoch=step / steps_per_epoch, train_loss=train_loss,
+                   val_loss=val_loss, val_accuracy=acc)
+
+    with torch.no_grad():
+        log(0, float(loss_fn(model(x_tr), y_tr)))
+    step, running = 0, []
+    params = list(model.parameters())
+    for _ in range(epochs):
+        for batch in torch.randperm(len(x_tr), generator=gen).split(BATCH_SIZE):
+            loss = loss_fn(model(x_tr[batch]), y_tr[batch])
+            grads = torch.autograd.grad(loss, params)
+            with torch.no_grad():
+                for p, g in zip(params, grads, strict=True):
+                    p.add_(g, alpha=-lr)
+            running.append(loss.item())
+            step += 1
+            if step % log_every == 0:
+                log(step, float(np.mean(running)))
+                running = []
+    logger.close()
+    return path
 
 
 def run_dynamics_example(
