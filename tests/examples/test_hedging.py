@@ -20,6 +20,7 @@ from featurelens.examples.hedging import (
     delta_hedge,
     entropic_risk,
     expected_shortfall,
+    fit_hedger_,
     hedge_with_model,
     hedging_risk,
     make_hedger,
@@ -198,6 +199,11 @@ def test_training_is_reproducible():
     b, hb = train_hedger(make_hedger(), task, cfg, random_state=4)
     assert ha == hb
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    # fit_hedger_ trains in place, reports every epoch, and gives the same result
+    model, seen = make_hedger(), []
+    hc = fit_hedger_(model, task, cfg, random_state=4, on_epoch=lambda e, m: seen.append((e, m is model)))
+    assert hc == ha and seen == [(1, True), (2, True), (3, True)] and not model.training
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), model.parameters(), strict=True))
 
 
 def test_errors():
