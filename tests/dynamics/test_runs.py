@@ -146,3 +146,15 @@ def test_save_and_read_runs_round_trip(run_dir, tmp_path):
     np.savez(tmp_path / "other.npz", a=np.zeros(2))
     with pytest.raises(ValueError, match="is not a saved-runs file"):
         read_saved_runs(tmp_path / "other.npz")
+
+
+def test_raw_scale_matches_raw_unit_posterior_gradient(run_dir):
+    from featurelens.dynamics import GaussianHMM, posterior_gradient
+
+    runs = load_runs(run_dir, metrics=["l1", "l2"])
+    model = GaussianHMM(startprob=[0.6, 0.4], transmat=[[0.9, 0.1], [0.2, 0.8]],
+                        means=[[-0.5, 0.2], [0.7, -0.3]], covars=[[1.0, 0.5], [0.8, 1.2]], covariance_type="diag")
+    z_units = posterior_gradient(model, runs.sequences)
+    raw = posterior_gradient(model, runs.sequences, units="raw", scale=runs.std)
+    for g, r, factor in zip(z_units, raw, runs.raw_scale(), strict=True):
+        np.testing.assert_allclose(g * factor, r, rtol=1e-12, atol=0)

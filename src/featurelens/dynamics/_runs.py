@@ -68,7 +68,10 @@ class RunSet:
         """Per run, ``(D,)`` factors ``1 / std`` turning z-unit gradients into raw units.
 
         ``∂f/∂x = (∂f/∂z) · (1 / std)``; for a constant column the z-score
-        does not depend on ``x`` (it is 0), so the factor is 0.
+        does not depend on ``x`` (it is 0), so the factor is 0. Multiplying
+        ``posterior_gradient(model, runs.sequences)[i]`` by ``raw_scale()[i]``
+        equals ``posterior_gradient(..., units="raw", scale=runs.std)`` when no
+        column is constant (that function refuses a zero std).
         """
         with np.errstate(divide="ignore"):
             inv = np.where(self.constant, 0.0, 1.0 / np.where(self.constant, 1.0, self.std))
