@@ -120,7 +120,7 @@ def test_continuous_labels_use_correlation():
     with torch.no_grad():
         model.weight.copy_(torch.tensor([[2.0, 0.0]]))
         model.bias.zero_()
-    env = np.repeat([0, 1], 200)
+    env = np.repeat(["site B", "site A"], 200)
     rep = detect_spurious(model, x, y, groups={"a": [0], "b": [1]}, environments=env, target=0,
                           probe="linear", n_repeats=2, random_state=0)
     t = rep.table.set_index("group")
@@ -128,6 +128,10 @@ def test_continuous_labels_use_correlation():
     assert t.loc["a", "probe_score"] == pytest.approx(0.8, abs=0.06)  # R^2 = 4 / 5
     assert t.loc["a", "reliance_permutation"] > 1.0 and t.loc["b", "reliance_permutation"] == 0.0
     assert rep.flagged == []
+    envs = rep.evidence["a"]["relation_by_environment"]
+    assert [e["environment"] for e in envs] == ["site A", "site B"] and [e["n"] for e in envs] == [200, 200]
+    assert envs[0]["relation"] == pytest.approx(envs[1]["relation"], abs=0.1)  # same relation at both sites
+    json.dumps(rep.to_dict(), allow_nan=False)
 
 
 def test_wasserstein_shift_closed_form():

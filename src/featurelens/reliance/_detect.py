@@ -51,6 +51,7 @@ from featurelens.reliance._probe import (
     relation,
     relation_by_environment,
 )
+from featurelens.report._results import jsonable
 
 ENVIRONMENT_MODES = ("windows", "bootstrap")
 
@@ -128,29 +129,13 @@ class SpuriousReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable content (table records, evidence, thresholds)."""
         return {
-            "table": _jsonable(self.table.to_dict(orient="records")),
-            "evidence": _jsonable(self.evidence),
+            "table": jsonable(self.table.to_dict(orient="records"), where="table"),
+            "evidence": jsonable(self.evidence, where="evidence"),
             "thresholds": self.thresholds.to_dict(),
             "environments": self.environments,
             "metric": self.metric,
             "relation_metric": self.relation_metric,
         }
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer, int)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        return None if not np.isfinite(obj) else float(obj)
-    return obj if isinstance(obj, str) or obj is None else str(obj)
 
 
 def wasserstein_shift(x: np.ndarray, y: np.ndarray, kind: str) -> np.ndarray:
@@ -171,7 +156,29 @@ def wasserstein_shift(x: np.ndarray, y: np.ndarray, kind: str) -> np.ndarray:
     return out
 
 
-def _environment_labels(environments: Any, n: int, x_dim: int, n_windows: int) -> tuple[str, np.ndarray | None]:
+def row_labels(values: Any, n: int, *, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """One label per row -> integer codes ``(n,)`` and the sorted distinct labels.
+
+    Labels that are not numbers or strings (dates, objects) are kept as their ``str``.
+    """
+    if isinstance(values, (pd.Series, pd.Index)):
+        values = values.to_numpy()
+    labels = np.asarray(values)
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(f"{name} must hold one label per row ({n}), got shape {labels.shape}")
+    codes, uniques = pd.factorize(labels, sort=True)
+    if (codes < 0).any():
+        raise ValueError(f"{name} holds missing values (NaN/None)")
+    uniques = np.asarray(uniques)
+    if uniques.dtype == object:
+        uniques = np.array([u if isinstance(u, (str, int, float)) else str(u) for u in uniques], dtype=object)
+    return codes, uniques
+
+
+def _environment_labels(
+    environments: Any, n: int, x_dim: int, n_windows: int
+) -> tuple[str, np.ndarray | None, np.ndarray | None]:
+    """Mode, per-row environment codes and the environment names."""
     if environments is None:
         environments = "windows" if x_dim == 3 else "bootstrap"
     if isinstance(environments, str):
@@ -181,19 +188,12 @@ def _environment_labels(environments: Any, n: int, x_dim: int, n_windows: int) -
                 f"got {environments!r}"
             )
         if environments == "windows":
-            return "windows", np.arange(n) * n_windows // n
-        return "bootstrap", None
-    if isinstance(environments, (pd.Series, pd.Index)):
-        environments = environments.to_numpy()
-    labels = np.asarray(environments)
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(f"environments must hold one label per row ({n}), got shape {labels.shape}")
-    codes, uniques = pd.factorize(labels, sort=True)
-    if (codes < 0).any():
-        raise ValueError("environments holds missing values (NaN/None)")
+            return "windows", np.arange(n) * n_windows // n, np.arange(n_windows)
+        return "bootstrap", None, None
+    codes, uniques = row_labels(environments, n, name="environments")
     if len(uniques) < 2:
         raise ValueError("environments must name at least 2 different environments")
-    return "user", codes
+    return "user", codes, uniques
 
 
 def _bootstrap_relation(
@@ -319,7 +319,7 @@ def detect_spurious(
         raise ValueError("groups must name at least one feature group")
     if spec.n_features != xt.shape[-1]:
         raise ValueError(f"groups (a FeatureSpec) describes {spec.n_features} features but X has {xt.shape[-1]}")
-    mode, env = _environment_labels(environments, n, xt.dim(), n_windows)
+    mode, env, env_names = _environment_labels(environments, n, xt.dim(), n_windows)
     x_np = xt.numpy()
 
     common = {"groups": spec, "target": target, "link": link, "output": output, "batch_size": batch_size}
@@ -348,6 +348,7 @@ def detect_spurious(
             rel_min, rel_max = float(lo), float(hi)
         else:
             per_env = relation_by_environment(pr.oof, y_np, env)
+            per_env["environment"] = env_names[per_env["environment"].to_numpy(dtype=np.int64)]
             q, df, p = heterogeneity(per_env, kind)
             rel_min, rel_max = float(per_env["relation"].min()), float(per_env["relation"].max())
         spread = rel_max - rel_min

@@ -39,6 +39,7 @@ from featurelens.attribution._problem import build_problem
 from featurelens.data._inputs import as_tensor, resolve_names
 from featurelens.data._spec import FeatureSpec
 from featurelens.models._state import preserve_model
+from featurelens.reliance._detect import row_labels
 
 METHODS = ("permutation", "ablation")
 
@@ -195,15 +196,8 @@ def importance_over_windows(
     return WindowImportance(table, pd.DataFrame(summary))
 
 
-def _subgroup_labels(subgroups: Any, n: int, min_size: int) -> tuple[np.ndarray, list[Any]]:
-    if isinstance(subgroups, (pd.Series, pd.Index)):
-        subgroups = subgroups.to_numpy()
-    labels = np.asarray(subgroups)
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(f"subgroups must hold one label per row ({n}), got shape {labels.shape}")
-    codes, uniques = pd.factorize(labels, sort=True)
-    if (codes < 0).any():
-        raise ValueError("subgroups holds missing values (NaN/None)")
+def _subgroup_labels(subgroups: Any, n: int, min_size: int) -> tuple[np.ndarray, list[tuple[int, Any]]]:
+    codes, uniques = row_labels(subgroups, n, name="subgroups")
     sizes = np.bincount(codes, minlength=len(uniques))
     keep = [k for k in range(len(uniques)) if sizes[k] >= min_size]
     if not keep:
