@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.stats import wasserstein_distance
@@ -21,17 +22,8 @@ from featurelens.reliance import (
 from featurelens.reliance._detect import wasserstein_shift
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Training is timed for one torch thread (the machine is shared); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def biased(one_thread):
+def biased():
     """A tabular case with bias 0.9 in environment 0 (0.63, 0.36 in the others) and its trained MLP."""
     (case,) = make_reliance_suite(
         biases=(0.9,), configs=(SuiteConfig("tabular", n_groups=1, group_dim=4, label_noise=0.1),),
@@ -88,7 +80,11 @@ def test_bootstrap_and_window_modes():
         model.weight.copy_(torch.tensor([[3.0, 0.0, 0.0]]))
         model.bias.zero_()
     groups = {"signal": [0], "noise": [1, 2]}
+    frame = pd.DataFrame(x, columns=["s", "n1", "n2"])
+    by_name = detect_spurious(model, frame, y, groups={"signal": ["s"], "noise": ["n1", "n2"]},
+                              n_bootstrap=8, n_repeats=3, random_state=0)
     rep = detect_spurious(model, x, y, groups=groups, n_bootstrap=8, n_repeats=3, random_state=0)
+    pd.testing.assert_frame_equal(by_name.table, rep.table)  # names or indices: same numbers
     assert rep.environments == "bootstrap"
     t = rep.table.set_index("group")
     assert np.isnan(t.loc["signal", "heterogeneity_p"]) and t.loc["signal", "heterogeneity_i2"] == 1.0

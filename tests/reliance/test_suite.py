@@ -16,15 +16,6 @@ from featurelens.reliance import (
 from featurelens.reliance._suite import ENVIRONMENT_FACTORS
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Training is timed for one torch thread (the machine is shared); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _sum_sq(a: np.ndarray) -> np.ndarray:
     a = a.astype(np.float64).reshape(a.shape[0], -1)
     return (a * a).sum(axis=1)

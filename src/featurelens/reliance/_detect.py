@@ -322,7 +322,8 @@ def detect_spurious(
     mode, env, env_names = _environment_labels(environments, n, xt.dim(), n_windows)
     x_np = xt.numpy()
 
-    common = {"groups": spec, "target": target, "link": link, "output": output, "batch_size": batch_size}
+    common = {"groups": spec, "feature_names": list(spec.names), "target": target, "link": link,
+              "output": output, "batch_size": batch_size}
     perm = attribute(
         model, X, method="permutation", labels=y_np, metric=metric, n_repeats=n_repeats,
         random_state=rng, **common,
