@@ -66,6 +66,10 @@ def test_states_and_detour_recovered(report):
     row = next(s for s in results["detours"]["states"] if s["state"] == detour_state)
     assert row["kind"] == "detour" and row["r"] > 0.8 and row["p_value"] < 1e-3
     assert row["n_runs_visiting"] == 6
+    # every run visits the start state first and ends in the end state; detour runs pass the detour
+    visits = results["runs"]["visits"]
+    assert all(v[0] == visits["run00"][0] and v[-1] == visits["run00"][-1] for v in visits.values())
+    assert all((detour_state in visits[rid]) == ("detour" in ph) for rid, (_, ph) in truth.items())
     reg = results["detours"]["regression"]
     assert reg["r2"] > 0.8 and reg["n_runs"] == 12
 
@@ -122,6 +126,8 @@ def test_html_and_figures(report):
         assert f'src="{f}"' in html
     assert set(results["figures"]) == {"model_selection.png", "training_map.png", "timelines.png"}
     assert "a note" in html and results["selection"]["rule"] in html
+    rid = results["runs"]["run_ids"][1]
+    assert " → ".join(map(str, results["runs"]["visits"][rid])) in html
     top = results["drivers"][0]
     assert f"{top['from']} → {top['to']} ({top['n_occurrences']} occurrences)" in html
     assert "detour" in html

@@ -7,7 +7,8 @@
       "summary": {label: value}, "notes": [str],
       "metrics": [name, ...],                       # the D modelled columns
       "runs": {"run_ids": [...], "lengths": [...], "dropped": {run_id: reason},
-               "sort_by": str, "constant_columns": {run_id: [metric, ...]}},
+               "sort_by": str, "constant_columns": {run_id: [metric, ...]},
+               "visits": {run_id: [state, ...]}},     # Viterbi states in visiting order, repeats merged
       "selection": {"rule": str, "recommended": int, "chosen": int,
                     "table": [{"n_states", "restart", "train_loglik", "test_loglik", "aic", "bic",
                                "converged", ...}]},
@@ -175,6 +176,13 @@ def _driver_rows(expl: Any) -> list[dict[str, Any]]:
             for f, g, c in zip(expl.features, expl.mean_gradient, expl.mean_change, strict=True)]
 
 
+def _visits(path: np.ndarray) -> list[int]:
+    """The states of a path in the order visited, consecutive repeats merged (``[2, 1, 0]``)."""
+    path = np.asarray(path)
+    keep = np.r_[True, path[1:] != path[:-1]]
+    return [int(s) for s in path[keep]]
+
+
 def build_results(analysis: DynamicsAnalysis, *, title: str, summary: Mapping[str, Any] | None,
                   notes: Sequence[str], model_file: str) -> dict[str, Any]:
     """Every number of the dynamics report; the returned dict is ``results.json``."""
@@ -210,7 +218,8 @@ def build_results(analysis: DynamicsAnalysis, *, title: str, summary: Mapping[st
         "notes": [str(n) for n in notes],
         "metrics": list(runs.metrics),
         "runs": {"run_ids": runs.run_ids, "lengths": runs.lengths, "dropped": runs.dropped,
-                 "sort_by": runs.sort_by, "constant_columns": constant},
+                 "sort_by": runs.sort_by, "constant_columns": constant,
+                 "visits": {rid: _visits(p) for rid, p in zip(runs.run_ids, analysis.paths, strict=True)}},
         "selection": {"rule": analysis.selection.rule, "recommended": int(analysis.selection.recommended),
                       "chosen": k, "table": analysis.selection.table.to_dict(orient="records")},
         "model": {"n_states": k, "covariance_type": model.covariance_type, "file": model_file,
