@@ -2,8 +2,15 @@
 
 from featurelens.reliance._detect import SpuriousReport, Thresholds, detect_spurious
 from featurelens.reliance._interactions import interaction_matrix, shapley_interactions
+from featurelens.reliance._mitigate import Mitigated, infer_environments, mitigate
+from featurelens.reliance._mitigation_eval import (
+    MitigationTable,
+    evaluate_mitigations,
+    mitigation_benchmark,
+)
 from featurelens.reliance._probe import ProbeResult, cross_val_probe
 from featurelens.reliance._report import save_reliance_report, write_reliance_report
+from featurelens.reliance._robustness import RobustnessCurve, robustness, robustness_curve
 from featurelens.reliance._stability import (
     WindowImportance,
     importance_by_subgroup,
@@ -20,7 +27,10 @@ from featurelens.reliance._suite import (
 )
 
 __all__ = [
+    "Mitigated",
+    "MitigationTable",
     "ProbeResult",
+    "RobustnessCurve",
     "SpuriousReport",
     "SuiteCase",
     "SuiteConfig",
@@ -29,13 +39,19 @@ __all__ = [
     "WindowImportance",
     "cross_val_probe",
     "detect_spurious",
+    "evaluate_mitigations",
     "evaluate_suite",
     "fit_suite_model",
     "importance_by_subgroup",
     "importance_over_windows",
+    "infer_environments",
     "interaction_matrix",
     "make_reliance_suite",
     "metrics_by_subgroup",
+    "mitigate",
+    "mitigation_benchmark",
+    "robustness",
+    "robustness_curve",
     "save_reliance_report",
     "shapley_interactions",
     "write_reliance_report",
