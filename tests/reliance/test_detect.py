@@ -160,6 +160,12 @@ def test_detect_errors(biased):
         detect_spurious(model, x, y, groups=None, feature_names=case.feature_names)
     with pytest.raises(TypeError, match="thresholds must be a Thresholds"):
         detect_spurious(model, x, y, thresholds={"alpha": 0.1}, **kw)
+    with pytest.raises(ValueError, match=r"min_reliance must be in \(0.0, None\]"):
+        Thresholds(min_reliance=0.0)
+    with pytest.raises(ValueError, match=r"alpha must be in \(0.0, 1.0\]"):
+        Thresholds(alpha=2.0)
+    with pytest.raises(TypeError, match="min_spread must be a number"):
+        Thresholds(min_spread="wide")
     with pytest.raises(ValueError, match="n_repeats must be >= 2"):
         detect_spurious(model, x, y, n_repeats=1, **kw)
     with pytest.raises(ValueError, match="single class"):

@@ -84,6 +84,12 @@ class Thresholds:
     min_spread: float = 0.08
     alpha: float = 0.01
 
+    def __post_init__(self) -> None:
+        check_float(self.min_reliance, name="min_reliance", low=0.0, inclusive=(False, True))
+        check_float(self.z, name="z", low=0.0)
+        check_float(self.min_spread, name="min_spread", low=0.0, inclusive=(False, True))
+        check_float(self.alpha, name="alpha", low=0.0, high=1.0, inclusive=(False, True))
+
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
@@ -301,7 +307,6 @@ def detect_spurious(
     n_windows = check_int(n_windows, name="n_windows", minimum=2)
     n_bootstrap = check_int(n_bootstrap, name="n_bootstrap", minimum=2)
     n_repeats = check_int(n_repeats, name="n_repeats", minimum=2)
-    check_float(thresholds.alpha, name="thresholds.alpha", low=0.0, high=1.0)
     rng = check_random_state(random_state)
     xt, data_names = as_tensor(X, name="X", dtype=torch.float64)
     n = xt.shape[0]
