@@ -435,21 +435,22 @@ def _fb_scaled(logb: np.ndarray, design: _Design, pi: np.ndarray, A: np.ndarray,
     T = b.shape[0]
     alpha = np.empty_like(b)
     c = np.empty(b.shape[:-1])
-    a = pi[:, None, :] * b[0]
-    s = a.sum(-1)
-    alpha[0] = a = a / s[..., None]
-    c[0] = s
+    np.multiply(pi[:, None, :], b[0], out=alpha[0])
+    np.sum(alpha[0], axis=-1, out=c[0])
+    alpha[0] /= c[0][..., None]
     vmask = valid[:, None, :]
+    invalid = ~vmask
+    # in-place updates (out=) keep the per-step Python overhead to four numpy calls
     with np.errstate(divide="ignore", invalid="ignore"):
         for t in range(1, T):
-            new = (a @ A) * b[t]
-            s = new.sum(-1)
-            new /= s[..., None]
-            if not equal:
-                new = np.where(vmask[t][..., None], new, a)
-                s = np.where(vmask[t], s, 1.0)
-            alpha[t] = a = new
-            c[t] = s
+            cur, ct = alpha[t], c[t]
+            np.matmul(alpha[t - 1], A, out=cur)
+            cur *= b[t]
+            np.sum(cur, axis=-1, out=ct)
+            cur /= ct[..., None]
+            if not equal:  # padded steps carry alpha over with normaliser 1
+                np.copyto(cur, alpha[t - 1], where=invalid[t][..., None])
+                np.copyto(ct, 1.0, where=invalid[t])
     if not (np.isfinite(c).all() and (c > 0).all()):
         return None
     ll = (np.log(c) + np.where(vmask, shift[..., 0], 0.0)).sum(axis=0)
@@ -458,14 +459,14 @@ def _fb_scaled(logb: np.ndarray, design: _Design, pi: np.ndarray, A: np.ndarray,
     bb = b / c[..., None]
     beta = np.empty_like(b)
     beta[-1] = 1.0
-    At = np.swapaxes(A, -1, -2)
+    v = np.empty_like(b[1:])  # v[t - 1] = b_t beta_t / c_t
+    At = np.ascontiguousarray(np.swapaxes(A, -1, -2))
     for t in range(T - 2, -1, -1):
-        new = (bb[t + 1] * beta[t + 1]) @ At
+        np.multiply(bb[t + 1], beta[t + 1], out=v[t])
+        np.matmul(v[t], At, out=beta[t])
         if not equal:
-            new = np.where(vmask[t + 1][..., None], new, 1.0)
-        beta[t] = new
+            np.copyto(beta[t], 1.0, where=invalid[t + 1][..., None])
     gamma = alpha * beta
-    v = bb[1:] * beta[1:]
     if not equal:
         gamma *= vmask[..., None]
         v *= vmask[1:, ..., None]
