@@ -52,7 +52,7 @@ def test_report_numbers(example):
         t, ok = convergence_time(pd.read_csv(f)["val_accuracy"], threshold=THRESHOLD)
         assert results["convergence"]["times"][rid] == t and results["convergence"]["converged"][rid] == ok
     assert (example.out / "index.html").is_file() and (example.out / "training_map.png").is_file()
-    assert set(example.seconds) == {"training and logging", "HMM selection and analysis"}
+    assert set(example.seconds) == {"training and logging", "HMM selection and analysis", "report"}
     assert np.isfinite(results["model"]["loglik_all_runs"])
 
 

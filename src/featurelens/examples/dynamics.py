@@ -213,4 +213,5 @@ def run_dynamics_example(
         results = write_dynamics_report(
             tmp, analysis, title="featurelens example: training dynamics of MLPs on digits", summary=summary,
         )
+        seconds["report"] = time.perf_counter() - start - sum(seconds.values())
     return DynamicsExampleResult(Path(out), results, seconds)
