@@ -1,9 +1,133 @@
-"""CLI commands: `featurelens internals` and `featurelens sweep`."""
+"""CLI commands: ``featurelens internals`` and ``featurelens sweep``."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from featurelens._io import atomic_output_dir, check_output_dir
+
+SWEEPS = ("capacity", "scale", "architectures")
+
+
+def _frame_table(df, title: str, *, index: bool = True, digits: int = 3) -> RichTable:
+    table = RichTable(title=title)
+    frame = df.reset_index() if index else df
+    for col in frame.columns:
+        table.add_column(str(col), justify="left" if frame[col].dtype == object else "right")
+    for _, row in frame.iterrows():
+        cells = []
+        for v in row:
+            if isinstance(v, float):
+                cells.append("nan" if v != v else f"{v:.{digits}g}" if abs(v) >= 1000 else f"{v:.{digits}f}")
+            else:
+                cells.append(str(v))
+        table.add_row(*cells)
+    return table
+
+
+def internals_command(
+    model: Path = typer.Option(..., "--model", help="TorchScript, torch.export (.pt2) or state_dict/checkpoint file."),
+    data: Path = typer.Option(..., "--data", help="CSV or Parquet table with the model's input features."),
+    out: Path = typer.Option(..., "--out", help="Output directory for the report."),
+    label: str = typer.Option(None, "--label", help="Label column to leave out of the features."),
+    groups: Path = typer.Option(None, "--groups", help="YAML/JSON mapping of group name to feature names (for the overlap heatmap)."),
+    factory: str = typer.Option(None, "--factory", help="'module:function' building the model for a state_dict."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow arbitrary unpickling (trusted files only)."),
+    layer: list[str] = typer.Option([], "--layer", help="Layer(s) to summarise: exact path or glob; repeatable (default: all Linear, activation, attention and encoder layers)."),
+    jacobian_layer: str = typer.Option(None, "--jacobian-layer", help="Layer whose average Jacobian gives the second overlap matrix."),
+    max_rows: int = typer.Option(2000, "--max-rows", help="Rows of the table used (drawn with --seed)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the row subsample."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on the terminal."),
+) -> None:
+    """Per-layer representation metrics, input-group overlap and attention statistics of a saved model."""
+    from featurelens.data import load_table, read_groups
+    from featurelens.internals import summarize_internals
+    from featurelens.models import load_model
+    from featurelens.report import save_internals_report
+
+    check_output_dir(out, force=force)
+    if max_rows < 2:
+        raise ValueError(f"--max-rows must be at least 2, got {max_rows}")
+    if factory is not None:
+        sys.path.insert(0, str(Path.cwd()))
+    table = load_table(data, label=label)
+    group_map = read_groups(groups) if groups is not None else None
+    net = load_model(model, factory=factory, trust=trust_checkpoint)
+    summary = summarize_internals(
+        net, table.X, groups=group_map, feature_names=table.feature_names, modules=list(layer) or None,
+        jacobian_layer=jacobian_layer, max_rows=max_rows, random_state=seed,
+    )
+    info = {"model file": str(model), "data file": str(data), "rows in the table": len(table.X),
+            "rows used": min(len(table.X), max_rows), "features": len(table.feature_names),
+            "groups": ", ".join(group_map) if group_map else "none (no overlap heatmap)"}
+    save_internals_report(out, internals=summary, title=f"featurelens: internals of {model.name}",
+                          summary=info, force=force)
+    if quiet:
+        return
+    console = Console()
+    cols = ["type", "units", "effective_rank", "participation_ratio", "interference", "fraction_inactive"]
+    console.print(_frame_table(summary.layers[cols], "representation per layer"))
+    for name, m in summary.overlap.items():
+        console.print(_frame_table(m, f"group overlap: {name}"))
+    if summary.attention is not None:
+        console.print(_frame_table(summary.attention, "attention statistics per head"))
+    for note in summary.notes:
+        console.print(note)
+    console.print(f"report written to {out / 'index.html'}")
+
+
+def sweep_command(
+    kind: str = typer.Argument(..., help="capacity, scale or architectures."),
+    out: Path = typer.Option(..., "--out", help="Output directory (CSV tables, figure, results.json)."),
+    quick: bool = typer.Option(False, "--quick", help="Smaller grid and data (about a quarter of the work)."),
+    epochs: int = typer.Option(None, "--epochs", help="Maximum training epochs per model (default: the sweep's)."),
+    n_samples: int = typer.Option(None, "--n-samples", help="Rows generated per model (default: the sweep's)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
+) -> None:
+    """Train small models over a grid and tabulate representation metrics (seed 002's sweeps)."""
+    import json
+
+    from featurelens._io import atomic_write_text
+    from featurelens.internals import architecture_sweep, capacity_sweep, scale_sweep
+    from featurelens.report._results import jsonable
+
+    if kind not in SWEEPS:
+        raise ValueError(f"sweep must be one of {', '.join(SWEEPS)}; got {kind!r}")
+    check_output_dir(out, force=force)
+    kwargs: dict[str, object] = {"random_state": seed, "progress": not quiet}
+    if quick:
+        kwargs.update({
+            "capacity": {"n_groups": (2, 6), "hidden_dims": (4, 16), "n_samples": 1500},
+            "scale": {"widths": (16, 32), "depths": (1, 2), "n_samples": 1200},
+            "architectures": {"architectures": ("small", "gated"), "n_samples": 1500},
+        }[kind])
+    if epochs is not None:
+        kwargs["epochs"] = epochs
+    if n_samples is not None:
+        kwargs["n_samples"] = n_samples
+    run = {"capacity": capacity_sweep, "scale": scale_sweep, "architectures": architecture_sweep}[kind]
+    result = run(**kwargs)
+    with atomic_output_dir(out, force=force) as tmp:
+        files = result.save(tmp)
+        doc = {"sweep": kind, "params": result.params, "table": result.table.to_dict(orient="records"),
+               "layers": None if result.layers is None else result.layers.to_dict(orient="records"),
+               "files": files}
+        atomic_write_text(Path(tmp) / "results.json", json.dumps(jsonable(doc), indent=2) + "\n")
+    if not quiet:
+        console = Console()
+        console.print(_frame_table(result.table, f"{kind} sweep", index=False))
+        console.print(f"tables and figure written to {out}")
 
 
 def register(app: typer.Typer, example_app: typer.Typer) -> None:
-    """Add this module's commands to ``app`` and its examples to ``example_app``."""
+    """Add ``internals`` and ``sweep`` to ``app`` (no examples)."""
+    app.command("internals")(internals_command)
+    app.command("sweep")(sweep_command)

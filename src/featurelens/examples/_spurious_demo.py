@@ -23,6 +23,7 @@ from featurelens._io import check_output_dir
 from featurelens._validation import check_float, check_int
 from featurelens.attribution import Explanation, attribute
 from featurelens.data import make_biased, make_shifted, train_val_test_split
+from featurelens.internals import summarize_internals
 from featurelens.models import SmallTransformer, train
 from featurelens.report import save_attribution_report
 
@@ -102,6 +103,8 @@ def run_spurious_demo(
         "permutation": attribute(model, x_te, method="permutation", labels=y_te, metric="accuracy",
                                  n_repeats=n_repeats, random_state=random_state, **common),
     }
+    internals = summarize_internals(model, x_te, groups=spec.groups, feature_names=spec.feature_names,
+                                    random_state=random_state)
     n_params = sum(p.numel() for p in model.parameters())
     summary = {
         "data": "seed 002 biased set: 5 genuine groups of 10 standard-normal features + 1 spurious group",
@@ -134,5 +137,6 @@ def run_spurious_demo(
         ground_truth={"spurious_group": truth.spurious_group, "bias_strength": truth.bias_strength},
         history=fit.history,
         notes=notes,
+        internals=internals,
     )
     return DemoResult(Path(out), explanations, results, time.perf_counter() - start)

@@ -77,12 +77,18 @@ def resolve_modules(model: nn.Module, spec: ModuleSpec) -> dict[str, nn.Module]:
     ------
     ValueError
         An unknown path, a glob or type matching nothing (the message lists
-        close names, found with :mod:`difflib`), an empty list.
+        close names, found with :mod:`difflib`), an empty list, or a
+        TorchScript model (its compiled code calls no hooks).
     TypeError
         ``model`` is not a module, or ``spec`` is of an unsupported type.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ValueError(
+            "model is a TorchScript module: it runs compiled code that calls no forward hooks, so its "
+            "activations cannot be read or patched; load the eager model (state_dict with a factory) instead"
+        )
     named = dict(model.named_modules())
     items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
     if not items:
@@ -109,6 +115,8 @@ def as_input_tensor(model: nn.Module, inputs: object) -> torch.Tensor:
     from featurelens.models._state import model_device_dtype
 
     device, dtype = model_device_dtype(model)
+    if hasattr(inputs, "to_numpy") and hasattr(inputs, "columns"):  # a pandas DataFrame
+        inputs = inputs.to_numpy(dtype="float64")
     if isinstance(inputs, torch.Tensor):
         x = inputs.detach()
     else:

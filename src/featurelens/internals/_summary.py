@@ -20,7 +20,12 @@ from torch import nn
 from featurelens._validation import RandomState, check_int, check_option, check_random_state
 from featurelens.data._spec import GroupMembers
 from featurelens.internals._capture import capture, collect, iter_batches
-from featurelens.internals._modules import ModuleSpec, as_input_tensor, resolve_single
+from featurelens.internals._modules import (
+    ModuleSpec,
+    as_input_tensor,
+    resolve_modules,
+    resolve_single,
+)
 from featurelens.models._state import preserve_model
 
 #: module types summarised by default (their outputs are the layer representations)
@@ -38,6 +43,8 @@ def default_layers(model: nn.Module) -> list[str]:
     feed-forward Linears, activation) are included as well, so a transformer
     is summarised inside each block too.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     return [name for name, m in model.named_modules() if name and isinstance(m, LAYER_TYPES)]
 
 
@@ -102,6 +109,8 @@ def layer_summary(
     if max_rows is not None:
         max_rows = check_int(max_rows, name="max_rows", minimum=2)
     rng = check_random_state(random_state)
+    if isinstance(model, torch.jit.ScriptModule):
+        resolve_modules(model, [])  # the uniform TorchScript error
     spec = default_layers(model) if modules is None else modules
     if not spec:
         raise ValueError(f"{type(model).__name__} has no submodule of the summarised types; pass modules=")
@@ -134,6 +143,13 @@ def layer_summary(
 
 
 def _loss(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    if loss == "ce" and (out.dim() != 2 or y.min() < 0 or y.max() >= out.shape[-1]):
+        raise ValueError(
+            f"loss='ce' needs class logits (n, K) and targets in [0, K); got output shape "
+            f"{list(out.shape)} and targets in [{int(y.min())}, {int(y.max())}]"
+        )
+    if loss == "bce" and (y.min() < 0 or y.max() > 1):
+        raise ValueError(f"loss='bce' needs targets in [0, 1], got values in [{float(y.min())}, {float(y.max())}]")
     if loss == "bce":
         return nn.functional.binary_cross_entropy_with_logits(out.reshape(-1), y.reshape(-1).to(out.dtype))
     if loss == "ce":

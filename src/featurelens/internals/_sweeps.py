@@ -113,9 +113,11 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: np.ndarray) -> float:
     return float(np.mean(pred == (np.asarray(y) > 0.5)))
 
 
-def _fit(model: nn.Module, x: torch.Tensor, y: np.ndarray, *, epochs: int, seed: int) -> nn.Module:
+def _fit(build: Any, x: torch.Tensor, y: np.ndarray, *, epochs: int, seed: int) -> nn.Module:
+    """``build()`` (initialised with ``seed``), trained with ``seed``, in eval mode; global RNG untouched."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
+        model = build()
         train(model, x, y, loss="bce", epochs=epochs, batch_size=64, lr=3e-3, patience=5, random_state=seed)
     model.eval()
     return model
@@ -182,15 +184,17 @@ def capacity_sweep(
             data = make_multifeature(n_samples, n_groups=g, group_dim=group_dim, random_state=seed)
             sp = train_val_test_split(data.X, data.y, random_state=seed)
             (x_tr, y_tr), (x_te, y_te) = sp.train, sp.test
-            model = SmallTransformer(g * group_dim, hidden_dim=h, n_heads=n_heads, n_layers=1, dropout=0.0)
-            _fit(model, torch.as_tensor(x_tr), y_tr, epochs=epochs, seed=seed)
+            model = _fit(lambda g=g, h=h: SmallTransformer(g * group_dim, hidden_dim=h, n_heads=n_heads, n_layers=1,
+                                                           dropout=0.0),
+                         torch.as_tensor(x_tr), y_tr, epochs=epochs, seed=seed)
             x_te = torch.as_tensor(x_te)
             ov = _offdiag(group_overlap(model.input_proj.weight, data.groups, feature_names=data.feature_names))
             summ = layer_summary(model, x_te, modules=["input_proj", "transformer_layers.0"], random_state=seed)
             rows.append({
                 "n_groups": g, "hidden_dim": h, "n_features": g * group_dim,
                 "features_per_dim": g * group_dim / h,
-                "overlap_mean": float(ov.mean()), "overlap_max": float(ov.max()),
+                "overlap_mean": float(ov.mean()) if ov.size else float("nan"),  # NaN for one group
+                "overlap_max": float(ov.max()) if ov.size else float("nan"),
                 "effective_rank": float(summ.loc["input_proj", "effective_rank"]),
                 "interference": float(summ.loc["input_proj", "interference"]),
                 "encoder_effective_rank": float(summ.loc["transformer_layers.0", "effective_rank"]),
@@ -280,8 +284,9 @@ def scale_sweep(
                                  bias_strength=bias_strength, seed=seed)
             sp = train_val_test_split(x, y, random_state=seed)
             (x_tr, y_tr), (x_te, y_te) = sp.train, sp.test
-            model = SmallTransformer(x.shape[2], hidden_dim=w, n_heads=n_heads, n_layers=d, dropout=0.0)
-            _fit(model, torch.as_tensor(x_tr), y_tr, epochs=epochs, seed=seed)
+            model = _fit(lambda w=w, d=d, dim=x.shape[2]: SmallTransformer(dim, hidden_dim=w, n_heads=n_heads,
+                                                                           n_layers=d, dropout=0.0),
+                         torch.as_tensor(x_tr), y_tr, epochs=epochs, seed=seed)
             x_te = torch.as_tensor(x_te)
             names = [f"transformer_layers.{i}" for i in range(d)]
             summ = layer_summary(model, x_te, modules=names, random_state=seed)
@@ -379,8 +384,9 @@ def architecture_sweep(
     with progress_bar("architecture sweep", len(names), enabled=progress) as advance:
         for arch in names:
             kwargs = {"n_layers": 2} if arch == "small" else {}
-            model = ARCHITECTURES[arch](x.shape[2], hidden_dim=hidden_dim, n_heads=4, dropout=0.0, **kwargs)
-            _fit(model, x_tr, y_tr, epochs=epochs, seed=seed)
+            model = _fit(lambda arch=arch, kwargs=kwargs: ARCHITECTURES[arch](width, hidden_dim=hidden_dim, n_heads=4,
+                                                                          dropout=0.0, **kwargs),
+                         x_tr, y_tr, epochs=epochs, seed=seed)
             enc = [n for n, m in model.named_modules() if isinstance(m, nn.TransformerEncoderLayer)]
             summ = layer_summary(model, x_te, modules=enc, random_state=seed)
             flat = nn.Sequential(nn.Unflatten(1, (len(groups), width)), model)

@@ -8,5 +8,6 @@ page (schema in :mod:`featurelens.report._results` and
 """
 
 from featurelens.report._api import save_attribution_report, write_attribution_report
+from featurelens.report._internals import save_internals_report
 
-__all__ = ["save_attribution_report", "write_attribution_report"]
+__all__ = ["save_attribution_report", "save_internals_report", "write_attribution_report"]

@@ -13,7 +13,7 @@ import pandas as pd
 from featurelens._io import atomic_output_dir, atomic_write_text
 from featurelens._validation import check_int
 from featurelens.attribution._explanation import Explanation
-from featurelens.report import _figures, _html, _results
+from featurelens.report import _figures, _html, _internals, _results
 
 
 def write_attribution_report(
@@ -25,6 +25,7 @@ def write_attribution_report(
     ground_truth: Mapping[str, Any] | None = None,
     history: pd.DataFrame | None = None,
     notes: Sequence[str] = (),
+    internals: Any = None,
     dpi: int = 110,
 ) -> dict[str, Any]:
     """Write an attribution report into the existing directory ``directory``.
@@ -54,6 +55,11 @@ def write_attribution_report(
         Training history with columns ``epoch, train_loss, val_loss``.
     notes : sequence of str
         Free-text notes listed at the top of the page.
+    internals : InternalsSummary, optional
+        Adds the model-internals section (per-layer representation metrics,
+        group-overlap heatmaps, attention statistics) from
+        :func:`featurelens.internals.summarize_internals`; ``results.json``
+        gets it under ``"internals"`` (``null`` without).
     dpi : int
         Resolution of the PNG figures.
 
@@ -85,6 +91,7 @@ def write_attribution_report(
     dpi = check_int(dpi, name="dpi", minimum=10)
     explanations = _results.check_explanations(explanations)
     history = _results.check_history(history)
+    section = None if internals is None else _internals.internals_results(internals)
 
     from featurelens import __version__
 
@@ -97,6 +104,9 @@ def write_attribution_report(
     figures.append(_figures.distribution_figure(directory, results, explanations, spurious, dpi))
     figures.append(_figures.repeats_figure(directory, results, explanations, spurious, dpi))
     figures.append(_figures.training_figure(directory, results, dpi))
+    results["internals"] = section
+    if section is not None:
+        figures.extend(_internals.internals_figures(directory, section, dpi))
     figures = [f for f in figures if f is not None]
     results["figures"] = [f["file"] for f in figures]
 
@@ -119,6 +129,7 @@ def save_attribution_report(
     ground_truth: Mapping[str, Any] | None = None,
     history: pd.DataFrame | None = None,
     notes: Sequence[str] = (),
+    internals: Any = None,
     dpi: int = 110,
 ) -> dict[str, Any]:
     """Write a report to a new directory ``out``, all or nothing.
@@ -133,7 +144,7 @@ def save_attribution_report(
         Output directory; must not exist unless ``force=True``.
     force : bool
         Replace an existing ``out`` (only after the new report is complete).
-    title, explanations, summary, ground_truth, history, notes, dpi
+    title, explanations, summary, ground_truth, history, notes, internals, dpi
         As for :func:`write_attribution_report`.
 
     Returns
@@ -150,5 +161,5 @@ def save_attribution_report(
     with atomic_output_dir(out, force=force) as tmp:
         return write_attribution_report(
             tmp, title=title, explanations=explanations, summary=summary,
-            ground_truth=ground_truth, history=history, notes=notes, dpi=dpi,
+            ground_truth=ground_truth, history=history, notes=notes, internals=internals, dpi=dpi,
         )

@@ -64,6 +64,12 @@ def _training(results: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"n_epochs": len(training["history"]), "best_epoch": best, "best": row}
 
 
+def _internals_context(section: Mapping[str, Any]) -> dict[str, Any]:
+    from featurelens.report._internals import _context
+
+    return _context(section)
+
+
 def render_html(
     results: Mapping[str, Any],
     explanations: Mapping[str, Explanation],
@@ -109,5 +115,6 @@ def render_html(
         "figures": {f["file"]: f for f in figures},
         "training": _training(results),
         "details": details,
+        "internals": None if results.get("internals") is None else _internals_context(results["internals"]),
     }
     return _environment().get_template(TEMPLATE).render(**context)

@@ -21,7 +21,8 @@
                                 "reduction", "params", "target", "model_fingerprint",
                                 "data_fingerprint", "file"}},
       "figures": [file name, ...],
-      "notes": [str, ...]
+      "notes": [str, ...],
+      "internals": {...} | null                     # model-internals section (report/_internals.py)
     }
 
 ``method`` is the key of the ``explanations`` mapping. Importance is
