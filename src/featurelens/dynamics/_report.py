@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
 import pandas as pd
 
@@ -64,7 +63,7 @@ from featurelens.dynamics._figures import (
     transition_counts,
 )
 from featurelens.dynamics._runs import RunSet, save_runs
-from featurelens.report._html import TEMPLATE_DIR
+from featurelens.report._html import _environment
 from featurelens.report._results import format_number, jsonable
 
 FORMAT_NAME = "featurelens.dynamics"
@@ -150,7 +149,8 @@ def analyse_runs(
     counts = transition_counts(paths, n_states=k)
     off = [(int(counts[i, j]), i, j) for i in range(k) for j in range(k) if i != j and counts[i, j] > 0]
     off.sort(key=lambda c: (-c[0], c[1], c[2]))
-    drivers = [(i, j, explain_transition(model, runs.sequences, i, j, step=step, feature_names=list(runs.metrics)))
+    drivers = [(i, j, explain_transition(model, runs.sequences, i, j, step=step, feature_names=list(runs.metrics),
+                                         states=paths))
                for _, i, j in off[:n_drivers]]
     conv = corr = reg = None
     if rule is not None:
@@ -234,14 +234,6 @@ def build_results(analysis: DynamicsAnalysis, *, title: str, summary: Mapping[st
         "figures": [],
     }
     return jsonable(results, where="results")
-
-
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True)
-    env.filters["num"] = format_number
-    return env
 
 
 def write_dynamics_report(
