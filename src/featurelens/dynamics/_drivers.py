@@ -88,23 +88,22 @@ def posterior_gradient(
     scales = _check_scale(scale, len(seqs), model.n_features) if units == "raw" else None
     prec, _ = model._precision()
     mu = model.means
-    full = model.covariance_type == "full"
-    if full:
-        pmu = np.einsum("kde,ke->kd", prec, mu)
-    out = []
-    for i, (z, p) in enumerate(zip(seqs, model.filtered_posterior(seqs), strict=True)):
-        if full:
-            g = pmu[None] - (z[None] @ prec).transpose(1, 0, 2)  # P symmetric: (P z_t) = (z_t P)
-        else:
-            g = prec[None] * (mu[None] - z[:, None, :])
-        gbar = np.einsum("tk,tkd->td", p, g)
-        grad = g - gbar[:, None, :]
-        if not log:
-            grad *= p[..., None]
-        if scales is not None:
-            grad /= scales[i]
-        out.append(grad)
-    return out
+    z = np.concatenate(seqs)
+    p = np.concatenate(model.filtered_posterior(seqs))
+    if model.covariance_type == "full":
+        # g[t, k] = P_k (mu_k - z_t), all states in one product (P_k symmetric)
+        k, d = mu.shape
+        g = (z @ prec.reshape(k * d, d).T).reshape(len(z), k, d)
+        np.subtract(np.einsum("kde,ke->kd", prec, mu)[None], g, out=g)
+    else:
+        g = prec[None] * (mu[None] - z[:, None, :])
+    gbar = np.einsum("tk,tkd->td", p, g)
+    g -= gbar[:, None, :]
+    if not log:
+        g *= p[..., None]
+    if scales is not None:
+        g /= np.repeat(np.stack(scales), [len(q) for q in seqs], axis=0)[:, None, :]
+    return np.split(g, np.cumsum([len(q) for q in seqs])[:-1])
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,15 @@ Notation: ``K`` states, ``D`` features, sequences ``z_1..z_T`` of shape ``(T_i, 
 Emissions ``b_k(z) = N(z; mu_k, Sigma_k)``; ``startprob[k] = p(s_1 = k)``;
 ``transmat[i, j] = p(s_{t+1} = j | s_t = i)``.
 
-Inference (``score``, ``posterior``, ``filtered_posterior``) runs the forward-backward
-recursions in log space, vectorised over sequences (padded to the longest, with a mask)::
+Inference is vectorised over sequences (padded to the longest, with a mask). ``posterior``
+(smoothed) runs the forward-backward recursions in log space::
 
     log alpha_t(k) = log b_k(z_t) + log sum_j exp(log alpha_{t-1}(j)) A_jk
 
-where the log-sum-exp is evaluated as ``m + log(exp(log alpha_{t-1} - m) @ A)`` with
-``m = max_j log alpha_{t-1}(j)``. ``decode`` is the Viterbi algorithm in log space.
+with the log-sum-exp evaluated as ``m + log(exp(log alpha_{t-1} - m) @ A)``,
+``m = max_j log alpha_{t-1}(j)``; ``decode`` is the Viterbi algorithm in log space.
+``score`` and ``filtered_posterior`` use the scaled forward pass below, whose normalised
+alpha *is* the filtered posterior, and fall back to the log-space pass if it underflows.
 
 EM (:func:`fit_hmm`) is batched over sequences *and* restarts. Its E-step uses the scaled
 recursion (alpha normalised at every step, emissions shifted by their per-step maximum in log
@@ -201,22 +203,47 @@ class GaussianHMM:
 
     def log_emission(self, sequences: Any) -> list[np.ndarray]:
         """Per-sequence ``(T_i, K)`` Gaussian log-densities ``log b_k(z_t)``."""
-        seqs = self._check(sequences)
-        return [_log_emission_direct(s, self.means, self.covars, self.covariance_type) for s in seqs]
+        return self._emissions(self._check(sequences))
 
-    def _lattices(self, sequences: Any, *, backward: bool) -> tuple[list[np.ndarray], ...]:
+    def _emissions(self, seqs: list[np.ndarray]) -> list[np.ndarray]:
+        """Log-densities of all rows at once (centred and whitened, no quadratic expansion)."""
+        if "whiten" not in self._cache:
+            if self.covariance_type == "full":
+                chol = np.linalg.cholesky(self.covars)
+                w = np.linalg.solve(chol, np.broadcast_to(np.eye(self.n_features), self.covars.shape))
+                logdet = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
+            else:
+                w, logdet = 1.0 / np.sqrt(self.covars), np.log(self.covars).sum(axis=-1)
+            self._cache["whiten"] = (w, logdet)
+        w, logdet = self._cache["whiten"]
+        x = np.concatenate(seqs)
+        k, d = self.means.shape
+        if self.covariance_type == "full":
+            # y[t, k] = W_k (x_t - mu_k) for all states in one product, W_k = L_k^{-1}
+            y = (x @ w.reshape(k * d, d).T).reshape(len(x), k, d)
+            y -= np.einsum("kde,ke->kd", w, self.means)[None]
+        else:
+            y = (x[:, None, :] - self.means[None]) * w[None]
+        maha = np.einsum("tkd,tkd->tk", y, y)
+        out = -0.5 * (d * _LOG_2PI + logdet + maha)
+        return np.split(out, np.cumsum([len(q) for q in seqs])[:-1])
+
+    def _filter(self, sequences: Any) -> tuple[list[np.ndarray], np.ndarray]:
+        """Filtered posteriors (scaled forward pass, log-space if it underflows) and (N,) LLs."""
         seqs = self._check(sequences)
-        logb, valid, lengths = _pad([_log_emission_direct(s, self.means, self.covars, self.covariance_type) for s in seqs])
-        log_a, ll = _forward_log(logb, valid, self.startprob[None], self.transmat[None])
-        out = [log_a[: n, 0, i] for i, n in enumerate(lengths)], ll[0]
-        if backward:
-            log_b = _backward_log(logb, valid, self.transmat[None])
-            out = (*out, [log_b[: n, 0, i] for i, n in enumerate(lengths)])
-        return out
+        logb, valid, lengths = _pad(self._emissions(seqs))
+        pi, A = self.startprob[None], self.transmat[None]
+        fwd = _forward_scaled(logb, valid, pi, A)
+        if fwd is None:
+            log_a, ll = _forward_log(logb, valid, pi, A)
+            alpha = _softmax(log_a)
+        else:
+            alpha, _, _, ll = fwd
+        return [alpha[:n, 0, i] for i, n in enumerate(lengths)], ll[0]
 
     def score_per_sequence(self, sequences: Any) -> np.ndarray:
         """Log-likelihood ``log p(z_1:T_i)`` of each sequence, shape (N,)."""
-        return self._lattices(sequences, backward=False)[1]
+        return self._filter(sequences)[1]
 
     def score(self, sequences: Any) -> float:
         """Total log-likelihood of all sequences (sum of :meth:`score_per_sequence`)."""
@@ -224,18 +251,21 @@ class GaussianHMM:
 
     def filtered_posterior(self, sequences: Any) -> list[np.ndarray]:
         """Filtered posteriors ``p(s_t = k | z_1:t)``, one ``(T_i, K)`` array per sequence."""
-        log_a = self._lattices(sequences, backward=False)[0]
-        return [_softmax(a) for a in log_a]
+        return self._filter(sequences)[0]
 
     def posterior(self, sequences: Any) -> list[np.ndarray]:
-        """Smoothed posteriors ``p(s_t = k | z_1:T)``, one ``(T_i, K)`` array per sequence."""
-        log_a, _, log_b = self._lattices(sequences, backward=True)
-        return [_softmax(a + b) for a, b in zip(log_a, log_b, strict=True)]
+        """Smoothed posteriors ``p(s_t = k | z_1:T)`` (log-space forward-backward), one
+        ``(T_i, K)`` array per sequence."""
+        seqs = self._check(sequences)
+        logb, valid, lengths = _pad(self._emissions(seqs))
+        log_a, _ = _forward_log(logb, valid, self.startprob[None], self.transmat[None])
+        log_b = _backward_log(logb, valid, self.transmat[None])
+        return [_softmax(log_a[:n, 0, i] + log_b[:n, 0, i]) for i, n in enumerate(lengths)]
 
     def decode(self, sequences: Any) -> list[np.ndarray]:
         """Most likely state paths (Viterbi, log space), one int ``(T_i,)`` array per sequence."""
         seqs = self._check(sequences)
-        logb, valid, lengths = _pad([_log_emission_direct(s, self.means, self.covars, self.covariance_type) for s in seqs])
+        logb, valid, lengths = _pad(self._emissions(seqs))
         with np.errstate(divide="ignore"):
             log_pi, log_A = np.log(self.startprob), np.log(self.transmat)
         return _viterbi(logb[:, 0], valid, lengths, log_pi, log_A)
@@ -286,21 +316,6 @@ def _precisions(covars: np.ndarray, ctype: str) -> tuple[np.ndarray, np.ndarray]
     prec = np.swapaxes(linv, -1, -2) @ linv
     logdet = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
     return prec, logdet
-
-
-def _log_emission_direct(x: np.ndarray, means: np.ndarray, covars: np.ndarray, ctype: str) -> np.ndarray:
-    """(T, K) log N(x_t; mu_k, Sigma_k) from centred data (no quadratic expansion)."""
-    k, d = means.shape
-    out = np.empty((x.shape[0], k))
-    if ctype == "diag":
-        for s in range(k):
-            out[:, s] = (((x - means[s]) ** 2) / covars[s]).sum(axis=1) + np.log(covars[s]).sum()
-    else:
-        chol = np.linalg.cholesky(covars)
-        for s in range(k):
-            y = np.linalg.solve(chol[s], (x - means[s]).T)
-            out[:, s] = (y * y).sum(axis=0) + 2.0 * np.log(np.diagonal(chol[s])).sum()
-    return -0.5 * (d * _LOG_2PI + out)
 
 
 def _pad(per_seq: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -427,9 +442,14 @@ def _pairs_matmul(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.swapaxes(uu, 1, 2) @ vv
 
 
-def _fb_scaled(logb: np.ndarray, design: _Design, pi: np.ndarray, A: np.ndarray, *, need_stats: bool):
-    """Scaled forward-backward. Returns (gamma, xi, ll) or None if a normaliser underflowed."""
-    valid, equal = design.valid, design.equal
+def _forward_scaled(logb: np.ndarray, valid: np.ndarray, pi: np.ndarray, A: np.ndarray):
+    """Scaled forward pass for logb (T, R, N, K).
+
+    Returns ``alpha`` (T, R, N, K) normalised per step (= the filtered posterior), the emission
+    scale ``b`` (exp of logb shifted by its per-step maximum), the normalisers ``c`` (T, R, N)
+    and the (R, N) log-likelihoods; ``None`` if a normaliser underflowed to zero.
+    """
+    equal = bool(valid.all())
     shift = logb.max(axis=-1, keepdims=True)
     b = np.exp(logb - shift)
     T = b.shape[0]
@@ -454,8 +474,20 @@ def _fb_scaled(logb: np.ndarray, design: _Design, pi: np.ndarray, A: np.ndarray,
     if not (np.isfinite(c).all() and (c > 0).all()):
         return None
     ll = (np.log(c) + np.where(vmask, shift[..., 0], 0.0)).sum(axis=0)
+    return alpha, b, c, ll
+
+
+def _fb_scaled(logb: np.ndarray, design: _Design, pi: np.ndarray, A: np.ndarray, *, need_stats: bool):
+    """Scaled forward-backward. Returns (gamma, xi, ll) or None if a normaliser underflowed."""
+    fwd = _forward_scaled(logb, design.valid, pi, A)
+    if fwd is None:
+        return None
+    alpha, b, c, ll = fwd
     if not need_stats:
         return None, None, ll
+    T, equal = b.shape[0], design.equal
+    vmask = design.valid[:, None, :]
+    invalid = ~vmask
     bb = b / c[..., None]
     beta = np.empty_like(b)
     beta[-1] = 1.0
