@@ -13,8 +13,8 @@ sites or periods). In every environment:
   its bias label ``b = 1[sum of squares > its number]`` being equal to ``y``
   with probability ``s_e`` and unconditioned otherwise (the exact conditional
   draw of :func:`featurelens.data.make_shifted`). The environment strengths
-  are ``s_e = bias_strength * (1, 1/2, 0)``: the shortcut holds strongly at
-  one site, half as often at the next and not at all at the third, as in
+  are ``s_e = bias_strength * (1, 0.7, 0.4)``: the shortcut holds strongly at
+  one site, less often at the next and least at the third, as in
   Waterbirds-like benchmarks where the spurious attribute's agreement with
   the label differs between environments while the genuine mechanism does not.
 
