@@ -241,3 +241,49 @@ def test_reset_needs_resettable_modules():
 
     with pytest.raises(ValueError, match="init='reset' cannot re-initialise parameter"):
         mitigate(Raw(), np.zeros((10, 8)), np.zeros(10), strategy="randomize", groups={"s": [0]}, suspect="s", epochs=1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"model": "m"}, TypeError, "model must be a torch.nn.Module"),
+        ({"strategies": "randomize"}, TypeError, "not a single str"),
+        ({"strategies": []}, ValueError, "at least one strategy"),
+        ({"strategies": {"x": {"p": 1.0}}}, ValueError, "needs a 'strategy' entry"),
+        ({"train": np.zeros((4, 8))}, TypeError, r"train must be a tuple \(X, y\)"),
+        ({"shifted": {}}, ValueError, "at least one"),
+        ({"suspect": "nope"}, ValueError, "suspect must name one of the groups"),
+        ({"n_repeats": 1}, ValueError, "n_repeats must be >= 2"),
+        ({"metric": "f1"}, ValueError, "metric must be one of"),
+    ],
+)
+def test_evaluate_mitigations_errors(kwargs, exc, match):
+    from featurelens.reliance import evaluate_mitigations
+
+    X = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+    y = np.tile([0.0, 1.0], 20)
+    args = {"model": MLP(8, hidden=(4,)), "strategies": ["randomize"], "train": (X, y), "test": (X, y),
+            "shifted": (X, y), "groups": {"a": [0, 1, 2, 3], "spurious": [4, 5, 6, 7]}, "suspect": "spurious",
+            "epochs": 1}
+    args.update(kwargs)
+    model, strategies = args.pop("model"), args.pop("strategies")
+    with pytest.raises(exc, match=match):
+        evaluate_mitigations(model, strategies, **args)
+
+
+def test_evaluate_mitigations_small_run_and_meets_errors():
+    from featurelens.reliance import evaluate_mitigations
+
+    X = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    y = (X[:, 4] > 0).astype(np.float32)
+    model = MLP(8, hidden=(4,))
+    res = evaluate_mitigations(model, {"rand": {"strategy": "randomize", "p": 1.0}}, train=(X, y), test=(X, y),
+                               shifted={"a": (X, y), "b": (X, 1 - y)}, groups={"spurious": [4, 5]},
+                               suspect="spurious", epochs=1, random_state=0)
+    assert list(res.table["strategy"]) == ["unmitigated", "rand"]
+    assert {"shifted_a", "shifted_b", "shifted_a_change", "shifted_b_change"} <= set(res.table.columns)
+    t = res.table.set_index("strategy")
+    assert t.loc["unmitigated", "shifted_a"] + t.loc["unmitigated", "shifted_b"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no column 'shifted_change'"):
+        res.meets()
+    assert res.meets(shifted="a").index.tolist() == ["unmitigated", "rand"]
