@@ -277,10 +277,13 @@ def test_evaluate_mitigations_small_run_and_meets_errors():
     X = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
     y = (X[:, 4] > 0).astype(np.float32)
     model = MLP(8, hidden=(4,))
+    seen: list[dict] = []
     res = evaluate_mitigations(model, {"rand": {"strategy": "randomize", "p": 1.0}}, train=(X, y), test=(X, y),
                                shifted={"a": (X, y), "b": (X, 1 - y)}, groups={"spurious": [4, 5]},
-                               suspect="spurious", epochs=1, random_state=0)
+                               suspect="spurious", epochs=1, random_state=0, on_row=seen.append)
     assert list(res.table["strategy"]) == ["unmitigated", "rand"]
+    assert [r["strategy"] for r in seen] == ["unmitigated", "rand"]
+    assert seen[1]["shifted_a"] == res.table["shifted_a"].iloc[1]
     assert {"shifted_a", "shifted_b", "shifted_a_change", "shifted_b_change"} <= set(res.table.columns)
     t = res.table.set_index("strategy")
     assert t.loc["unmitigated", "shifted_a"] + t.loc["unmitigated", "shifted_b"] == pytest.approx(1.0)

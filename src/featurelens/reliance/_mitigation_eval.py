@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +109,7 @@ def evaluate_mitigations(
     feature_names: Sequence[str] | None = None,
     n_repeats: int = 5,
     random_state: RandomState = 0,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
     **train_options: Any,
 ) -> MitigationTable:
     """Apply each strategy to a new model and compare it with ``model`` before/after.
@@ -139,6 +140,9 @@ def evaluate_mitigations(
     n_repeats : int
         Permutation repeats of the reliance measure.
     random_state : int, numpy Generator or None
+    on_row : callable, optional
+        Called with each row (a dict of the metric columns, before the change
+        columns are added) as soon as it is measured, e.g. ``print`` for long runs.
     **train_options
         Passed to :func:`mitigate` (``epochs``, ``batch_size``, ``lr``, ...).
 
@@ -181,6 +185,8 @@ def evaluate_mitigations(
         out["reliance"], out["reliance_se"] = _reliance(net, Xt, y_te, cols=cols, suspect=suspect, names=names,
                                                         metric=m, link=link, n_repeats=n_repeats, seed=rel_seed)
         out["seconds"] = seconds
+        if on_row is not None:
+            on_row(out)
         return out
 
     rows = [row("unmitigated", model, 0.0)]
@@ -227,6 +233,7 @@ def mitigation_benchmark(
     lr: float = 1e-3,
     patience: int = 20,
     random_state: int = 0,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> MitigationTable:
     """Seed 002's acceptance experiment: mitigate a planted shortcut, judge on shifted data.
 
@@ -242,6 +249,7 @@ def mitigation_benchmark(
     trains the same architecture from a fresh initialisation with the same
     budget. Environments are inferred (:func:`infer_environments`), never
     read from the generator. All data and seeds derive from ``random_state``.
+    ``on_row`` is passed to :func:`evaluate_mitigations`.
 
     Returns
     -------
@@ -269,5 +277,5 @@ def mitigation_benchmark(
     return evaluate_mitigations(
         model, strategies, train=(tr.X, tr.y), test=(te.X, te.y), val=(va.X, va.y),
         shifted={"independent": (ind.X, ind.y), "reversed": (rev.X, rev.y)}, groups=tr.groups,
-        suspect="spurious", feature_names=tr.feature_names, random_state=random_state, **opts,
+        suspect="spurious", feature_names=tr.feature_names, random_state=random_state, on_row=on_row, **opts,
     )
