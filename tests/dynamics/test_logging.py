@@ -178,7 +178,7 @@ def test_weight_metrics_errors_and_model_untouched():
         weight_metrics(model, sv_threshold=-1.0)
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
 def test_logger_rows_and_file(tmp_path, suffix):
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     path = tmp_path / f"run{suffix}"
@@ -187,7 +187,9 @@ def test_logger_rows_and_file(tmp_path, suffix):
             with torch.no_grad():
                 model[0].weight.mul_(1.5)
             log.log(model, step=step, epoch=step / 10, train_loss=1.0 / (step + 1), acc=torch.tensor(0.5))
-    frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    frame = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
+    if suffix == ".csv.gz":
+        assert path.read_bytes()[:2] == b"\x1f\x8b"  # really gzip-compressed
     assert list(frame.columns) == ["run_id", "step", "epoch", *METRIC_NAMES, "train_loss", "acc"]
     assert frame["step"].tolist() == [0, 10, 20]
     assert frame["run_id"].tolist() == ["r0"] * 3
