@@ -32,6 +32,13 @@ def setup():
     return model, data, val
 
 
+@pytest.fixture(scope="module")
+def envs(setup):
+    # true (label, bias label) groups, so the strategy tests need no probe training
+    _, data, val = setup
+    return 2 * data.y.astype(int) + _bias_label(data.X), 2 * val.y.astype(int) + _bias_label(val.X)
+
+
 def _bias_label(X: np.ndarray, k: int = 4) -> np.ndarray:
     return (np.einsum("ij,ij->i", X[:, -k:].astype(np.float64), X[:, -k:].astype(np.float64)) > k).astype(int)
 
@@ -49,19 +56,20 @@ def test_infer_environments_recovers_bias_alignment(setup):
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-def test_every_strategy_returns_a_new_model_and_leaves_the_original(setup, strategy):
+def test_every_strategy_returns_a_new_model_and_leaves_the_original(setup, envs, strategy):
     model, data, val = setup
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    kw = {"environments": envs[0], "environments_val": envs[1]}
     res = mitigate(model, data.X, data.y, strategy=strategy, groups=data.groups, suspect="spurious",
                    feature_names=data.feature_names, X_val=val.X, y_val=val.y, epochs=2, batch_size=128,
-                   random_state=0)
+                   random_state=0, **kw)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert res.model is not model and not res.model.training
     assert any(not torch.equal(before[k], v) for k, v in res.model.state_dict().items())
     assert res.strategy == strategy and len(res.history) >= 1
     again = mitigate(model, data.X, data.y, strategy=strategy, groups=data.groups, suspect="spurious",
                      feature_names=data.feature_names, X_val=val.X, y_val=val.y, epochs=2, batch_size=128,
-                     random_state=0)
+                     random_state=0, **kw)
     for k, v in res.model.state_dict().items():  # seeded: bit-identical on one machine
         assert torch.equal(v, again.model.state_dict()[k]), (strategy, k)
 
@@ -290,3 +298,22 @@ def test_evaluate_mitigations_small_run_and_meets_errors():
     with pytest.raises(ValueError, match="no column 'shifted_change'"):
         res.meets()
     assert res.meets(shifted="a").index.tolist() == ["unmitigated", "rand"]
+
+
+def test_sequence_inputs_flatten_model():
+    from featurelens.reliance import evaluate_mitigations
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 3, 4)).astype(np.float32)  # (n, T, d)
+    y = (X[:, -1, 3] > 0).astype(np.float32)  # the last feature is a perfect shortcut
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), MLP(12, hidden=(6,)))
+    groups = {"core": [0, 1, 2], "shortcut": [3]}
+    res = evaluate_mitigations(model, ["randomize", "group_dro", "dfr", "adversarial"], train=(X, y), val=(X, y),
+                               test=(X, y), shifted=(X[::-1].copy(), y), groups=groups, suspect="shortcut",
+                               environments=np.arange(80) % 2, environments_val=np.arange(80) % 2, epochs=1,
+                               random_state=0)
+    assert len(res.table) == 5 and np.isfinite(res.table["reliance"]).all()
+    adv = res.results["adversarial"]
+    assert adv.model is not model
