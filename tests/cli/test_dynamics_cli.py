@@ -77,6 +77,16 @@ def test_explain_prints_the_table(fitted, capsys):
     assert main(["dynamics", "explain", str(out / "models" / "k3.npz"), "--transition", str(i), str(j),
                  "--runs", str(base / "run*.csv")]) == 0
     assert capsys.readouterr().out == printed
+    # raw units: per run, the z-unit gradient divided by that run's std (features re-ranked)
+    model = GaussianHMM.load(out / "models" / "k3.npz")
+    runs = read_saved_runs(out / "runs.npz")
+    raw = explain_transition(model, runs.sequences, i, j, units="raw", scale=list(runs.std))
+    assert main(["dynamics", "explain", str(out), "--transition", str(i), str(j), "--units", "raw"]) == 0
+    printed = capsys.readouterr().out
+    assert "per raw unit" in printed
+    lines = [line for line in printed.splitlines() if any(f in line for f in ("m0", "m1", "m2"))]
+    for line, f, g in zip(lines, raw.features, raw.mean_gradient, strict=True):
+        assert f in line and f"{g:.4g}" in line
 
 
 def _fails(capsys, argv, match):
@@ -120,3 +130,23 @@ def test_explain_errors(fitted, capsys, tmp_path):
     _fails(capsys, ["dynamics", "explain", str(out), "--transition", str(never[0]), str(never[1])], "never occurs")
     _fails(capsys, ["dynamics", "explain", str(out), "--transition", "0", "1", "--step", "middle"],
            "--step must be one of")
+    _fails(capsys, ["dynamics", "explain", str(out), "--transition", "0", "1", "--units", "log"],
+           "--units must be one of")
+
+
+def test_raw_units_refused_for_constant_columns(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    for r in range(6):
+        phase = np.arange(30) < rng.integers(10, 20)
+        frame = pd.DataFrame({"step": np.arange(30), "m0": np.where(phase, -2.0, 2.0) + rng.normal(scale=0.2, size=30),
+                              "flat": np.full(30, 1.5)})
+        frame.to_csv(tmp_path / f"r{r}.csv", index=False)
+    out = tmp_path / "fit"
+    assert main(["dynamics", "fit", str(tmp_path / "r*.csv"), "--metrics", "m0,flat", "--min-states", "2",
+                 "--max-states", "2", "--restarts", "1", "--covariance", "diag", "--out", str(out), "-q"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["runs"]["constant_columns"] == {f"r{r}": ["flat"] for r in range(6)}
+    t = results["transitions"][0]
+    argv = ["dynamics", "explain", str(out), "--transition", str(t["from"]), str(t["to"])]
+    assert main(argv) == 0
+    _fails(capsys, [*argv, "--units", "raw"], "['flat'] are constant within a run")

@@ -105,6 +105,7 @@ def explain_command(
     first_n: int = typer.Option(None, "--first-n", help="With --runs: keep the first N rows of each run."),
     sort_by: str = typer.Option("step", "--sort-by", help="With --runs: step or epoch."),
     step: str = typer.Option("last", "--step", help="Where to take the gradient: last (step of state i) or first (of j)."),
+    units: str = typer.Option("z", "--units", help="Gradient per z-score unit (z) or per raw metric unit (raw)."),
 ) -> None:
     """Print the drivers of transition i → j: features ranked by |mean gradient of the filtered posterior|."""
     from rich.console import Console
@@ -117,6 +118,7 @@ def explain_command(
     from featurelens.dynamics._runs import load_runs, read_saved_runs
 
     check_option(step, name="--step", options=("last", "first"))
+    check_option(units, name="--units", options=("z", "raw"))
     path, fit_dir = _resolve_model(model)
     hmm = GaussianHMM.load(path)
     i, j = transition
@@ -135,11 +137,20 @@ def explain_command(
         raise ValueError(f"no runs.npz next to {str(path)!r}; pass the runs with --runs")
     if data.sequences[0].shape[1] != hmm.n_features:
         raise ValueError(f"the runs have {data.sequences[0].shape[1]} metrics but the model {hmm.n_features}")
-    expl = explain_transition(hmm, data.sequences, i, j, step=step, feature_names=list(data.metrics))
+    scale = None
+    if units == "raw":
+        bad = sorted({m for row in data.constant for m, c in zip(data.metrics, row, strict=True) if c})
+        if bad:
+            raise ValueError(f"--units raw: column(s) {bad} are constant within a run, so their z-score does not "
+                             "depend on the raw value; use --units z")
+        scale = list(data.std)
+    expl = explain_transition(hmm, data.sequences, i, j, step=step, feature_names=list(data.metrics),
+                              units=units, scale=scale)
     rows = _driver_rows(expl)
     table = RichTable(title=f"transition {i} → {j}: {expl.n_occurrences} occurrences in {len(data)} runs "
-                            f"(gradient of p(s_t = {j} | z_1:t) at the {step} step)")
-    for col in ("feature", "mean ∂p/∂z", "μ_j − μ_i (z units)"):
+                            f"(gradient of p(s_t = {j} | z_1:t) at the {step} step, per {units} unit)")
+    per = "∂p/∂z" if units == "z" else "∂p/∂x (raw units)"
+    for col in ("feature", f"mean {per}", "μ_j − μ_i (z units)"):
         table.add_column(col, justify="left" if col == "feature" else "right")
     for r in rows:
         table.add_row(r["feature"], f"{r['mean_gradient']:.4g}", f"{r['mean_change']:.4g}")
