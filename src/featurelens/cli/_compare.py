@@ -112,7 +112,7 @@ def compare_command(
 
 def tickets_example(
     out: Path = typer.Option(Path("featurelens-tickets"), "--out", help="Output directory for the report."),
-    quick: bool = typer.Option(False, "--quick", help="Small sizes (about a minute on one CPU thread)."),
+    quick: bool = typer.Option(False, "--quick", help="Small sizes: about 45 s of CPU time (docs/hedging.md has measured timings)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
     fmt: str = typer.Option("png", "--format", help="Figure formats, comma-separated: png, pdf, svg (PNG always)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
