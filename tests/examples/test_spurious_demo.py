@@ -28,6 +28,22 @@ def test_demo_report_files(demo_dir):
         assert (demo_dir / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_demo_report_shows_internals(demo_dir):
+    results = json.loads((demo_dir / "results.json").read_text())
+    section = results["internals"]
+    layers = [r["layer"] for r in section["layers"]]
+    assert layers[0] == "input_proj" and "transformer_layers.1" in layers
+    assert all(0 < r["effective_rank"] <= r["units"] for r in section["layers"])
+    overlap = section["overlap"]["input weights (input_proj)"]
+    assert overlap["groups"][-1] == "spurious"
+    m = np.array(overlap["matrix"])
+    np.testing.assert_allclose(np.diag(m), 1.0)
+    np.testing.assert_allclose(m, m.T, atol=1e-12)
+    assert {"layers.png", "group_overlap.png"} <= set(results["figures"])
+    html = (demo_dir / "index.html").read_text()
+    assert "Model internals: representation per layer" in html and "Input-group overlap" in html
+
+
 def test_demo_results_show_reliance_on_planted_group(demo_dir):
     results = json.loads((demo_dir / "results.json").read_text())
     truth = results["ground_truth"]

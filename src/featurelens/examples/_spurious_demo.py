@@ -103,7 +103,7 @@ def run_spurious_demo(
         "permutation": attribute(model, x_te, method="permutation", labels=y_te, metric="accuracy",
                                  n_repeats=n_repeats, random_state=random_state, **common),
     }
-    internals = summarize_internals(model, x_te, groups=spec.groups, feature_names=spec.feature_names,
+    internals = summarize_internals(model, x_te, groups=spec.groups, feature_names=list(spec.names),
                                     random_state=random_state)
     n_params = sum(p.numel() for p in model.parameters())
     summary = {
