@@ -158,6 +158,8 @@ def test_heads_option_and_include():
         weight_metrics(model, heads={"0.weight": 3})
     with pytest.raises(ValueError, match="include names unknown parameter"):
         weight_metrics(model, include=["nope"])
+    with pytest.raises(ValueError, match=r"include names parameter\(s\) \['1.weight'\] that are not weight"):
+        weight_metrics(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2)), include=["0.weight", "1.weight"])
     with pytest.raises(ValueError, match="heads names unknown parameter 'x'"):
         weight_metrics(model, heads={"x": 2})
 
@@ -221,3 +223,16 @@ def test_logger_errors(tmp_path):
         log.log(model, step=7, l1=1.0)
     with pytest.raises(TypeError, match="user scalar 'loss' must be a number"):
         log.log(model, step=8, loss="x")
+
+
+def test_custom_parameter_names_follow_the_suffix_rule():
+    class Custom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj_weight = nn.Parameter(torch.tensor([[3.0, 0.0], [0.0, 4.0], [0.0, 0.0]]))
+            self.proj_bias = nn.Parameter(torch.tensor([1.0, 5.0]))
+            self.scale = nn.Parameter(torch.tensor([100.0, 100.0]))  # neither weight nor bias: ignored
+
+    got = weight_metrics(Custom())
+    assert got["l1"] == 7.0 and got["trace"] == 7.0
+    assert got["mean_w"] == pytest.approx(7 / 6) and got["mean_b"] == 3.0 and got["median_b"] == 1.0

@@ -141,6 +141,7 @@ def _collect(model: nn.Module, *, per_head: bool, heads: Mapping[str, int],
         if name not in params:
             raise ValueError(f"heads names unknown parameter {name!r}; the model's parameters are {list(params)}")
     matrices, kernels, weights, biases = [], [], [], []
+    used: set[str] = set()
 
     def add_weight(name: str, w: torch.Tensor) -> None:
         w = w.detach().to(device="cpu", dtype=torch.float64)
@@ -157,6 +158,7 @@ def _collect(model: nn.Module, *, per_head: bool, heads: Mapping[str, int],
         if isinstance(mod, nn.MultiheadAttention) and mod.in_proj_weight is not None:
             name = f"{prefix}in_proj_weight"
             if wanted is None or name in wanted:
+                used.add(name)
                 w = mod.in_proj_weight.detach().to(device="cpu", dtype=torch.float64)
                 weights.append(w.reshape(-1))
                 e = mod.embed_dim
@@ -167,18 +169,26 @@ def _collect(model: nn.Module, *, per_head: bool, heads: Mapping[str, int],
                         matrices.append((f"{name}[{part}]", block))
             bname = f"{prefix}in_proj_bias"
             if mod.in_proj_bias is not None and (wanted is None or bname in wanted):
+                used.add(bname)
                 biases.append(mod.in_proj_bias.detach().to(device="cpu", dtype=torch.float64).reshape(-1))
             continue
         for pname, p in mod.named_parameters(recurse=False):
             full = prefix + pname
             if wanted is not None and full not in wanted:
                 continue
-            if wanted is None and pname not in ("weight", "bias") and not pname.endswith("_weight"):
+            if wanted is None and pname not in ("weight", "bias") and not pname.endswith(("_weight", "_bias")):
                 continue
             if pname == "bias" or pname.endswith("_bias"):
                 biases.append(p.detach().to(device="cpu", dtype=torch.float64).reshape(-1))
+                used.add(full)
             elif p.dim() >= 2:
                 add_weight(full, p)
+                used.add(full)
+    if wanted is not None:
+        ignored = [n for n in wanted if n not in used]
+        if ignored:
+            raise ValueError(f"include names parameter(s) {ignored} that are not weight matrices, convolution "
+                             "kernels or biases of a non-normalisation, non-embedding module")
     return _Tensors(matrices, kernels, weights, biases)
 
 
