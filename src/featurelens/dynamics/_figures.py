@@ -119,7 +119,7 @@ def training_map_figure(directory: Path, model: Any, states: Sequence[np.ndarray
         node = graph.nodes[n]
         alpha = 1.0 if node["n_runs"] else 0.3
         ax.scatter(*pos[n], s=1700, color=colours[n], alpha=alpha, edgecolors="0.2", zorder=2)
-        ax.text(pos[n][0], pos[n][1], f"{n}\nstay {node['self_prob']:.2f}", ha="center", va="center",
+        ax.text(pos[n][0], pos[n][1], f"{n}\nstay {node['self_prob']:.3f}", ha="center", va="center",
                 fontsize=7.5, zorder=4, fontweight="bold")
     xy = np.array(list(pos.values()))
     pad = 0.35
