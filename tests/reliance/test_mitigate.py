@@ -126,6 +126,27 @@ def test_jtt_upweights_exactly_the_original_models_errors(setup, monkeypatch):
     np.testing.assert_array_equal(seen["sample_weight"], np.where(wrong, 7.0, 1.0))
 
 
+def test_reweight_balances_environment_totals(setup, envs, monkeypatch):
+    import featurelens.reliance._mitigation_strategies as strat
+
+    model, data, _ = setup
+    seen = {}
+    real_fit = strat._fit
+
+    def spy(ctx, **kw):
+        seen.update(kw)
+        return real_fit(ctx, **kw)
+
+    monkeypatch.setattr(strat, "_fit", spy)
+    mitigate(model, data.X, data.y, strategy="reweight", groups=data.groups, suspect="spurious",
+             feature_names=data.feature_names, environments=envs[0], epochs=1, random_state=0)
+    w, env = seen["sample_weight"], envs[0]
+    totals = np.array([w[env == g].sum() for g in range(4)])
+    np.testing.assert_allclose(totals, len(env) / 4)  # each environment carries the same total weight
+    for g in range(4):
+        assert np.all(w[env == g] == w[env == g][0])
+
+
 def test_group_dro_weights_follow_the_exponentiated_group_losses():
     # independent loop: a model whose loss is constant per group; q ∝ exp(η Σ_t L_g) after t batches
     from featurelens.reliance._mitigation_strategies import Context, group_dro

@@ -115,20 +115,11 @@ def _loss_fn(loss: str, out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"train needs a model that returns a tensor, got {type(out).__name__}")
     b = yb.shape[0]
+    _check_output(loss, out, yb)
     if loss == "bce":
-        if tuple(out.shape) not in ((b,), (b, 1)):
-            raise ValueError(
-                f"loss='bce' needs a model output of shape (B,) or (B, 1), got {tuple(out.shape)}"
-            )
         return nn.functional.binary_cross_entropy_with_logits(out.reshape(b), yb, reduction="sum")
     if loss == "ce":
-        if out.dim() != 2:
-            raise ValueError(f"loss='ce' needs logits of shape (B, K), got {tuple(out.shape)}")
         return nn.functional.cross_entropy(out, yb, reduction="sum")
-    if out.numel() != yb.numel():
-        raise ValueError(
-            f"loss='mse': the model output {tuple(out.shape)} does not match targets {tuple(yb.shape)}"
-        )
     per_row = max(1, yb.numel() // max(b, 1))  # mean over the k outputs of a row
     return nn.functional.mse_loss(out.reshape(yb.shape), yb, reduction="sum") / per_row
 

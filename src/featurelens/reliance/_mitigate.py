@@ -200,7 +200,7 @@ def mitigate(
     strategy : str
         ``"adversarial"`` (options ``epsilon=1.0`` in feature stds, ``mix=1.0``,
         ``steps=5``), ``"randomize"`` (``p=1.0``), ``"group_dropout"``
-        (``p=0.5``), ``"group_dro"`` (``eta=0.01``), ``"jtt"``
+        (``p=0.5``), ``"group_dro"`` (``eta=0.01``), ``"reweight"``, ``"jtt"``
         (``upweight=5.0``), ``"dfr"`` (``C=1.0``, ``n_subsets=10``),
         ``"orthogonal"`` (``penalty=0.1``), ``"pcgrad"``. Definitions:
         :mod:`featurelens.reliance._mitigation_strategies` and
@@ -211,7 +211,7 @@ def mitigate(
         The group whose reliance is to be removed.
     environments : array-like of shape (n,), optional
         Group/environment label of each training row (any hashable values),
-        used by ``group_dro`` and ``pcgrad``. Default: inferred with
+        used by ``group_dro``, ``reweight`` and ``pcgrad``. Default: inferred with
         :func:`infer_environments` (label × suspect-group probe prediction).
     X_val, y_val : optional
         Held-out data: early stopping for the training strategies (else 20 %

@@ -220,7 +220,8 @@ def evaluate_mitigations(
 def mitigation_benchmark(
     *,
     strategies: Sequence[str] | Mapping[str, Mapping[str, Any]] = (
-        "randomize", "group_dropout", "adversarial", "group_dro", "jtt", "dfr", "orthogonal", "pcgrad",
+        "randomize", "group_dropout", "adversarial", "group_dro", "reweight", "jtt", "dfr", "orthogonal",
+        "pcgrad",
     ),
     n_train: int = 60000,
     n_test: int = 10000,

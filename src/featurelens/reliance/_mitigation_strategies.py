@@ -13,6 +13,9 @@ Definitions, with the papers they follow:
   replaced by its training mean.
 * ``group_dro`` — online group DRO (Sagawa et al. 2020): group weights
   ``q_g ∝ q_g exp(η L_g)`` after every batch, objective ``Σ_g q_g L_g``.
+* ``reweight`` — group-balanced importance weighting (the "RWG" baseline of
+  Idrissi et al. 2022): each row is weighted ``1 / (G · n_g / n)`` so every
+  environment carries the same total weight.
 * ``jtt`` — Just Train Twice (Liu et al. 2021): training rows the original
   model misclassifies are up-weighted by ``upweight``.
 * ``dfr`` — deep feature reweighting (Kirichenko et al. 2023): the last
@@ -147,6 +150,15 @@ def group_dro(ctx: Context, *, eta: float = 0.01) -> tuple[nn.Module, pd.DataFra
         return (q.to(losses.dtype).to(losses.device) * group_loss).sum()
 
     return _fit(ctx, batch_objective=objective)
+
+
+def reweight(ctx: Context) -> tuple[nn.Module, pd.DataFrame]:
+    env, k = _need_env(ctx, "reweight")
+    codes = env.cpu().numpy()
+    counts = np.bincount(codes, minlength=k).astype(np.float64)
+    present = counts > 0
+    weights = len(codes) / (present.sum() * counts[codes])
+    return _fit(ctx, sample_weight=weights)
 
 
 def jtt(ctx: Context, *, upweight: float = 5.0) -> tuple[nn.Module, pd.DataFrame]:
@@ -291,7 +303,8 @@ STRATEGIES = {
     "orthogonal": orthogonal,
     "pcgrad": pcgrad,
     "randomize": randomize,
+    "reweight": reweight,
 }
 #: strategies that need environments (group labels) on the training rows / the held-out rows
-NEEDS_ENV = ("group_dro", "pcgrad")
+NEEDS_ENV = ("group_dro", "pcgrad", "reweight")
 NEEDS_VAL_ENV = ("dfr",)
