@@ -121,6 +121,8 @@ def test_log_space_fallback_when_scaled_normaliser_underflows():
     expected = -0.5 * 5 * np.log(2 * np.pi) - 0.5 * 60.0**2
     np.testing.assert_allclose(ll[0], expected, rtol=1e-12)
     np.testing.assert_allclose(model.score([seq]), expected, rtol=1e-12)
+    np.testing.assert_allclose(model.filtered_posterior([seq])[0], np.tile([1.0, 0.0], (5, 1)), atol=1e-15)
+    np.testing.assert_allclose(model.posterior([seq])[0], np.tile([1.0, 0.0], (5, 1)), atol=1e-15)
 
 
 def test_batched_restarts_equal_separate_fits():
