@@ -129,7 +129,7 @@ def interaction_figure(directory: Path, matrix: pd.DataFrame, *, name: str = "in
                 if np.isfinite(values[i, j]):
                     ax.text(j, i, f"{values[i, j]:.3g}", ha="center", va="center", fontsize=8,
                             color="white" if abs(values[i, j]) > 0.6 * bound else "black")
-    fig.colorbar(im, ax=ax, shrink=0.8, label="interaction")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="interaction (output units)")
     ax.set_title(title)
     file = f"{name}.png"
     _save(fig, directory / file, dpi)
@@ -138,7 +138,8 @@ def interaction_figure(directory: Path, matrix: pd.DataFrame, *, name: str = "in
         "title": title,
         "caption": (
             "Entry (i, j): mean over rows of f(x) − f(x without i) − f(x without j) + f(x without "
-            "i and j), groups removed by setting them to the baseline; 0 for an additive model. "
+            "i and j), players (groups or features) removed by setting them to the baseline, in the "
+            "units of the model's output; 0 for an additive model. "
             "Red: the pair together matters more than the sum of its parts; blue: less."
         ),
         "alt": f"Heatmap of a {k} by {k} symmetric interaction matrix over groups {', '.join(labels)}.",

@@ -215,7 +215,7 @@ def write_reliance_report(
         results["interactions"] = {}
         for key, m in _interactions(interactions).items():
             fig = _figures.interaction_figure(directory, m, name=f"interactions_{key}",
-                                              title=f"Pairwise group interactions ({key})", dpi=dpi)
+                                              title=f"Pairwise interactions ({key})", dpi=dpi)
             figures.append(fig)
             results["interactions"][key] = jsonable(m.to_dict(orient="index"), where="interactions")
             context["interactions"].append({"figure": fig["file"],
