@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -14,20 +16,34 @@ from featurelens._io import atomic_output_dir, check_output_dir
 SWEEPS = ("capacity", "scale", "architectures")
 
 
-def _frame_table(df, title: str, *, index: bool = True, digits: int = 3) -> RichTable:
+def _cell(v: object, digits: int) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return str(v)
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    v = float(v)
+    return "nan" if v != v else f"{v:.{digits}f}"
+
+
+def _frame_table(df: pd.DataFrame, title: str, *, index: bool = True, digits: int = 3) -> RichTable:
     table = RichTable(title=title)
     frame = df.reset_index() if index else df
     for col in frame.columns:
         table.add_column(str(col), justify="left" if frame[col].dtype == object else "right")
-    for _, row in frame.iterrows():
-        cells = []
-        for v in row:
-            if isinstance(v, float):
-                cells.append("nan" if v != v else f"{v:.{digits}g}" if abs(v) >= 1000 else f"{v:.{digits}f}")
-            else:
-                cells.append(str(v))
-        table.add_row(*cells)
+    for row in frame.itertuples(index=False):
+        table.add_row(*[_cell(v, digits) for v in row])
     return table
+
+
+#: columns printed per sweep (all are in the CSV)
+SHOWN = {
+    "capacity": ["n_groups", "hidden_dim", "features_per_dim", "overlap_mean", "effective_rank",
+                 "rank_per_group", "test_accuracy"],
+    "scale": ["width", "depth", "effective_rank", "interference", "attention_entropy", "head_diversity",
+              "grad_norm", "test_accuracy"],
+    "architectures": ["architecture", "test_accuracy", "shifted_accuracy", "representation_rank",
+                      "spurious_share", "noise_sensitivity", "ablation_sensitivity"],
+}
 
 
 def internals_command(
@@ -123,7 +139,8 @@ def sweep_command(
         atomic_write_text(Path(tmp) / "results.json", json.dumps(jsonable(doc), indent=2) + "\n")
     if not quiet:
         console = Console()
-        console.print(_frame_table(result.table, f"{kind} sweep", index=False))
+        console.print(_frame_table(result.table[SHOWN[kind]], f"{kind} sweep (all columns in {kind}.csv)",
+                                   index=False))
         console.print(f"tables and figure written to {out}")
 
 
