@@ -103,7 +103,8 @@ def reliance_command(
                                       "and the judge of --mitigate."),
     suspect: str = typer.Option(None, "--suspect", help="Group to mitigate (default: the top flagged group)."),
     mitigate: list[str] = typer.Option([], "--mitigate",
-                                       help="Mitigation strategy to train and judge on --shifted; repeatable."),
+                                       help="Mitigation strategy to train and judge on --shifted (randomize, group_dropout, "
+                                            "adversarial, group_dro, jtt, dfr, orthogonal, pcgrad); repeatable."),
     perturbation: list[str] = typer.Option(list(_PERTURBATIONS), "--perturbation",
                                            help="Robustness perturbation(s): gaussian, dropout, fgsm, pgd."),
     immutable: list[str] = typer.Option([], "--immutable", help="Feature or group left unchanged by perturbations; repeatable."),
