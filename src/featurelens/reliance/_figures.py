@@ -221,8 +221,9 @@ def windows_figure(directory: Path, table: pd.DataFrame, *, window: str = "windo
     groups = list(dict.fromkeys(table[group].astype(str)))
     for j, g in enumerate(groups):
         part = table[table[group].astype(str) == g]
-        ax.plot(part[window].astype(str), part[value].to_numpy(np.float64), marker="o",
-                color=COLOURS[j % len(COLOURS)], label=g)
+        err = part["std_error"].to_numpy(np.float64) if "std_error" in part.columns else None
+        ax.errorbar(part[window].astype(str), part[value].to_numpy(np.float64), yerr=err, marker="o",
+                    capsize=2, color=COLOURS[j % len(COLOURS)], label=g)
     ax.set_xlabel(window)
     ax.set_ylabel(value)
     ax.grid(alpha=0.3)
@@ -233,6 +234,7 @@ def windows_figure(directory: Path, table: pd.DataFrame, *, window: str = "windo
     return {
         "file": "windows.png",
         "title": "Importance over time windows",
-        "caption": "Importance of each group computed separately on the rows of each time window.",
+        "caption": ("Importance of each group computed separately on the rows of each consecutive time "
+                    "window (error bars: ± one standard error where given)."),
         "alt": f"Line chart of {value} per time window for groups {', '.join(groups)}.",
     }
