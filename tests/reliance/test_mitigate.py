@@ -126,6 +126,34 @@ def test_jtt_upweights_exactly_the_original_models_errors(setup, monkeypatch):
     np.testing.assert_array_equal(seen["sample_weight"], np.where(wrong, 7.0, 1.0))
 
 
+def test_jtt_first_stage_trains_a_fresh_identifier_for_t_epochs(setup, monkeypatch):
+    import featurelens.reliance._mitigation_strategies as strat
+
+    model, data, _ = setup
+    seen, identifiers = {}, []
+    real_fit, real_train = strat._fit, strat.train
+
+    def spy_fit(ctx, **kw):
+        seen.update(kw)
+        return real_fit(ctx, **kw)
+
+    def spy_train(m, *a, **kw):
+        identifiers.append((m, kw["epochs"]))
+        return real_train(m, *a, **kw)
+
+    monkeypatch.setattr(strat, "_fit", spy_fit)
+    monkeypatch.setattr(strat, "train", spy_train)
+    mitigate(model, data.X, data.y, strategy="jtt", groups=data.groups, suspect="spurious",
+             feature_names=data.feature_names, epochs=1, options={"identification_epochs": 2, "upweight": 3.0},
+             random_state=0)
+    assert len(identifiers) == 2  # the identification model, then the final one
+    ident, epochs = identifiers[0]
+    assert epochs == 2 and ident is not model and identifiers[1][0] is not ident
+    with torch.no_grad():
+        wrong = ((ident(torch.as_tensor(data.X)) > 0).numpy() != (data.y > 0.5))
+    np.testing.assert_array_equal(seen["sample_weight"], np.where(wrong, 3.0, 1.0))
+
+
 def test_reweight_balances_environment_totals(setup, envs, monkeypatch):
     import featurelens.reliance._mitigation_strategies as strat
 

@@ -16,8 +16,10 @@ Definitions, with the papers they follow:
 * ``reweight`` — group-balanced importance weighting (the "RWG" baseline of
   Idrissi et al. 2022): each row is weighted ``1 / (G · n_g / n)`` so every
   environment carries the same total weight.
-* ``jtt`` — Just Train Twice (Liu et al. 2021): training rows the original
-  model misclassifies are up-weighted by ``upweight``.
+* ``jtt`` — Just Train Twice (Liu et al. 2021): training rows misclassified
+  by an identification model are up-weighted by ``upweight``; the
+  identification model is the original one, or (``identification_epochs=T``,
+  the paper's first stage) a fresh copy trained by ERM for ``T`` epochs.
 * ``dfr`` — deep feature reweighting (Kirichenko et al. 2023): the last
   linear layer is refitted by ℓ1 logistic regression on group-balanced
   subsets of held-out data, averaged over subsets.
@@ -161,9 +163,19 @@ def reweight(ctx: Context) -> tuple[nn.Module, pd.DataFrame]:
     return _fit(ctx, sample_weight=weights)
 
 
-def jtt(ctx: Context, *, upweight: float = 5.0) -> tuple[nn.Module, pd.DataFrame]:
+def jtt(
+    ctx: Context, *, upweight: float = 5.0, identification_epochs: int | None = None
+) -> tuple[nn.Module, pd.DataFrame]:
     upweight = check_float(upweight, name="upweight", low=1.0)
-    pred = _predict_labels(ctx.original, ctx.X, ctx.loss)
+    if identification_epochs is None:  # the given (fully trained) model identifies the errors
+        identifier = ctx.original
+    else:  # JTT's first stage: a copy of the fresh model trained by ERM for T epochs only
+        t = check_int(identification_epochs, name="identification_epochs", minimum=1)
+        identifier = copy.deepcopy(ctx.model)
+        opts = {k: v for k, v in ctx.train_options.items() if k not in ("epochs", "patience")}
+        train(identifier, ctx.X, ctx.y, loss=ctx.loss, random_state=_seed(ctx), epochs=t, patience=None,
+              validation_fraction=0.0, **{k: v for k, v in opts.items() if k != "validation_fraction"})
+    pred = _predict_labels(identifier, ctx.X, ctx.loss)
     errors = pred != ctx.y.astype(pred.dtype)
     return _fit(ctx, sample_weight=np.where(errors, upweight, 1.0))
 
