@@ -1,8 +1,10 @@
 """featurelens: which input features does a PyTorch model rely on, with evidence.
 
-The public API in one place; each name lives in the subpackage of its concern
+The most used names in one place; each lives in the subpackage of its concern
 (``featurelens.data``, ``featurelens.models``, ``featurelens.attribution``,
-``featurelens.report``, ``featurelens.examples``).
+``featurelens.internals``, ``featurelens.representation``, ``featurelens.reliance``,
+``featurelens.compare``, ``featurelens.dynamics``, ``featurelens.report``,
+``featurelens.examples``), where the rest of the API is.
 """
 
 __version__ = "0.1.0"
@@ -24,28 +26,39 @@ from featurelens.data import (
     sliding_windows,
     train_val_test_split,
 )
+from featurelens.dynamics import MetricsLogger, load_runs, select_model, weight_metrics
+from featurelens.internals import summarize_internals
 from featurelens.models import MLP, OutputSelector, SmallTransformer, load_model, train
+from featurelens.reliance import detect_spurious, mitigate, robustness_curve
 from featurelens.report import save_attribution_report
 
 __all__ = [
     "MLP",
     "Explanation",
     "FeatureSpec",
+    "MetricsLogger",
     "OutputSelector",
     "SmallTransformer",
     "__version__",
     "attribute",
+    "detect_spurious",
     "edge_scores",
     "load_model",
+    "load_runs",
     "load_table",
     "make_biased",
     "make_multifeature",
     "make_shifted",
+    "mitigate",
     "optimize_input",
     "prune_inputs",
     "read_groups",
+    "robustness_curve",
     "save_attribution_report",
+    "select_model",
     "sliding_windows",
+    "summarize_internals",
     "train",
     "train_val_test_split",
+    "weight_metrics",
 ]
