@@ -84,6 +84,7 @@ def test_filtered_posterior_matches_plain_loop():
     model = fit_hmm(seqs, n_states=2, n_restarts=1, n_iter=3, random_state=0).model
     for seq, got in zip(seqs, model.filtered_posterior(seqs), strict=True):
         logb = np.stack([multivariate_normal(model.means[k], model.covars[k]).logpdf(seq) for k in range(2)], 1)
+        np.testing.assert_allclose(model.log_emission([seq])[0], logb, rtol=1e-12)
         la = np.log(model.startprob) + logb[0]
         rows = [la]
         for t in range(1, len(seq)):
@@ -136,6 +137,14 @@ def test_batched_restarts_equal_separate_fits():
         np.testing.assert_allclose(alone.model.means, res.model.means, atol=1e-10)
     lls = [r.loglik for r in together.restarts]
     assert together.best_restart == int(np.argmax(lls)) and together.model is together.restarts[together.best_restart].model
+
+
+def test_given_init_model_and_feature_names():
+    seqs = _runs(lengths=(40, 40), seed=9)
+    init = fit_hmm(seqs, n_states=2, n_restarts=1, n_iter=1, random_state=0).restarts[0].initial
+    fit = fit_hmm(seqs, n_states=2, init=init, n_iter=2, tol=None, feature_names=["a", "b", "c"])
+    assert fit.model.feature_names == ("a", "b", "c") and fit.restarts[0].initial.feature_names == ("a", "b", "c")
+    np.testing.assert_array_equal(fit.restarts[0].initial.means, init.means)
 
 
 def test_seeded_fits_are_reproducible_and_seeds_differ():

@@ -732,14 +732,14 @@ def fit_hmm(
         inits = list(init)
         if not inits or not all(isinstance(m, GaussianHMM) for m in inits):
             raise TypeError("init must be 'kmeans', 'random', a GaussianHMM or a non-empty sequence of them")
-        if names is not None:
-            inits = [dataclasses.replace(m, feature_names=names) for m in inits]
         for m in inits:
             if m.n_states != k or m.n_features != d or m.covariance_type != ctype:
                 raise ValueError(
                     f"init models must have n_states={k}, n_features={d}, covariance_type={ctype!r}; "
                     f"got {m.n_states}, {m.n_features}, {m.covariance_type!r}"
                 )
+        if names is not None:
+            inits = [dataclasses.replace(m, feature_names=names) for m in inits]
     design = _Design(seqs, ctype)
     restarts = _em(design, inits, ctype, n_iter=n_iter, tol=tol, floor=floor)
     final = np.array([r.loglik for r in restarts])
