@@ -61,6 +61,9 @@ def test_dropout_full_strength_replaces_group_by_its_mean_and_immutable_is_kept(
     x_ref[:, 0] = X[:, 0].mean()  # feature 1 is immutable, group b is not perturbed
     assert curve.table["metric"].iloc[-1] == pytest.approx(np.mean((x_ref.sum(axis=1) - y) ** 2), rel=1e-12)
     assert curve.perturbed == ["x0"]
+    by_group = robustness_curve(model, X, y, perturbation="dropout", strengths=[1.0], metric="mse", groups=groups,
+                                immutable=["b", 1], random_state=0)
+    assert by_group.perturbed == ["x0"] and by_group.table["metric"].iloc[0] == curve.table["metric"].iloc[-1]
     half = robustness_curve(model, X, y, perturbation="dropout", strengths=[0.5], metric="mse", perturb_groups=["a"],
                             groups=groups, immutable=[1], repeats=20, random_state=0)
     # each row's x0 is dropped with probability 1/2: expected mse = var(x0) / 2

@@ -128,7 +128,13 @@ def perturbation_mask(
     if immutable is not None:
         if isinstance(immutable, str):
             raise TypeError("immutable must be a list of feature names or indices, not a single str")
-        fixed = FeatureSpec(names, {"immutable": list(immutable)}).groups["immutable"]
+        members: list[str | int] = []
+        for item in immutable:  # a group name (that is not also a feature name) stands for its features
+            if isinstance(item, str) and item not in names and item in spec.groups:
+                members.extend(i for i in spec.groups[item] if i not in members)
+            elif item not in members:
+                members.append(item)
+        fixed = FeatureSpec(names, {"immutable": members}).groups["immutable"]
         mask[list(fixed)] = False
     if not bool(mask.any()):
         raise ValueError("no feature is left to perturb (perturb_groups minus immutable is empty)")
@@ -242,8 +248,9 @@ def robustness_curve(
         log-loss, identity otherwise.
     groups, perturb_groups : optional
         Feature groups and the names of those to perturb (default: all features).
-    immutable : sequence of feature names or indices, optional
-        Never perturbed (returned bit-identical).
+    immutable : sequence of feature names, indices or group names, optional
+        Never perturbed (returned bit-identical); a group name stands for
+        all its features.
     feature_names : sequence of str, optional
         Names of the ``d`` features (default: DataFrame columns or ``x0..``).
     repeats : int
