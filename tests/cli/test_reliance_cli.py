@@ -69,7 +69,7 @@ def test_shifted_accuracy_is_reported(files, tmp_path, capsys):
     assert code == 0
     shifted = pd.read_csv(files["root"] / "shifted.csv")
     with torch.no_grad():
-        logits = files["model"](torch.as_tensor(shifted[files["data"].feature_names].to_numpy(np.float32)))
+        logits = files["model"](torch.tensor(shifted[files["data"].feature_names].to_numpy(np.float32)))
     acc = float(((logits > 0).numpy() == (shifted["label"].to_numpy() > 0.5)).mean())
     res = json.loads((out / "results.json").read_text())
     assert res["summary"]["accuracy on the shifted data"] == pytest.approx(acc, abs=1e-12)
@@ -174,13 +174,13 @@ def test_mitigation_judged_on_shifted(files, tmp_path):
     # the unmitigated row is the loaded model on the last 30 % of --data and on --shifted
     frame, names = files["frame"], files["data"].feature_names
     with torch.no_grad():
-        logits = files["model"](torch.as_tensor(frame[names].to_numpy(np.float32)))
+        logits = files["model"](torch.tensor(frame[names].to_numpy(np.float32)))
     pred = (logits > 0).numpy() == (frame["label"].to_numpy() > 0.5)
     held = np.random.default_rng(0).permutation(len(frame))[round(0.7 * len(frame)):]
     assert table.loc["unmitigated", "in_distribution"] == pytest.approx(pred[held].mean(), abs=1e-12)
     shifted = pd.read_csv(files["root"] / "shifted.csv")
     with torch.no_grad():
-        sh_logits = files["model"](torch.as_tensor(shifted[names].to_numpy(np.float32)))
+        sh_logits = files["model"](torch.tensor(shifted[names].to_numpy(np.float32)))
     sh_acc = ((sh_logits > 0).numpy() == (shifted["label"].to_numpy() > 0.5)).mean()
     assert table.loc["unmitigated", "shifted"] == pytest.approx(sh_acc, abs=1e-12)
     assert np.isfinite(table.loc["randomize", ["in_distribution", "shifted", "reliance"]].astype(float)).all()

@@ -66,7 +66,8 @@ def test_cli_reruns_on_the_artifacts(example, tmp_path):
     out = example.out
     code = main(["reliance", "--model", str(out / "model.pt2"), "--data", str(out / "data.csv"),
                  "--groups", str(out / "groups.json"), "--label", "next_day_up", "--lookback", "5",
-                 "--environments", "year", "--seed", str(SEED), "--out", str(tmp_path / "cli"), "-q"])
+                 "--environments", "year", "--perturbation", "gaussian", "--seed", str(SEED),
+                 "--out", str(tmp_path / "cli"), "-q"])
     assert code == 0
     res = json.loads((tmp_path / "cli" / "results.json").read_text())
     sizes = [int(v) for v in example.results["summary"]["rows (train / validation / test / shifted)"].split(" / ")]
