@@ -223,7 +223,7 @@ def mitigation_benchmark(
         "randomize", "group_dropout", "adversarial", "group_dro", "reweight", "jtt", "dfr", "orthogonal",
         "pcgrad",
     ),
-    n_train: int = 60000,
+    n_train: int = 120000,
     n_test: int = 10000,
     n_groups: int = 5,
     group_dim: int = 10,
