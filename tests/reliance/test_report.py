@@ -78,13 +78,14 @@ def test_full_report_holds_every_number(tmp_path):
 
 
 def test_single_section_and_tidy_robustness(tmp_path):
-    res = write_reliance_report(tmp_path, title="t", robustness=_robustness())
+    res = write_reliance_report(tmp_path, title="t", robustness=_robustness(), robustness_metric="accuracy")
     assert res["figures"] == ["robustness.png"]
     assert res["robustness"]["summary"] is None
     assert len(res["robustness"]["table"]) == 6
     assert "detection" not in res
     html = (tmp_path / "index.html").read_text()
     assert "<h2>Detection</h2>" not in html and "<h2>Robustness</h2>" in html
+    assert "Line chart of accuracy against perturbation strength for gaussian, pgd." in html
 
 
 def test_mitigation_with_other_columns(tmp_path):

@@ -205,7 +205,7 @@ def reliance_command(
                   if shifted_acc is not None else {})}
     save_reliance_report(out, force=force, title=f"featurelens: reliance of {model.name}",
                          detection=report, robustness=curves, interactions=interactions,
-                         mitigation=mitigation, summary=summary)
+                         mitigation=mitigation, summary=summary, robustness_metric="accuracy")
     if not quiet:
         _render(report, out, time.perf_counter() - start, extra)
 

@@ -182,7 +182,7 @@ def run_reliance_study(
         results = save_reliance_report(
             tmp / "report", title=title, detection=detection, robustness=curves,
             interactions=interactions, mitigation=mitigation, windows=over_time, subgroups=by_group,
-            summary=info, ground_truth=ground_truth, notes=notes,
+            summary=info, ground_truth=ground_truth, notes=notes, robustness_metric="accuracy",
         )
         save_exported(model, det.X[:2], tmp / "model.pt2")
         if table is not None:

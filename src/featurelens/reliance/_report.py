@@ -111,6 +111,7 @@ def write_reliance_report(
     summary: Mapping[str, Any] | None = None,
     ground_truth: Mapping[str, Any] | None = None,
     notes: Sequence[str] = (),
+    robustness_metric: str = "metric",
     dpi: int = 110,
 ) -> dict[str, Any]:
     """Write a reliance report into the existing directory ``directory``.
@@ -142,6 +143,8 @@ def write_reliance_report(
     summary, ground_truth : mapping, optional
         Label -> value tables.
     notes : sequence of str
+    robustness_metric : str
+        Name of the robustness curves' metric, for the axis label (e.g. ``"accuracy"``).
     dpi : int
 
     Returns
@@ -206,7 +209,7 @@ def write_reliance_report(
     if robustness is not None:
         table, auc = _robustness_table(robustness)
         _require(table, ("perturbation", "strength", "metric"), name="robustness")
-        figures.append(_figures.robustness_figure(directory, table, dpi=dpi))
+        figures.append(_figures.robustness_figure(directory, table, metric_name=str(robustness_metric), dpi=dpi))
         results["robustness"] = {"table": _records(table, "robustness"),
                                  "summary": None if auc is None else _records(auc, "robustness summary")}
         context["robustness"] = {"table": _render_table(table),
