@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 
 from featurelens._validation import (
     RandomState,
@@ -95,6 +94,8 @@ def sma(close: Any, window: int = 20) -> pd.Series:
 
 def _wilder_average(values: np.ndarray, window: int) -> np.ndarray:
     """Wilder's running mean of ``values[1:]`` (``values[0]`` is the NaN of the first diff)."""
+    from scipy.signal import lfilter  # imported here: featurelens.data should import fast
+
     n = values.shape[0]
     out = np.full(n, np.nan)
     if n <= window:
