@@ -29,6 +29,8 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/attribution.py --threads 1
 	$(PY) benchmarks/perturbation.py --threads 1
+	$(PY) benchmarks/dynamics.py
+	$(PY) benchmarks/reliance.py --threads 1
 
 clean:
 	rm -rf $(VENV) featurelens-report .pytest_cache

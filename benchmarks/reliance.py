@@ -16,7 +16,7 @@ before and after, and the strategies that meet the issue's bar (shifted
 accuracy +10 points or more, reliance cut by 50 % or more).
 
     python benchmarks/reliance.py --threads 1 [--json out.json] [--skip-suite]
-        [--n-train 60000 --n-test 10000 --epochs 100] [--strategy NAME ...]
+        [--n-train 120000 --n-test 10000 --epochs 100] [--strategy NAME ...]
 
 Torch runs on ``--threads`` CPU threads (default 1).
 """
@@ -80,7 +80,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-train", type=int, default=60000)
+    ap.add_argument("--n-train", type=int, default=120000)
     ap.add_argument("--n-test", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--strategy", action="append", default=None, help="Only these strategies (repeatable).")

@@ -45,7 +45,7 @@ def test_full_report_holds_every_number(tmp_path):
     subgroups = pd.DataFrame({"insurance_type": ["private", "uninsured"], "n": [120, 30], "auc": [0.91, 0.77]})
     windows = pd.DataFrame({"window": [2015, 2016] * 2, "group": ["a", "a", "b", "b"],
                             "importance": [0.1, 0.2, 0.3, 0.05]})
-    curves = {"gaussian": SimpleNamespace(table=_robustness().iloc[:3, 1:], auc=0.123)}
+    curves = {"gaussian": SimpleNamespace(table=_robustness().iloc[:3, 1:], auc=0.123, degradation_auc=0.045)}
     out = tmp_path / "report"
     res = save_reliance_report(
         out, title="Reliance <check>", detection=detection, robustness=curves,
@@ -62,8 +62,9 @@ def test_full_report_holds_every_number(tmp_path):
     assert stored["detection"]["table"][1]["reliance_permutation"] == 0.2
     assert stored["detection"]["table"][1]["relation_spread"] is None  # NaN -> null
     assert stored["detection"]["thresholds"] == {"min_reliance": 0.01}
-    assert stored["robustness"]["summary"] == [{"perturbation": "gaussian",
-                                                "area under the degradation curve": 0.123}]
+    assert stored["robustness"]["summary"] == [{
+        "perturbation": "gaussian", "mean metric over the strength range": 0.123,
+        "mean degradation (area under the degradation curve / range)": 0.045}]
     assert [r["metric"] for r in stored["robustness"]["table"]] == [0.9, 0.8, 0.7]
     assert stored["interactions"]["ablation"]["a"]["b"] == 0.25
     assert stored["mitigation"][1]["shifted"] == 0.8

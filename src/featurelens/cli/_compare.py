@@ -58,7 +58,7 @@ def compare_command(
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
-    """Compare checkpoints (e.g. dense, lottery ticket, robust ticket): importance, shifts, sparsity, weights."""
+    """Compare checkpoints (dense, lottery ticket, robust ticket, ...): importance, shifts, sparsity, weights."""
     import sys
 
     from featurelens.attribution import METHODS, method_options

@@ -74,7 +74,10 @@ def _robustness_table(robustness: Any) -> tuple[pd.DataFrame, pd.DataFrame | Non
             part.insert(0, "perturbation", str(key))
             parts.append(part)
             if getattr(curve, "auc", None) is not None:
-                summary.append({"perturbation": str(key), "area under the degradation curve": float(curve.auc)})
+                row = {"perturbation": str(key), "mean metric over the strength range": float(curve.auc)}
+                if getattr(curve, "degradation_auc", None) is not None:
+                    row["mean degradation (area under the degradation curve / range)"] = float(curve.degradation_auc)
+                summary.append(row)
         table = pd.concat(parts, ignore_index=True)
         return table, pd.DataFrame(summary) if summary else None
     return _as_table(robustness, name="robustness"), None
