@@ -9,13 +9,12 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 from featurelens.dynamics import GaussianHMM, fit_hmm
-from featurelens.dynamics._hmm import (
+from featurelens.dynamics._em import _estep, _stack
+from featurelens.dynamics._inference import (
     _Design,
-    _estep,
     _fb_log,
     _fb_scaled,
     _log_emission_batch,
-    _stack,
 )
 
 

@@ -16,8 +16,9 @@ from featurelens.dynamics._drivers import (
     explain_transition,
     posterior_gradient,
 )
+from featurelens.dynamics._em import HMMFit, RestartResult, fit_hmm
 from featurelens.dynamics._figures import training_map, transition_counts
-from featurelens.dynamics._hmm import GaussianHMM, HMMFit, RestartResult, fit_hmm
+from featurelens.dynamics._hmm import GaussianHMM
 from featurelens.dynamics._logging import METRIC_NAMES, MetricsLogger, weight_metrics
 from featurelens.dynamics._persist import load_hmm, save_hmm
 from featurelens.dynamics._planted import make_planted_runs

@@ -18,16 +18,9 @@ from featurelens._validation import (
     check_option,
     check_random_state,
 )
-from featurelens.dynamics._hmm import (
-    GaussianHMM,
-    HMMFit,
-    _check_fit_options,
-    _Design,
-    _em,
-    _em_groups,
-    _initial_models,
-    check_sequences,
-)
+from featurelens.dynamics._em import HMMFit, _check_fit_options, _em, _em_groups, _initial_models
+from featurelens.dynamics._hmm import GaussianHMM, check_sequences
+from featurelens.dynamics._inference import _Design
 
 
 @dataclass(frozen=True)
