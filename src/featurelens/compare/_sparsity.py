@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from featurelens.models.pruning import _DEFAULT_TYPES, _has_weight, _weight_of, pruning_masks
+from featurelens.models._pruning_masks import _DEFAULT_TYPES, _has_weight, _weight_of, pruning_masks
 
 SPARSITY_COLUMNS = ("layer", "n_weights", "n_pruned", "sparsity", "pruned")
 WEIGHT_STATS = ("n_weights", "n_unpruned", "mean", "std", "mean_abs", "q05", "median", "q95")
