@@ -1,18 +1,9 @@
 """Data and feature model: feature specs, input conversion, loading, splits, synthetic sets."""
 
 from featurelens.data._ehr import EHRData, make_ehr
-from featurelens.data._finance import (
-    FinanceData,
-    RegimeParams,
-    check_ohlcv,
-    finance_windows,
-    make_ohlcv,
-    ohlcv_features,
-    read_ohlcv,
-    rsi,
-    sma,
-)
+from featurelens.data._finance import FinanceData, finance_windows, ohlcv_features, rsi, sma
 from featurelens.data._inputs import as_tensor
+from featurelens.data._ohlcv import RegimeParams, check_ohlcv, make_ohlcv, read_ohlcv
 from featurelens.data._spec import FeatureSpec, read_groups
 from featurelens.data._splits import Splits, split_indices, train_val_test_split
 from featurelens.data._synthetic import (
