@@ -81,3 +81,17 @@ def test_collect_errors(mlp, x4):
         collect(mlp, "layer1", x4[:0])
     with pytest.raises(TypeError, match="inputs must be a tensor or array-like"):
         collect(mlp, "layer1", object())
+
+
+def test_calls_of_and_unit_rows_keep_calls_apart(mlp):
+    x1 = torch.randn(3, 4, dtype=torch.float64)
+    x2 = torch.randn(5, 4, dtype=torch.float64)
+    with capture(mlp, "layer1") as acts:
+        mlp(x1)
+        mlp(x2)
+    calls = acts.calls_of("layer1")
+    assert [c.shape[0] for c in calls] == [3, 5]
+    torch.testing.assert_close(calls[1], mlp.layer1(x2))
+    torch.testing.assert_close(acts.unit_rows("layer1"), torch.cat([mlp.layer1(x1), mlp.layer1(x2)]))
+    with pytest.raises(KeyError, match="no activation captured for 'act9'"):
+        acts.calls_of("act9")

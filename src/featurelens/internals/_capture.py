@@ -59,6 +59,12 @@ class Activations(Mapping[str, Any]):
                 self._cache[name] = _cat(parts)
         return self._cache[name]
 
+    def calls_of(self, name: str) -> list[Any]:
+        """The stored output of each call of ``name``, in call order (not concatenated)."""
+        if name not in self._parts:
+            raise KeyError(f"no activation captured for {name!r}; captured: {', '.join(self._parts) or 'none'}")
+        return list(self._parts[name])
+
     def unit_rows(self, name: str) -> torch.Tensor:
         """All calls of ``name`` as one ``(rows, units)`` matrix: each call's output
         ``(b, ..., units)`` reshaped to ``(b * ..., units)``, concatenated in call order.

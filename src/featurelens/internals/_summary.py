@@ -121,7 +121,7 @@ def layer_summary(
     types = {n: type(m).__name__ for n, m in model.named_modules()}
     rows = []
     for name in acts:
-        parts = [p for p in acts._parts[name] if isinstance(p, torch.Tensor)]
+        parts = [p for p in acts.calls_of(name) if isinstance(p, torch.Tensor)]
         if not parts or parts[0].dim() < 2 or parts[0].shape[-1] < 2:
             continue
         if types.get(name) == "Conv1d":  # (n, C, L): channels are the units, positions extra samples
