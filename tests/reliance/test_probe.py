@@ -23,9 +23,38 @@ def test_label_kind_and_probe_inputs():
     assert label_kind(np.array([0.0, 0.5, 2.0])) == "continuous"
     x = np.arange(24, dtype=np.float64).reshape(2, 4, 3)
     z = probe_inputs(x)
-    np.testing.assert_allclose(z[:, :3], x.mean(axis=1))
-    np.testing.assert_allclose(z[:, 3:], x.std(axis=1))
+    # x[i, t, j] = 12 i + 3 t + j: over t = 0..3 the values are b, b+3, b+6, b+9 with b = 12 i + j,
+    # so mean = b + 4.5, population std = 3 * sqrt(1.25) (deviations +-4.5, +-1.5), last = b + 9
+    b = 12.0 * np.arange(2)[:, None] + np.arange(3)[None, :]
+    assert z.shape == (2, 9)
+    np.testing.assert_allclose(z[:, 0:3], b + 4.5)
+    np.testing.assert_allclose(z[:, 3:6], np.full((2, 3), 3.0 * np.sqrt(1.25)))
+    np.testing.assert_allclose(z[:, 6:9], b + 9.0)
     np.testing.assert_array_equal(probe_inputs(x[:, 0, :]), x[:, 0, :])
+
+
+def test_probe_sees_a_last_step_signal_that_mean_and_std_hide():
+    # windows of 5 consecutive weekdays (0 = Monday): every window holds each weekday once, so the
+    # per-feature mean (2) and std (sqrt 2) are the same for all rows; the label is "the window ends
+    # on a Friday", flipped for 10 % of rows (the finance example's calendar shortcut)
+    rng = np.random.default_rng(3)
+    n, t = 2000, 5
+    start = rng.integers(0, 5, n)
+    dow = (start[:, None] + np.arange(t)[None, :]) % 5
+    noise = rng.standard_normal((n, t))
+    x = np.stack([dow.astype(np.float64), noise], axis=2)  # (n, T, 2)
+    y = (dow[:, -1] == 4).astype(float)
+    y = np.where(rng.random(n) < 0.1, 1 - y, y)
+    new = cross_val_probe(x, y, random_state=0)
+    old_summary = np.concatenate([x.mean(axis=1), x.std(axis=1)], axis=1)  # the former (n, 2k) summary
+    old = cross_val_probe(old_summary, y, random_state=0)
+    # Bayes AUC with 10 % flips: P(Friday | y=1) = 0.9 * 0.2 / (0.9 * 0.2 + 0.1 * 0.8) = 0.692,
+    # P(Friday | y=0) = 0.1 * 0.2 / (0.1 * 0.2 + 0.9 * 0.8) = 0.027; AUC = 0.5 + (0.692 - 0.027) / 2 = 0.83
+    p1 = 0.9 * 0.2 / (0.9 * 0.2 + 0.1 * 0.8)
+    p0 = 0.1 * 0.2 / (0.1 * 0.2 + 0.9 * 0.8)
+    assert new.score == pytest.approx(0.5 + (p1 - p0) / 2, abs=0.03)
+    assert new.score > 0.75
+    assert abs(old.score - 0.5) < 0.04
 
 
 def test_quadratic_probe_sees_magnitudes_linear_does_not():

@@ -5,9 +5,15 @@ scored out of fold (k-fold cross-validation), so its score measures the
 group-label relation in the data, independently of the model under study.
 
 Probe inputs. Tabular groups ``(n, k)`` are used as they are. Sequence groups
-``(n, T, k)`` are summarised per feature by their mean and standard deviation
-over time, ``(n, 2k)``, so the probe's size does not grow with ``T``
-(information carried only by the order of the time steps is not seen).
+``(n, T, k)`` are summarised per feature ``j`` by three statistics over the
+``T`` time steps, in this column order: the mean ``(1/T) sum_t x[:, t, j]``,
+the population standard deviation (``ddof=0``) and the last time step's value
+``x[:, T-1, j]``, ``(n, 3k)`` (columns ``0..k-1`` means, ``k..2k-1`` stds,
+``2k..3k-1`` last values). The probe's size does not grow with ``T``; the last
+step is kept because a sequence's label usually refers to its end (a window
+labelled by its last row, e.g. "the window ends on a Friday"), which a mean and
+a std cannot see. Other information carried only by the order of the time
+steps is not seen.
 
 Probes (``probe=``):
 
@@ -69,10 +75,16 @@ def label_kind(y: np.ndarray) -> str:
 
 
 def probe_inputs(xg: np.ndarray) -> np.ndarray:
-    """Probe inputs of one group: ``(n, k)`` as is, ``(n, T, k)`` -> per-feature mean and std ``(n, 2k)``."""
+    """Probe inputs of one group: ``(n, k)`` as is; ``(n, T, k)`` -> ``(n, 3k)``.
+
+    For sequences, per feature: the mean over time, the population standard
+    deviation over time (``ddof=0``) and the value at the last time step
+    ``T - 1``, as the column blocks ``[mean | std | last]`` (see the module
+    docstring).
+    """
     xg = np.asarray(xg, dtype=np.float64)
     if xg.ndim == 3:
-        return np.concatenate([xg.mean(axis=1), xg.std(axis=1)], axis=1)
+        return np.concatenate([xg.mean(axis=1), xg.std(axis=1), xg[:, -1, :]], axis=1)
     return xg
 
 
