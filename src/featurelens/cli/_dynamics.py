@@ -159,7 +159,7 @@ def explain_command(
 
 def example_command(
     out: Path = typer.Option(Path("featurelens-dynamics"), "--out", help="Output directory for the report."),
-    quick: bool = typer.Option(False, "--quick", help="16 runs, 10 epochs, K = 1..6, 3 restarts (a few minutes)."),
+    quick: bool = typer.Option(False, "--quick", help="24 runs, 10 epochs, K = 1..6, 3 restarts (well under a minute)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
