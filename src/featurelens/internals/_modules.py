@@ -52,6 +52,18 @@ def _resolve_one(model: nn.Module, spec: object, named: dict[str, nn.Module]) ->
     )
 
 
+def check_hookable(model: object) -> None:
+    """``TypeError`` unless ``model`` is an ``nn.Module``; ``ValueError`` for TorchScript modules,
+    whose compiled code calls no forward hooks."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ValueError(
+            "model is a TorchScript module: it runs compiled code that calls no forward hooks, so its "
+            "activations cannot be read or patched; load the eager model (state_dict with a factory) instead"
+        )
+
+
 def resolve_modules(model: nn.Module, spec: ModuleSpec) -> dict[str, nn.Module]:
     """Resolve ``spec`` to an ordered ``{dotted_name: module}`` mapping.
 
@@ -82,13 +94,7 @@ def resolve_modules(model: nn.Module, spec: ModuleSpec) -> dict[str, nn.Module]:
     TypeError
         ``model`` is not a module, or ``spec`` is of an unsupported type.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(model, torch.jit.ScriptModule):
-        raise ValueError(
-            "model is a TorchScript module: it runs compiled code that calls no forward hooks, so its "
-            "activations cannot be read or patched; load the eager model (state_dict with a factory) instead"
-        )
+    check_hookable(model)
     named = dict(model.named_modules())
     items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
     if not items:

@@ -23,7 +23,7 @@ from featurelens.internals._capture import capture, collect, iter_batches
 from featurelens.internals._modules import (
     ModuleSpec,
     as_input_tensor,
-    resolve_modules,
+    check_hookable,
     resolve_single,
 )
 from featurelens.models._state import preserve_model
@@ -43,8 +43,7 @@ def default_layers(model: nn.Module) -> list[str]:
     feed-forward Linears, activation) are included as well, so a transformer
     is summarised inside each block too.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_hookable(model)
     return [name for name, m in model.named_modules() if name and isinstance(m, LAYER_TYPES)]
 
 
@@ -104,14 +103,10 @@ def layer_summary(
     """
     from featurelens.representation import interference, sparsity, spectrum
 
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    spec = default_layers(model) if modules is None else modules
     if max_rows is not None:
         max_rows = check_int(max_rows, name="max_rows", minimum=2)
     rng = check_random_state(random_state)
-    if isinstance(model, torch.jit.ScriptModule):
-        resolve_modules(model, [])  # the uniform TorchScript error
-    spec = default_layers(model) if modules is None else modules
     if not spec:
         raise ValueError(f"{type(model).__name__} has no submodule of the summarised types; pass modules=")
     x = _subsample(as_input_tensor(model, inputs), max_rows, rng)
@@ -242,8 +237,7 @@ def _jacobian_layer(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) ->
     with preserve_model(model), torch.no_grad(), capture(model, list(layers)) as acts:
         out = model(x[:2])
     order = [n for n in acts if isinstance(acts[n], torch.Tensor) and acts[n].dim() >= 2
-             and acts[n][0].numel() >= 2 and acts[n].shape != out.shape
-             and not n.endswith(("dropout", "dropout1", "dropout2", "norm1", "norm2"))]
+             and acts[n][0].numel() >= 2 and acts[n].shape != out.shape]
     top = [n for n in order if not any(n != o and n.startswith(o + ".") for o in order)]
     return top[-1] if top else None
 
@@ -284,7 +278,9 @@ def summarize_internals(
         last outermost summarised layer with at least 2 outputs that is not
         the model output (e.g. ``transformer_layers.1`` of a SmallTransformer).
     max_rows, jacobian_rows : int
-        Rows for the activation metrics and for the average Jacobian.
+        ``max_rows`` input rows are drawn once (``None``: all) and used for
+        the layer metrics and the attention statistics; the average
+        Jacobian uses ``jacobian_rows`` of them.
     random_state : int, Generator or None
         Seed of the row subsamples.
     """
@@ -292,10 +288,13 @@ def summarize_internals(
     from featurelens.internals.attention import attention_statistics, attention_weights
     from featurelens.representation import group_overlap, jacobian_overlap
 
+    check_hookable(model)
     rng = check_random_state(random_state)
     jacobian_rows = check_int(jacobian_rows, name="jacobian_rows", minimum=1)
-    layers = layer_summary(model, inputs, modules=modules, max_rows=max_rows, random_state=rng)
-    x = as_input_tensor(model, inputs)
+    if max_rows is not None:
+        max_rows = check_int(max_rows, name="max_rows", minimum=2)
+    x = _subsample(as_input_tensor(model, inputs), max_rows, rng)  # one sample of rows for every metric
+    layers = layer_summary(model, x, modules=modules, max_rows=None)
     notes: list[str] = []
     overlap: dict[str, pd.DataFrame] = {}
     if groups is not None:
@@ -309,33 +308,27 @@ def summarize_internals(
         if target is None:
             notes.append("no Jacobian overlap: no hidden layer with at least 2 outputs")
         else:
-            _, module = resolve_single(model, target, name="jacobian_layer")
+            target, _ = resolve_single(model, target, name="jacobian_layer")
             overlap[f"Jacobian ({target})"] = jacobian_overlap(
                 model, _subsample(x, jacobian_rows, rng), groups,
-                layer_fn=_layer_fn(model, module), feature_names=feature_names,
+                layer_fn=_layer_fn(model, target), feature_names=feature_names,
             )
     attention = None
     if any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
-        attention = attention_statistics(attention_weights(model, _subsample(x, max_rows, rng)))
+        attention = attention_statistics(attention_weights(model, x))
     return InternalsSummary(layers=layers, overlap=overlap, attention=attention, notes=tuple(notes))
 
 
-def _layer_fn(model: nn.Module, module: nn.Module):
-    """A function ``x -> output of module`` (tuple outputs: element 0), running the whole model."""
+def _layer_fn(model: nn.Module, name: str):
+    """A function ``x -> output of module name`` (tuple outputs: element 0), running the whole model."""
 
     def fn(x: torch.Tensor) -> torch.Tensor:
-        seen: list[torch.Tensor] = []
-
-        def hook(_m: nn.Module, _i: Any, out: Any) -> None:
-            seen.append(out[0] if isinstance(out, (tuple, list)) else out)
-
-        handle = module.register_forward_hook(hook)
-        try:
+        with capture(model, name, detach=False) as acts:
             model(x)
-        finally:
-            handle.remove()
-        if len(seen) != 1:
-            raise ValueError(f"the Jacobian layer ran {len(seen)} times in one forward pass; pick a layer that runs once")
-        return seen[0]
+        if acts.calls.get(name) != 1:
+            raise ValueError(
+                f"the Jacobian layer ran {acts.calls.get(name, 0)} times in one forward pass; pick a layer that runs once"
+            )
+        return acts[name]
 
     return fn
