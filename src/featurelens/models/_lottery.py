@@ -25,6 +25,7 @@ from featurelens.models._pruning_masks import (
     _floor,
     _prune_global,
     _prune_layerwise,
+    _refresh_pruned,
     _select_layers,
     _with_total,
     copy_model,
@@ -79,10 +80,7 @@ def _rewind(model: nn.Module, state: Mapping[str, Any], pruned: set[str]) -> Non
     with torch.no_grad():
         for key, value in targets.items():
             current[key].copy_(value)  # state_dict tensors share storage with the model
-    for base in pruned:
-        mod_path, _, pname = base.rpartition(".")
-        module = model.get_submodule(mod_path)
-        setattr(module, pname, getattr(module, pname + "_orig") * getattr(module, pname + "_mask"))
+    _refresh_pruned(model, pruned)
 
 
 def _schedule(rounds: int | None, rate: float | None, target: float) -> tuple[int, list[float]]:

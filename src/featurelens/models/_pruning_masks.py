@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -64,11 +64,17 @@ def copy_model(model: nn.Module) -> nn.Module:
             if isinstance(value, torch.Tensor) and not value.is_leaf:
                 memo[id(value)] = value.detach().clone()
     new = copy.deepcopy(model, memo)
-    for name in pruning_masks(new):
-        mod_path, _, pname = name.rpartition(".")
-        module = new.get_submodule(mod_path)
-        setattr(module, pname, getattr(module, pname + "_orig") * getattr(module, pname + "_mask"))
+    _refresh_pruned(new, pruning_masks(new))
     return new
+
+
+def _refresh_pruned(model: nn.Module, names: Iterable[str]) -> None:
+    """Recompute ``<p> = <p>_orig * <p>_mask`` for every pruned parameter ``names``
+    (exact dotted names), as the pruning pre-hook does before a forward pass."""
+    for name in names:
+        mod_path, _, pname = name.rpartition(".")
+        module = model.get_submodule(mod_path)
+        setattr(module, pname, getattr(module, pname + "_orig") * getattr(module, pname + "_mask"))
 
 
 def _weight_of(module: nn.Module) -> torch.Tensor:
@@ -127,7 +133,7 @@ def _apply_masks(layers: Sequence[tuple[str, nn.Module]], masks: Sequence[torch.
         if hasattr(module, _PARAM + "_mask"):
             # an existing reparametrisation: replace the buffer in place (keeps one pre-hook)
             module._buffers[_PARAM + "_mask"].copy_(new)
-            setattr(module, _PARAM, getattr(module, _PARAM + "_orig") * getattr(module, _PARAM + "_mask"))
+            _refresh_pruned(module, [_PARAM])
         else:
             prune.custom_from_mask(module, _PARAM, new)
 
@@ -179,9 +185,8 @@ def _prune_global(layers: Sequence[tuple[str, nn.Module]], keep_total: int, floo
 
 
 def _counts(layers: Sequence[tuple[str, nn.Module]]) -> tuple[list[int], list[int]]:
-    sizes = [getattr(m, _PARAM + "_orig", None) if hasattr(m, _PARAM + "_orig") else getattr(m, _PARAM)
-             for _, m in layers]
-    return [int(s.numel()) for s in sizes], [int(_mask_of(m).sum()) for _, m in layers]
+    masks = [_mask_of(m) for _, m in layers]
+    return [int(m.numel()) for m in masks], [int(m.sum()) for m in masks]
 
 
 def _check_common(model: Any, scope: str, min_remaining: Any) -> tuple[str, float]:
