@@ -32,7 +32,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from featurelens._metrics import get_metric
+from featurelens._metrics import METRICS, get_metric
 from featurelens._validation import RandomState, check_int, check_option, check_random_state
 from featurelens.attribution import attribute
 from featurelens.attribution._problem import build_problem
@@ -82,20 +82,27 @@ def _setup(X: Any, y: Any, groups: Any, feature_names: Any) -> tuple[torch.Tenso
     return xt, None if y is None else _labels(y, xt.shape[0]), spec
 
 
-def _importance(
+def _importance_rows(
     model: nn.Module, x: torch.Tensor, y: np.ndarray | None, spec: FeatureSpec, method: str,
-    options: dict[str, Any], where: str,
-) -> tuple[pd.Series, pd.Series]:
-    opts = dict(options)
-    if method == "permutation" and y is not None:
-        opts["labels"] = y
-    elif method == "permutation":
-        opts.pop("metric", None)
-    try:
-        exp = attribute(model, x, method=method, groups=spec, **opts)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from exc
-    return exp.importance(), exp.importance_std_error()
+    options: dict[str, Any], parts: Sequence[tuple[np.ndarray | slice, str, dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Importance of every group on each part ``(rows, where, columns)``: one record per (part, group)."""
+    records = []
+    for rows, where, columns in parts:
+        opts = dict(options)
+        if method == "permutation" and y is not None:
+            opts["labels"] = y[rows]
+        elif method == "permutation":
+            opts.pop("metric", None)
+        x_rows = x[rows] if isinstance(rows, slice) else x[torch.as_tensor(rows)]
+        try:
+            exp = attribute(model, x_rows, method=method, groups=spec, **opts)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from exc
+        imp, se = exp.importance(), exp.importance_std_error()
+        records += [{**columns, "group": gname, "importance": float(imp[gname]), "std_error": float(se[gname])}
+                    for gname in spec.group_names]
+    return records
 
 
 def _options(
@@ -172,17 +179,9 @@ def importance_over_windows(
     if len(starts) < 2:
         raise ValueError(f"window={window} and step={step} give {len(starts)} complete window(s) of {n} rows; need >= 2")
     opts = _options(method, xt, metric, n_repeats, baselines, target, link, output, batch_size, rng)
-    rows = []
-    for w, start in enumerate(starts):
-        stop = start + window
-        imp, se = _importance(
-            model, xt[start:stop], None if y_np is None else y_np[start:stop], spec, method, opts,
-            where=f"window {w} (rows {start}..{stop - 1})",
-        )
-        for gname in spec.group_names:
-            rows.append({"window": w, "start": start, "stop": stop, "group": gname,
-                         "importance": float(imp[gname]), "std_error": float(se[gname])})
-    table = pd.DataFrame(rows)
+    parts = [(slice(start, start + window), f"window {w} (rows {start}..{start + window - 1})",
+              {"window": w, "start": start, "stop": start + window}) for w, start in enumerate(starts)]
+    table = pd.DataFrame(_importance_rows(model, xt, y_np, spec, method, opts, parts))
     summary = []
     for gname in spec.group_names:
         v = table.loc[table["group"] == gname, "importance"].to_numpy()
@@ -241,17 +240,11 @@ def importance_by_subgroup(
     xt, y_np, spec = _setup(X, y, groups, feature_names)
     codes, kept = _subgroup_labels(subgroups, xt.shape[0], min_size)
     opts = _options(method, xt, metric, n_repeats, baselines, target, link, output, batch_size, rng)
-    rows = []
+    parts = []
     for k, label in kept:
         idx = np.flatnonzero(codes == k)
-        imp, se = _importance(
-            model, xt[torch.as_tensor(idx)], None if y_np is None else y_np[idx], spec, method, opts,
-            where=f"subgroup {label!r}",
-        )
-        for gname in spec.group_names:
-            rows.append({"subgroup": label, "n": int(idx.size), "group": gname,
-                         "importance": float(imp[gname]), "std_error": float(se[gname])})
-    return pd.DataFrame(rows)
+        parts.append((idx, f"subgroup {label!r}", {"subgroup": label, "n": int(idx.size)}))
+    return pd.DataFrame(_importance_rows(model, xt, y_np, spec, method, opts, parts))
 
 
 def metrics_by_subgroup(
@@ -293,7 +286,7 @@ def metrics_by_subgroup(
     """
     if isinstance(metrics, str) or not isinstance(metrics, Sequence) or not metrics:
         raise TypeError("metrics must be a non-empty sequence of metric names")
-    resolved = [get_metric(check_option(m, name="metrics[i]", options=("mse", "mae", "log_loss", "accuracy", "auc")))
+    resolved = [get_metric(check_option(m, name="metrics[i]", options=METRICS))
                 for m in metrics]
     min_size = check_int(min_size, name="min_size", minimum=2)
     xt, _ = as_tensor(X, name="X")
