@@ -21,9 +21,9 @@ SPARSITY_COLUMNS = ("layer", "n_weights", "n_pruned", "sparsity", "pruned")
 WEIGHT_STATS = ("n_weights", "n_unpruned", "mean", "std", "mean_abs", "q05", "median", "q95")
 
 
-def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(exact module path, module)`` of every layer with a weight, in module order."""
-    masks = pruning_masks(model)
+def _weight_layers(model: nn.Module, masks: dict[str, torch.Tensor]) -> list[tuple[str, nn.Module]]:
+    """``(exact module path, module)`` of every layer with a weight, in module order
+    (``masks``: :func:`pruning_masks` of ``model``)."""
     return [
         (name, m) for name, m in model.named_modules()
         if _has_weight(m) and (isinstance(m, _DEFAULT_TYPES) or f"{name}.weight" in masks)
@@ -41,7 +41,7 @@ def layer_sparsity(model: nn.Module) -> pd.DataFrame:
     """
     masks = pruning_masks(model)
     rows = []
-    for name, module in weight_layers(model):
+    for name, module in _weight_layers(model, masks):
         key = f"{name}.weight"
         n = int(_weight_of(module).numel())
         cut = int((masks[key] == 0).sum()) if key in masks else 0
@@ -63,7 +63,7 @@ def unpruned_weights(model: nn.Module) -> np.ndarray:
     """
     masks = pruning_masks(model)
     parts = []
-    for name, module in weight_layers(model):
+    for name, module in _weight_layers(model, masks):
         w = _weight_of(module).to(torch.float64).reshape(-1)
         mask = masks.get(f"{name}.weight")
         if mask is not None:
