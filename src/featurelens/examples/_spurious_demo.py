@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from featurelens._io import check_output_dir
+from featurelens._metrics import logit_accuracy
 from featurelens._validation import check_float, check_int
 from featurelens.attribution import Explanation, attribute
 from featurelens.data import make_biased, make_shifted, train_val_test_split
@@ -36,12 +36,6 @@ class DemoResult:
     explanations: dict[str, Explanation]
     results: dict[str, Any]
     seconds: float
-
-
-def _accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> float:
-    with torch.no_grad():
-        logits = model(torch.as_tensor(x))
-    return float(((logits > 0).numpy() == (y > 0.5)).mean())
 
 
 def run_spurious_demo(
@@ -115,8 +109,8 @@ def run_spurious_demo(
         "model": f"SmallTransformer (2 encoder layers, d_model 64, 4 heads), {n_params} parameters",
         "training": (f"Adam (lr 1e-3, batch 128), BCE with logits, early stopping on validation loss "
                      f"(patience 5); best epoch {fit.best_epoch} of {fit.stopped_epoch}"),
-        "test accuracy": _accuracy(model, x_te, y_te),
-        "shifted test accuracy (spurious link broken)": _accuracy(model, shifted.X, shifted.y),
+        "test accuracy": logit_accuracy(model, x_te, y_te),
+        "shifted test accuracy (spurious link broken)": logit_accuracy(model, shifted.X, shifted.y),
         "attributed output": "predicted probability (sigmoid of the logit)",
         "ablation baseline": "training mean of each feature",
     }

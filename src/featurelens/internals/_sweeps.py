@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from featurelens._metrics import logit_accuracy
 from featurelens._progress import progress_bar
 from featurelens._validation import RandomState, check_int, check_random_state
 from featurelens.data import make_biased, make_multifeature, make_shifted, train_val_test_split
@@ -102,15 +103,6 @@ def _sizes(values: Sequence[int], name: str, minimum: int = 1) -> tuple[int, ...
 
 def _seeds(rng: np.random.Generator, n: int) -> list[int]:
     return [int(s) for s in rng.integers(0, 2**31 - 1, size=n)]
-
-
-def _accuracy(model: nn.Module, x: torch.Tensor, y: np.ndarray) -> float:
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        pred = (model(x).reshape(-1) > 0).numpy()
-    model.train(was)
-    return float(np.mean(pred == (np.asarray(y) > 0.5)))
 
 
 def _fit(build: Any, x: torch.Tensor, y: np.ndarray, *, epochs: int, seed: int) -> nn.Module:
@@ -200,7 +192,7 @@ def capacity_sweep(
                 "encoder_effective_rank": float(summ.loc["transformer_layers.0", "effective_rank"]),
                 "encoder_interference": float(summ.loc["transformer_layers.0", "interference"]),
                 "rank_per_group": float(summ.loc["input_proj", "effective_rank"]) / g,
-                "test_accuracy": _accuracy(model, x_te, y_te),
+                "test_accuracy": logit_accuracy(model, x_te, y_te),
             })
             if keep_models:
                 models[(g, h)] = model
@@ -306,7 +298,7 @@ def scale_sweep(
             mine = pd.DataFrame(layer_rows[-d:])
             rows.append({"width": w, "depth": d,
                          **mine.drop(columns=["width", "depth", "layer"]).mean().to_dict(),
-                         "test_accuracy": _accuracy(model, x_te, y_te),
+                         "test_accuracy": logit_accuracy(model, x_te, y_te),
                          "parameters": sum(p.numel() for p in model.parameters())})
             if keep_models:
                 models[(w, d)] = model
@@ -399,7 +391,7 @@ def architecture_sweep(
                 sens = [float((torch.sigmoid(model(x_te + e)) - p0).abs().mean()) for e in noise]
             rows.append({
                 "architecture": arch, "parameters": sum(p.numel() for p in model.parameters()),
-                "test_accuracy": _accuracy(model, x_te, y_te), "shifted_accuracy": _accuracy(model, x_sh, y_sh),
+                "test_accuracy": logit_accuracy(model, x_te, y_te), "shifted_accuracy": logit_accuracy(model, x_sh, y_sh),
                 "representation_rank": float(summ["effective_rank"].mean()),
                 "spurious_share": float(share[groups[-1]]), "attribution_spread": float(share.std(ddof=0)),
                 "ablation_sensitivity": float(imp.mean()), "noise_sensitivity": float(np.mean(sens)),
