@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from featurelens._metrics import get_metric
+from featurelens._metrics import METRICS, get_metric
 from featurelens._validation import RandomState, check_float, check_int, check_random_state
 from featurelens.attribution import attribute
 from featurelens.data._inputs import as_tensor, resolve_names
@@ -80,10 +80,11 @@ def _score(model: nn.Module, X: Any, y: Any, metric: Any, link: str, *, name: st
 
 
 def _reliance(model, X, y, *, cols, suspect, names, metric, link, n_repeats, seed) -> tuple[float, float]:
+    named = metric.name in METRICS
     exp = attribute(
         model, X, method="permutation", groups={suspect: [names[c] for c in cols]}, feature_names=names,
-        labels=y, metric=metric.name if metric.name in ("accuracy", "auc", "mse", "mae", "log_loss") else metric.fn,
-        higher_is_better=None if metric.name in ("accuracy", "auc", "mse", "mae", "log_loss") else metric.higher_is_better,
+        labels=y, metric=metric.name if named else metric.fn,
+        higher_is_better=None if named else metric.higher_is_better,
         link=None if link == "identity" else link, target="all" if link == "softmax" else None,
         n_repeats=n_repeats, random_state=seed,
     )
