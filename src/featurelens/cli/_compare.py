@@ -7,9 +7,7 @@ from pathlib import Path
 import typer
 
 from featurelens._io import check_output_dir
-
-#: methods `featurelens compare` runs unless --method is given (seed 000's weights plus three more)
-_COMPARE_METHODS = ("weights", "edge_scores", "integrated_gradients", "permutation")
+from featurelens.compare import DEFAULT_METHODS
 
 
 def register(app: typer.Typer, example_app: typer.Typer) -> None:
@@ -43,7 +41,7 @@ def compare_command(
     out: Path = typer.Option(..., "--out", help="Output directory (figures, results.json, tables, index.html)."),
     label: str = typer.Option(None, "--label", help="Label column (not a feature); permutation then scores a metric."),
     factory: str = typer.Option(None, "--factory", help="'module:function' building the model for state dicts."),
-    method: list[str] = typer.Option(list(_COMPARE_METHODS), "--method",
+    method: list[str] = typer.Option(list(DEFAULT_METHODS), "--method",
                                      help="Attribution method(s); repeat or comma-separate."),
     reference: str = typer.Option(None, "--reference", help="Model the differences are taken against (default: first)."),
     fmt: list[str] = typer.Option(["png"], "--format", help="Figure formats: png, pdf, svg (comma-separated or repeated)."),
