@@ -75,14 +75,19 @@ def save_exported(model: nn.Module, example: np.ndarray, path: Path) -> None:
     torch.export.save(program, str(path))
 
 
-def standardize(train_x: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Subtract each feature's training mean and divide by its training std (over rows and steps).
-
-    A constant feature gets std 1. Returns the standardized ``train_x`` and ``others`` as float32.
-    """
+def feature_moments(train_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 mean and std of each feature of ``train_x`` over rows and steps; a constant feature gets std 1."""
     flat = train_x.reshape(-1, train_x.shape[-1]).astype(np.float64)
-    mean, std = flat.mean(axis=0), flat.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
+    std = flat.std(axis=0)
+    return flat.mean(axis=0), np.where(std > 0, std, 1.0)
+
+
+def standardize(train_x: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Subtract each feature's training mean and divide by its training std (:func:`feature_moments`).
+
+    Returns the standardized ``train_x`` and ``others`` as float32.
+    """
+    mean, std = feature_moments(train_x)
     return tuple(((a - mean) / std).astype(np.float32) for a in (train_x, *others))
 
 

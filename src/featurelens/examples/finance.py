@@ -24,7 +24,13 @@ import numpy as np
 
 from featurelens._validation import check_float, check_int
 from featurelens.data import finance_windows, make_ohlcv, ohlcv_features, split_indices
-from featurelens.examples._reliance_study import Split, StudyResult, run_reliance_study, standardize
+from featurelens.examples._reliance_study import (
+    Split,
+    StudyResult,
+    feature_moments,
+    run_reliance_study,
+    standardize,
+)
 
 STRATEGIES = ("randomize", "adversarial", "orthogonal")
 LABEL = "next_day_up"
@@ -61,9 +67,8 @@ def finance_splits(
     first_row = int(features.index.get_indexer([w.dates[te[0]]])[0]) - (lookback - 1)
     daily = features.iloc[first_row:].copy()
     names = w.feature_names
-    flat = w.X[tr].reshape(-1, len(names)).astype(np.float64)
-    std = np.where(flat.std(axis=0) > 0, flat.std(axis=0), 1.0)
-    daily[names] = (daily[names].to_numpy() - flat.mean(axis=0)) / std
+    mean, std = feature_moments(w.X[tr])
+    daily[names] = (daily[names].to_numpy() - mean) / std
     return {
         "splits": splits,
         "spec": w.spec(),
