@@ -14,14 +14,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
 import pandas as pd
 
 from featurelens._io import atomic_output_dir, atomic_write_text
 from featurelens._validation import check_int
 from featurelens.reliance import _figures
-from featurelens.report._html import TEMPLATE_DIR
+from featurelens.report._html import _environment
 from featurelens.report._results import format_number, jsonable
 
 FORMAT = "featurelens-reliance-report"
@@ -249,9 +248,7 @@ def write_reliance_report(
         context["mitigation"] = _render_table(table)
 
     results["figures"] = [f["file"] for f in figures]
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    html = env.get_template(TEMPLATE).render(
+    html = _environment().get_template(TEMPLATE).render(
         r=results, figures={f["file"]: f for f in figures},
         summary_rows=[(k, _display(v)) for k, v in (summary or {}).items()],
         ground_truth_rows=[(k, _display(v)) for k, v in (ground_truth or {}).items()],
