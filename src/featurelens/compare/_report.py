@@ -42,7 +42,8 @@ def _html(c: Comparison, title: str, summary: Mapping[str, Any], figures: list[s
         "sparsity_rows": [{"layer": ly, "values": [sp.loc[ly, m] if m in sp and ly in sp.index else None
                                                    for m in c.models]} for ly in layers],
         "weight_rows": c.weight_summary.to_dict(orient="records"),
-        "figures": [{"file": f"{stem}.png", "title": CAPTIONS[stem][0], "caption": CAPTIONS[stem][1]}
+        "figures": [{"file": f"{stem}.png", "title": CAPTIONS[stem][0], "caption": CAPTIONS[stem][1],
+                     "alt": CAPTIONS[stem][0]}
                     for stem in FIGURES if f"{stem}.png" in figures],
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
