@@ -40,8 +40,10 @@ import torch
 from torch import nn
 
 from featurelens._validation import check_float, check_int
+from featurelens.models._state import preserve_model
 from featurelens.models._training import row_losses, train
 from featurelens.models.adversarial import adversarial_train
+from featurelens.reliance._robustness import predict
 
 
 @dataclass
@@ -222,14 +224,7 @@ def pcgrad(ctx: Context) -> tuple[nn.Module, pd.DataFrame]:
 
 
 def _predict_labels(model: nn.Module, X: torch.Tensor, loss: str) -> np.ndarray:
-    was = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = torch.cat([model(X[i : i + 8192]) for i in range(0, X.shape[0], 8192)]).detach().cpu()
-    finally:
-        for m, t in was:
-            m.training = t
+    out = predict(model, X, "identity")
     if loss == "ce":
         return out.argmax(dim=1).numpy()
     if loss == "bce":
@@ -257,15 +252,11 @@ def dfr(ctx: Context, *, C: float = 1.0, n_subsets: int = 10) -> tuple[nn.Module
     name, head = _last_linear(new)
     feats: list[torch.Tensor] = []
     handle = head.register_forward_hook(lambda m, i, o: feats.append(i[0].detach()))
-    was = [(m, m.training) for m in new.modules()]
-    new.eval()
     try:
-        with torch.no_grad():
+        with preserve_model(new, eval_mode=True), torch.no_grad():
             out = new(ctx.X_val)
     finally:
         handle.remove()
-        for m, t in was:
-            m.training = t
     z = feats[0]
     expected = head(z).detach()
     if expected.numel() != out.numel() or not torch.allclose(expected.reshape(out.shape), out.detach(), atol=1e-5):
