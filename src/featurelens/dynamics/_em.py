@@ -254,10 +254,14 @@ def fit_hmm(
         if names is not None:
             inits = [dataclasses.replace(m, feature_names=names) for m in inits]
     design = _Design(seqs, ctype)
-    restarts = _em(design, inits, ctype, n_iter=n_iter, tol=tol, floor=floor)
+    return _best_fit(_em(design, inits, ctype, n_iter=n_iter, tol=tol, floor=floor), design.n_timesteps)
+
+
+def _best_fit(restarts: Sequence[RestartResult], n_timesteps: int) -> HMMFit:
+    """The :class:`HMMFit` keeping the restart with the highest finite final log-likelihood."""
     final = np.array([r.loglik for r in restarts])
     best = int(np.argmax(np.where(np.isfinite(final), final, -np.inf)))
-    return HMMFit(restarts[best].model, tuple(restarts), best, design.n_timesteps)
+    return HMMFit(restarts[best].model, tuple(restarts), best, n_timesteps)
 
 
 _MAX_BATCH_ELEMENTS = 8_000_000  # per (T, R, N, K) work array: 64 MB in float64

@@ -18,7 +18,14 @@ from featurelens._validation import (
     check_option,
     check_random_state,
 )
-from featurelens.dynamics._em import HMMFit, _check_fit_options, _em, _em_groups, _initial_models
+from featurelens.dynamics._em import (
+    HMMFit,
+    _best_fit,
+    _check_fit_options,
+    _em,
+    _em_groups,
+    _initial_models,
+)
 from featurelens.dynamics._hmm import GaussianHMM, check_sequences
 from featurelens.dynamics._inference import _Design
 
@@ -163,10 +170,7 @@ def select_model(
         results = _em(design, inits, ctype, n_iter=n_iter, tol=tol, floor=floor, advance=advance)
     rows, best, fits = [], {}, {}
     for ik, k in enumerate(ks):
-        restarts = tuple(results[ik * n_restarts : (ik + 1) * n_restarts])
-        final = np.array([r.loglik for r in restarts])
-        chosen = int(np.argmax(np.where(np.isfinite(final), final, -np.inf)))
-        fit = HMMFit(restarts[chosen].model, restarts, chosen, n_train_steps)
+        fit = _best_fit(results[ik * n_restarts : (ik + 1) * n_restarts], n_train_steps)
         fits[k], best[k] = fit, fit.model
         for r, res in enumerate(fit.restarts):
             p = res.model.n_parameters
@@ -184,7 +188,7 @@ def select_model(
                     "n_parameters": p,
                     "n_iter": res.n_iter,
                     "converged": res.converged,
-                    "selected": r == chosen,
+                    "selected": r == fit.best_restart,
                 }
             )
     table = pd.DataFrame(rows)
