@@ -76,7 +76,7 @@ def _comparison_figures(directory: Path, comparison: Any, formats: Sequence[str]
     pngs = [p.name for p in paths if p.suffix == ".png"]
     figures = []
     for name in pngs:
-        title, caption = CAPTIONS.get(name.removesuffix(".png"), (name, "Drawn by featurelens.compare."))
+        title, caption = CAPTIONS[name.removesuffix(".png")]
         if name == "difference.png":
             caption += f" Reference: {comparison.reference!r} (seed 000 plotted the robust minus the standard ticket)."
         figures.append({"file": name, "title": title, "caption": caption, "alt": title})
