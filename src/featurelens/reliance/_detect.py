@@ -181,6 +181,28 @@ def row_labels(values: Any, n: int, *, name: str) -> tuple[np.ndarray, np.ndarra
     return codes, uniques
 
 
+def row_targets(y: Any, n: int) -> np.ndarray:
+    """Labels ``(n,)`` as float64 NumPy, one per row of ``X``."""
+    yt, _ = as_tensor(y, name="y", dtype=torch.float64, ndims=(1,))
+    if yt.shape[0] != n:
+        raise ValueError(f"y has {yt.shape[0]} rows but X has {n}")
+    return yt.numpy()
+
+
+def group_spec(
+    groups: Any, n_features: int, data_names: list[str] | None, feature_names: Any, *, purpose: str
+) -> FeatureSpec:
+    """``groups`` (required; ``purpose`` says why) as a FeatureSpec over the ``n_features`` columns of ``X``."""
+    if groups is None:
+        raise ValueError(f"groups is required: {purpose}")
+    spec = groups if isinstance(groups, FeatureSpec) else FeatureSpec(
+        resolve_names(n_features, data_names=data_names, feature_names=feature_names), groups
+    )
+    if spec.n_features != n_features:
+        raise ValueError(f"groups (a FeatureSpec) describes {spec.n_features} features but X has {n_features}")
+    return spec
+
+
 def _environment_labels(
     environments: Any, n: int, x_dim: int, n_windows: int
 ) -> tuple[str, np.ndarray | None, np.ndarray | None]:
@@ -310,20 +332,12 @@ def detect_spurious(
     rng = check_random_state(random_state)
     xt, data_names = as_tensor(X, name="X", dtype=torch.float64)
     n = xt.shape[0]
-    yt, _ = as_tensor(y, name="y", dtype=torch.float64, ndims=(1,))
-    if yt.shape[0] != n:
-        raise ValueError(f"y has {yt.shape[0]} rows but X has {n}")
-    y_np = yt.numpy()
+    y_np = row_targets(y, n)
     kind = label_kind(y_np)
-    if groups is None:
-        raise ValueError("groups is required: detect_spurious judges named feature groups")
-    spec = groups if isinstance(groups, FeatureSpec) else FeatureSpec(
-        resolve_names(xt.shape[-1], data_names=data_names, feature_names=feature_names), groups
-    )
+    spec = group_spec(groups, xt.shape[-1], data_names, feature_names,
+                      purpose="detect_spurious judges named feature groups")
     if not spec.has_groups:
         raise ValueError("groups must name at least one feature group")
-    if spec.n_features != xt.shape[-1]:
-        raise ValueError(f"groups (a FeatureSpec) describes {spec.n_features} features but X has {xt.shape[-1]}")
     mode, env, env_names = _environment_labels(environments, n, xt.dim(), n_windows)
     x_np = xt.numpy()
 

@@ -36,10 +36,10 @@ from featurelens._metrics import METRICS, get_metric
 from featurelens._validation import RandomState, check_int, check_option, check_random_state
 from featurelens.attribution import attribute
 from featurelens.attribution._problem import build_problem
-from featurelens.data._inputs import as_tensor, resolve_names
+from featurelens.data._inputs import as_tensor
 from featurelens.data._spec import FeatureSpec
 from featurelens.models._state import preserve_model
-from featurelens.reliance._detect import row_labels
+from featurelens.reliance._detect import group_spec, row_labels, row_targets
 
 METHODS = ("permutation", "ablation")
 
@@ -63,23 +63,11 @@ class WindowImportance:
     summary: pd.DataFrame = field(repr=False)
 
 
-def _labels(y: Any, n: int) -> np.ndarray:
-    yt, _ = as_tensor(y, name="y", dtype=torch.float64, ndims=(1,))
-    if yt.shape[0] != n:
-        raise ValueError(f"y has {yt.shape[0]} rows but X has {n}")
-    return yt.numpy()
-
-
 def _setup(X: Any, y: Any, groups: Any, feature_names: Any) -> tuple[torch.Tensor, np.ndarray | None, FeatureSpec]:
     xt, data_names = as_tensor(X, name="X")
-    if groups is None:
-        raise ValueError("groups is required: importance is reported per feature group")
-    spec = groups if isinstance(groups, FeatureSpec) else FeatureSpec(
-        resolve_names(xt.shape[-1], data_names=data_names, feature_names=feature_names), groups
-    )
-    if spec.n_features != xt.shape[-1]:
-        raise ValueError(f"groups (a FeatureSpec) describes {spec.n_features} features but X has {xt.shape[-1]}")
-    return xt, None if y is None else _labels(y, xt.shape[0]), spec
+    spec = group_spec(groups, xt.shape[-1], data_names, feature_names,
+                      purpose="importance is reported per feature group")
+    return xt, None if y is None else row_targets(y, xt.shape[0]), spec
 
 
 def _importance_rows(
@@ -290,7 +278,7 @@ def metrics_by_subgroup(
                 for m in metrics]
     min_size = check_int(min_size, name="min_size", minimum=2)
     xt, _ = as_tensor(X, name="X")
-    y_np = _labels(y, xt.shape[0])
+    y_np = row_targets(y, xt.shape[0])
     codes, kept = _subgroup_labels(subgroups, xt.shape[0], min_size)
     with preserve_model(model, eval_mode=True):
         problem = build_problem(model, xt, groups=None, feature_names=None, target=target, output=output,
