@@ -36,6 +36,7 @@ from featurelens.dynamics._inference import (
     _precisions,
     _softmax,
     _viterbi,
+    _whitening,
 )
 
 COVARIANCE_TYPES = ("full", "diag")
@@ -203,13 +204,7 @@ class GaussianHMM:
     def _emissions(self, seqs: list[np.ndarray]) -> list[np.ndarray]:
         """Log-densities of all rows at once (centred and whitened, no quadratic expansion)."""
         if "whiten" not in self._cache:
-            if self.covariance_type == "full":
-                chol = np.linalg.cholesky(self.covars)
-                w = np.linalg.solve(chol, np.broadcast_to(np.eye(self.n_features), self.covars.shape))
-                logdet = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
-            else:
-                w, logdet = 1.0 / np.sqrt(self.covars), np.log(self.covars).sum(axis=-1)
-            self._cache["whiten"] = (w, logdet)
+            self._cache["whiten"] = _whitening(self.covars, self.covariance_type)
         w, logdet = self._cache["whiten"]
         x = np.concatenate(seqs)
         k, d = self.means.shape

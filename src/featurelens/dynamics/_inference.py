@@ -33,19 +33,28 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _precisions(covars: np.ndarray, ctype: str) -> tuple[np.ndarray, np.ndarray]:
-    """Precisions and log-determinants of stacked covariances (..., K, D, D) or (..., K, D)."""
+def _whitening(covars: np.ndarray, ctype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Whitening ``W`` (``W' W = Sigma^{-1}``) and log-determinants of stacked covariances.
+
+    ``W = L^{-1}`` (Cholesky ``Sigma = L L'``) of shape (..., K, D, D) for ``"full"``,
+    ``1 / sqrt(Sigma)`` of shape (..., K, D) for ``"diag"``.
+    """
     if ctype == "diag":
-        return 1.0 / covars, np.log(covars).sum(axis=-1)
+        return 1.0 / np.sqrt(covars), np.log(covars).sum(axis=-1)
     try:
         chol = np.linalg.cholesky(covars)
     except np.linalg.LinAlgError:
         raise ValueError("a state covariance is not positive definite; raise covariance_floor") from None
-    eye = np.broadcast_to(np.eye(covars.shape[-1]), covars.shape)
-    linv = np.linalg.solve(chol, eye)
-    prec = np.swapaxes(linv, -1, -2) @ linv
-    logdet = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
-    return prec, logdet
+    linv = np.linalg.solve(chol, np.broadcast_to(np.eye(covars.shape[-1]), covars.shape))
+    return linv, 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
+
+
+def _precisions(covars: np.ndarray, ctype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Precisions and log-determinants of stacked covariances (..., K, D, D) or (..., K, D)."""
+    if ctype == "diag":
+        return 1.0 / covars, np.log(covars).sum(axis=-1)
+    linv, logdet = _whitening(covars, ctype)
+    return np.swapaxes(linv, -1, -2) @ linv, logdet
 
 
 def _pad(per_seq: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
