@@ -119,8 +119,7 @@ def tickets_example(
     """Seed 000: dense deep hedger vs 80 %-sparse lottery ticket vs robust ticket (train, attack, compare)."""
     from featurelens.examples.tickets import run_tickets_study
 
-    formats = [f.strip() for f in fmt.split(",") if f.strip()]
-    result = run_tickets_study(out, quick=quick, random_state=seed, formats=formats, force=force,
+    result = run_tickets_study(out, quick=quick, random_state=seed, formats=_split_commas([fmt]), force=force,
                                progress=not quiet)
     if quiet:
         return
