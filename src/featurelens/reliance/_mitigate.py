@@ -84,7 +84,7 @@ def _suspect_columns(names: list[str], groups: Any, suspect: str) -> list[int]:
     return list(spec.groups[suspect])
 
 
-def _labels(y: Any, n: int, loss: str, *, name: str) -> np.ndarray:
+def _labels(y: Any, n: int, *, name: str) -> np.ndarray:
     t, _ = as_tensor(y, name=name, dtype=torch.float64, ndims=(1, 2))
     if t.dim() == 2 and t.shape[1] == 1:
         t = t[:, 0]
@@ -128,7 +128,7 @@ def infer_environments(
     Xt, data_names = as_tensor(X, name="X", dtype=torch.float32)
     names = resolve_names(Xt.shape[-1], data_names=data_names, feature_names=feature_names)
     cols = _suspect_columns(names, groups, suspect)
-    yv = _labels(y, Xt.shape[0], loss, name="y")
+    yv = _labels(y, Xt.shape[0], name="y")
     k = 2 if loss == "bce" else int(yv.max()) + 1
     z = Xt[..., cols].reshape(Xt.shape[0], -1)
     rng = check_random_state(random_state)
@@ -251,7 +251,7 @@ def mitigate(
     Xt, data_names = as_tensor(X_train, name="X_train", dtype=dtype, device=device)
     names = resolve_names(Xt.shape[-1], data_names=data_names, feature_names=feature_names)
     cols = _suspect_columns(names, groups, suspect)
-    yt = _labels(y_train, Xt.shape[0], loss, name="y_train")
+    yt = _labels(y_train, Xt.shape[0], name="y_train")
     Xv = yv = None
     if (X_val is None) != (y_val is None):
         raise ValueError("give both X_val and y_val, or neither")
@@ -259,7 +259,7 @@ def mitigate(
         Xv, _ = as_tensor(X_val, name="X_val", dtype=dtype, device=device)
         if Xv.shape[1:] != Xt.shape[1:]:
             raise ValueError(f"X_val has shape {tuple(Xv.shape)} but X_train has {tuple(Xt.shape)}")
-        yv = _labels(y_val, Xv.shape[0], loss, name="y_val")
+        yv = _labels(y_val, Xv.shape[0], name="y_val")
     env = env_val = None
     classification = loss in ("bce", "ce")
     if environments is not None:
