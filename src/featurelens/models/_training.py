@@ -110,36 +110,30 @@ def _values(t: torch.Tensor) -> str:
     return ", ".join(vals) + (" …" if t.numel() > 5 else "")
 
 
-def _loss_fn(loss: str, out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-    """Loss of one batch summed over rows; checks the output against the loss."""
+def _task_loss(loss: str, out: torch.Tensor, yb: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Loss of one batch per row (``reduction="none"``) or summed over rows (``"sum"``).
+
+    Checks the output against the loss first.
+    """
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"train needs a model that returns a tensor, got {type(out).__name__}")
     b = yb.shape[0]
-    _check_output(loss, out, yb)
     if loss == "bce":
-        return nn.functional.binary_cross_entropy_with_logits(out.reshape(b), yb, reduction="sum")
+        if tuple(out.shape) not in ((b,), (b, 1)):
+            raise ValueError(f"loss='bce' needs a model output of shape (B,) or (B, 1), got {tuple(out.shape)}")
+        return nn.functional.binary_cross_entropy_with_logits(out.reshape(b), yb, reduction=reduction)
     if loss == "ce":
-        return nn.functional.cross_entropy(out, yb, reduction="sum")
+        if out.dim() != 2:
+            raise ValueError(f"loss='ce' needs logits of shape (B, K), got {tuple(out.shape)}")
+        return nn.functional.cross_entropy(out, yb, reduction=reduction)
+    if out.numel() != yb.numel():
+        raise ValueError(
+            f"loss='mse': the model output {tuple(out.shape)} does not match targets {tuple(yb.shape)}"
+        )
+    if reduction == "none":
+        return ((out.reshape(yb.shape) - yb) ** 2).reshape(b, -1).mean(dim=1)
     per_row = max(1, yb.numel() // max(b, 1))  # mean over the k outputs of a row
     return nn.functional.mse_loss(out.reshape(yb.shape), yb, reduction="sum") / per_row
-
-
-def _eval_loss(
-    model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: str, w: torch.Tensor | None = None
-) -> float:
-    model.eval()
-    with torch.no_grad():
-        if w is not None:
-            total = sum(
-                float(row_losses(loss, model(X[i : i + _EVAL_CHUNK]), y[i : i + _EVAL_CHUNK]) @ w[i : i + _EVAL_CHUNK])
-                for i in range(0, X.shape[0], _EVAL_CHUNK)
-            )
-            return total / float(w.sum())
-        total = sum(
-            float(_loss_fn(loss, model(X[i : i + _EVAL_CHUNK]), y[i : i + _EVAL_CHUNK]))
-            for i in range(0, X.shape[0], _EVAL_CHUNK)
-        )
-    return total / X.shape[0]
 
 
 def row_losses(loss: str, out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
@@ -149,27 +143,25 @@ def row_losses(loss: str, out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
     on logits, ``"ce"`` on logits ``(B, K)``, ``"mse"`` averaged over the
     ``k`` outputs of a row.
     """
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"train needs a model that returns a tensor, got {type(out).__name__}")
-    b = yb.shape[0]
-    _check_output(loss, out, yb)
-    if loss == "bce":
-        return nn.functional.binary_cross_entropy_with_logits(out.reshape(b), yb, reduction="none")
-    if loss == "ce":
-        return nn.functional.cross_entropy(out, yb, reduction="none")
-    return ((out.reshape(yb.shape) - yb) ** 2).reshape(b, -1).mean(dim=1)
+    return _task_loss(loss, out, yb, "none")
 
 
-def _check_output(loss: str, out: torch.Tensor, yb: torch.Tensor) -> None:
-    b = yb.shape[0]
-    if loss == "bce" and tuple(out.shape) not in ((b,), (b, 1)):
-        raise ValueError(f"loss='bce' needs a model output of shape (B,) or (B, 1), got {tuple(out.shape)}")
-    if loss == "ce" and out.dim() != 2:
-        raise ValueError(f"loss='ce' needs logits of shape (B, K), got {tuple(out.shape)}")
-    if loss == "mse" and out.numel() != yb.numel():
-        raise ValueError(
-            f"loss='mse': the model output {tuple(out.shape)} does not match targets {tuple(yb.shape)}"
-        )
+def _batch_loss(loss: str, out: torch.Tensor, yb: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+    """Loss of one batch summed over rows, weighted by ``w`` when given."""
+    return _task_loss(loss, out, yb, "sum") if w is None else _task_loss(loss, out, yb, "none") @ w
+
+
+def _eval_loss(
+    model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: str, w: torch.Tensor | None = None
+) -> float:
+    """Mean loss over the rows of ``X`` (weighted mean with ``w``), in eval mode."""
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, X.shape[0], _EVAL_CHUNK):
+            rows = slice(i, i + _EVAL_CHUNK)
+            total += float(_batch_loss(loss, model(X[rows]), y[rows], None if w is None else w[rows]))
+    return total / (X.shape[0] if w is None else float(w.sum()))
 
 
 def _prepare(
@@ -303,6 +295,7 @@ def train(
     Xt, yt = _prepare(X, y, loss, device, dtype, name="")
     rows_t = torch.arange(Xt.shape[0], device=device)
     wt = _sample_weight(sample_weight, Xt.shape[0], device, dtype) if sample_weight is not None else None
+    wv = None
     if validation_data is not None:
         if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
             raise TypeError("validation_data must be a tuple (X_val, y_val)")
@@ -320,17 +313,16 @@ def train(
                 f"validation_fraction={validation_fraction} leaves no training rows out of {n}"
             )
         perm = torch.from_numpy(rng.permutation(n)).to(device)
-        Xv, yv = Xt[perm[:n_val]], yt[perm[:n_val]]
-        Xt, yt = Xt[perm[n_val:]], yt[perm[n_val:]]
-        rows_t = rows_t[perm[n_val:]]
-    else:
-        Xv = yv = None
-    wv = None
-    if wt is not None:
-        if validation_data is None and Xv is not None:
-            wv, wt = wt[perm[:n_val]], wt[perm[n_val:]]
+        val_rows, rows_t = perm[:n_val], perm[n_val:]
+        Xv, yv = Xt[val_rows], yt[val_rows]
+        Xt, yt = Xt[rows_t], yt[rows_t]
+        if wt is not None:
+            wv, wt = wt[val_rows], wt[rows_t]
             if float(wv.sum()) <= 0:
                 raise ValueError("sample_weight: every row of the validation split has weight 0")
+    else:
+        Xv = yv = None
+    if wt is not None:
         if float(wt.sum()) <= 0:
             raise ValueError("sample_weight: every training row has weight 0")
         wt = wt * (wt.numel() / wt.sum())
@@ -345,7 +337,7 @@ def train(
                     f"loss='ce': the model has K={k} outputs, so labels must be in [0, {k}); "
                     f"found {_values(bad.cpu())}"
                 )
-        _loss_fn(loss, probe, yt[:1])
+        _task_loss(loss, probe, yt[:1], "sum")
 
     seed = int(rng.integers(0, 2**63 - 1))
     gen = torch.Generator().manual_seed(seed)
@@ -365,11 +357,8 @@ def train(
                 if batch_objective is not None:
                     objective = _objective(batch_objective, model, Xt[idx], yt[idx], rows_t[idx])
                     batch_loss = objective.detach() * idx.numel()
-                elif wt is not None:
-                    batch_loss = row_losses(loss, model(Xt[idx]), yt[idx]) @ wt[idx]
-                    objective = batch_loss / idx.numel()
                 else:
-                    batch_loss = _loss_fn(loss, model(Xt[idx]), yt[idx])
+                    batch_loss = _batch_loss(loss, model(Xt[idx]), yt[idx], None if wt is None else wt[idx])
                     objective = batch_loss / idx.numel()
                 if ortho:
                     objective = objective + orthogonal_penalty * orthogonality_penalty(ortho)
