@@ -147,11 +147,9 @@ def analyse_runs(
     model = selection.best[k]
     paths = model.decode(runs.sequences)
     counts = transition_counts(paths, n_states=k)
-    off = [(int(counts[i, j]), i, j) for i in range(k) for j in range(k) if i != j and counts[i, j] > 0]
-    off.sort(key=lambda c: (-c[0], c[1], c[2]))
     drivers = [(i, j, explain_transition(model, runs.sequences, i, j, step=step, feature_names=list(runs.metrics),
                                          states=paths))
-               for _, i, j in off[:n_drivers]]
+               for i, j, _ in _observed_transitions(counts)[:n_drivers]]
     conv = corr = reg = None
     if rule is not None:
         rows = []
@@ -168,6 +166,14 @@ def analyse_runs(
     return DynamicsAnalysis(runs=runs, selection=selection, n_states=k, model=model, paths=paths, counts=counts,
                             drivers=drivers, step=step, convergence=conv, correlations=corr, regression=reg,
                             convergence_rule=rule)
+
+
+def _observed_transitions(counts: np.ndarray) -> list[tuple[int, int, int]]:
+    """``(i, j, count)`` of the transitions ``i → j`` (``i ≠ j``) seen at least once, most frequent first
+    (ties by ``i``, then ``j``)."""
+    k = len(counts)
+    seen = [(i, j, int(counts[i, j])) for i in range(k) for j in range(k) if i != j and counts[i, j] > 0]
+    return sorted(seen, key=lambda t: (-t[2], t[0], t[1]))
 
 
 def _driver_rows(expl: Any) -> list[dict[str, Any]]:
@@ -190,9 +196,8 @@ def build_results(analysis: DynamicsAnalysis, *, title: str, summary: Mapping[st
 
     runs, model, k = analysis.runs, analysis.model, analysis.n_states
     occ = occupancy(analysis.paths, n_states=k).sum(axis=0)
-    transitions = [{"from": i, "to": j, "count": int(analysis.counts[i, j]), "prob": float(model.transmat[i, j])}
-                   for i in range(k) for j in range(k) if i != j and analysis.counts[i, j] > 0]
-    transitions.sort(key=lambda t: (-t["count"], t["from"], t["to"]))
+    transitions = [{"from": i, "to": j, "count": n, "prob": float(model.transmat[i, j])}
+                   for i, j, n in _observed_transitions(analysis.counts)]
     conv = None
     if analysis.convergence is not None:
         conv = {**analysis.convergence_rule,
