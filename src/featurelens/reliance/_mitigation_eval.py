@@ -158,6 +158,7 @@ def evaluate_mitigations(
     rng = check_random_state(random_state)
     X_tr, y_tr = _split(train, "train")
     X_te, y_te = _split(test, "test")
+    X_va, y_va = (None, None) if val is None else _split(val, "val")
     shifted_sets = {str(k): _split(v, f"shifted[{k!r}]") for k, v in shifted.items()} if isinstance(shifted, Mapping) \
         else {"": _split(shifted, "shifted")}
     if not shifted_sets:
@@ -199,7 +200,7 @@ def evaluate_mitigations(
         t0 = time.perf_counter()
         res = mitigate(
             model, X_tr, y_tr, strategy=name, groups=groups, suspect=suspect, environments=environments,
-            X_val=None if val is None else _split(val, "val")[0], y_val=None if val is None else _split(val, "val")[1],
+            X_val=X_va, y_val=y_va,
             environments_val=environments_val, loss=loss, feature_names=names, options=spec,
             random_state=int(rng.integers(0, 2**31 - 1)), **train_options,
         )
