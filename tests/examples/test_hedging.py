@@ -192,6 +192,17 @@ def test_trained_hedger_acceptance(trained):
     assert history[-1] < history[0]
 
 
+def test_train_hedger_copies_a_pruned_model_after_a_forward_pass():
+    from featurelens.models.pruning import magnitude_prune
+
+    model = magnitude_prune(make_hedger(), amount=0.5)
+    model(torch.zeros(3, 8))  # the pruning pre-hook leaves a non-leaf ``weight`` that deepcopy refuses
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trained, history = train_hedger(model, HedgingTask(), TrainConfig(n_paths=16, epochs=2), random_state=0)
+    assert len(history) == 2 and trained is not model
+    assert torch.equal(trained.layer1.weight_mask, model.layer1.weight_mask)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
 def test_training_is_reproducible():
     task = HedgingTask(Market("heston"), cost=1e-3)
     cfg = TrainConfig(n_paths=64, epochs=3, criterion="entropic")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from featurelens.examples._hedging_rollout import (
 )
 from featurelens.models import MLP, preserve_model
 from featurelens.models.adversarial import feature_scale, perturb
+from featurelens.models.pruning import copy_model
 
 CRITERIA = ("es", "entropic")
 #: ``adversary(model, paths) -> offset``: a (detached) perturbation of the scaled inputs, (n, steps, 8)
@@ -138,11 +138,12 @@ def train_hedger(model: nn.Module, task: HedgingTask, config: TrainConfig = Trai
                  progress: bool = False) -> tuple[nn.Module, list[float]]:
     """Train a deep copy of ``model`` (see :func:`fit_hedger_`); returns it (eval mode) and the loss history.
 
-    ``model`` itself is not modified.
+    ``model`` itself is not modified; the copy is :func:`featurelens.models.pruning.copy_model`'s,
+    so a pruned hedger that has already run a forward pass can be trained too.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    trained = copy.deepcopy(model)
+    trained = copy_model(model)
     history = fit_hedger_(trained, task, config, adversary=adversary, random_state=random_state,
                           progress=progress)
     return trained, history
