@@ -206,6 +206,17 @@ def _resolve_scale(scale: Any, X: torch.Tensor) -> torch.Tensor | None:
     return t
 
 
+def _budget(epsilon: Any, step_size: Any, scale: Any, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(ε, α)`` in the units of ``X``: ``epsilon`` and ``step_size`` (or None) times ``scale``."""
+    sc = _resolve_scale(scale, X)
+    eps = _as_box(epsilon, X)
+    alpha = None if step_size is None else _as_box(step_size, X, name="step_size")
+    if sc is not None:
+        eps = eps * sc
+        alpha = None if alpha is None else alpha * sc
+    return eps, alpha
+
+
 def _auto_loss(out: torch.Tensor, y: torch.Tensor) -> str:
     if out.dim() == 2 and out.shape[1] > 1 and y.dim() == 1:
         return "ce"
@@ -252,12 +263,7 @@ def _attack(
     Xt, _ = as_tensor(X, name="X", dtype=dtype, device=device)
     yt = _labels_tensor(y, Xt.shape[0], device, dtype)
     bs = _CHUNK if batch_size is None else check_int(batch_size, name="batch_size", minimum=1)
-    sc = _resolve_scale(scale, Xt)
-    eps = _as_box(epsilon, Xt)
-    alpha = None if step_size is None else _as_box(step_size, Xt, name="step_size")
-    if sc is not None:
-        eps = eps * sc
-        alpha = None if alpha is None else alpha * sc
+    eps, alpha = _budget(epsilon, step_size, scale, Xt)
     m = _as_mask(mask, Xt)
     rng = check_random_state(random_state)
     out_chunks = []
@@ -445,12 +451,7 @@ def adversarial_train(
     new = copy.deepcopy(model)
     device, dtype = model_device_dtype(new)
     Xt, _ = as_tensor(X, name="X", dtype=dtype, device=device)
-    sc = _resolve_scale(scale, Xt)
-    eps = _as_box(epsilon, Xt)
-    alpha = None if step_size is None else _as_box(step_size, Xt, name="step_size")
-    if sc is not None:
-        eps = eps * sc
-        alpha = None if alpha is None else alpha * sc
+    eps, alpha = _budget(epsilon, step_size, scale, Xt)
     if eps.dim() == Xt.dim() and eps.shape[0] != 1:
         raise ValueError("epsilon must not vary per row in adversarial_train (give a number or a (d,) tensor)")
     m = _as_mask(mask, Xt)
