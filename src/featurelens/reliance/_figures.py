@@ -15,9 +15,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from featurelens.report._figures import COLOURS, HIGHLIGHT, _save
+from featurelens.report._figures import COLOURS, HIGHLIGHT, FigureInfo, _save
 
-FigureInfo = dict[str, str]
 _VERDICT_COLOURS = {"spurious": HIGHLIGHT, "relied upon": COLOURS[0], "unstable": COLOURS[1],
                     "neither": "0.6"}
 
