@@ -13,15 +13,6 @@ from featurelens.models._training import row_losses
 from featurelens.models.adversarial import adversarial_train, feature_scale, fgsm, perturb, pgd
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models train faster on one thread, much faster on a busy machine; restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _linear(w: list[float], b: float = 0.0, dtype=torch.float64) -> nn.Linear:
     lin = nn.Linear(len(w), 1).to(dtype)
     with torch.no_grad():
