@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import time_it
+from _timing import hand_perturb, time_it
 
 import featurelens
 from featurelens.attribution import METHODS, attribute
@@ -98,17 +98,6 @@ def hand_ig_all(model: nn.Module, x: torch.Tensor, n_steps: int, chunk: int, bat
 def fwd_bwd(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     xs = x.detach().requires_grad_()
     return torch.autograd.grad(model(xs).sum(), xs)[0]
-
-
-def hand_perturb(model: nn.Module, x: torch.Tensor, permute: bool, chunk: int) -> None:
-    with torch.no_grad():
-        rep = x.unsqueeze(0).repeat(8, 1, 1)
-        for k in range(8):
-            cols = slice(8 * k, 8 * k + 8)
-            rep[k, :, cols] = x[torch.randperm(len(x))][:, cols] if permute else 0.0
-        rows = torch.cat([x, rep.reshape(-1, 64)])
-        for i in range(0, len(rows), chunk):
-            model(rows[i : i + chunk])
 
 
 def hand_shapley(model: nn.Module, x: torch.Tensor, chunk: int) -> None:

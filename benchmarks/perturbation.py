@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import time_it
+from _timing import hand_perturb, time_it
 
 import featurelens
 from featurelens.attribution import attribute
@@ -45,19 +45,9 @@ def main() -> None:
     mask = (torch.arange(64) // 8).unsqueeze(0)
     fwd = lambda t: model(t).squeeze(-1)  # noqa: E731
 
-    def hand(permute: bool, chunk: int) -> None:
-        with torch.no_grad():
-            rep = x.unsqueeze(0).repeat(8, 1, 1)
-            for k in range(8):
-                cols = slice(8 * k, 8 * k + 8)
-                rep[k, :, cols] = x[torch.randperm(len(x))][:, cols] if permute else 0.0
-            rows = torch.cat([x, rep.reshape(-1, 64)])
-            for i in range(0, len(rows), chunk):
-                model(rows[i : i + chunk])
-
     def floor_of(permute: bool):
         def best() -> tuple[float, int]:
-            return min((time_it(lambda c=c: hand(permute, c), repeats=args.repeats)[0], c) for c in (1024, 4096, 9216))
+            return min((time_it(lambda c=c: hand_perturb(model, x, permute, c), repeats=args.repeats)[0], c) for c in (1024, 4096, 9216))
         return best
 
     fa, fp = FeatureAblation(fwd), FeaturePermutation(fwd)
