@@ -74,6 +74,8 @@ def _problem(
     )
     if problem.selector.all_targets:
         raise ValueError("target='all' is not supported for interactions; pick one output with target=<int>")
+    if len(problem.names) < 2:
+        raise ValueError(f"interactions need at least 2 groups, got {len(problem.names)}")
     return problem
 
 
@@ -126,8 +128,6 @@ def interaction_matrix(
         problem = _problem(model, X, groups, feature_names, target, output, link, batch_size, progress)
         game, _, _ = _setup(problem, "interaction_matrix", baselines, background, max_background, random_state)
         g = game.g
-        if g < 2:
-            raise ValueError(f"interactions need at least 2 groups, got {g}")
         ii, jj = _pairs(g)
         full = torch.ones(1, g, dtype=torch.bool)
         minus_one = ~torch.eye(g, dtype=torch.bool)
@@ -190,9 +190,7 @@ def shapley_interactions(
     reduce = check_option(reduce, name="reduce", options=REDUCTIONS)
     with preserve_model(model, eval_mode=True):
         problem = _problem(model, X, groups, feature_names, target, output, link, batch_size, progress)
-        g = len(problem.spec.players()[1])
-        if g < 2:
-            raise ValueError(f"interactions need at least 2 groups, got {g}")
+        g = len(problem.names)
         if g > MAX_EXACT_PLAYERS:
             raise ValueError(
                 f"shapley_interactions evaluates 2**g coalitions per row; {g} groups would need {2**g} "
