@@ -9,8 +9,6 @@ import typer
 
 from featurelens._io import check_output_dir
 
-_COVARIANCE = ("full", "diag")
-
 
 def _parse_metrics(text: str) -> list[str]:
     """``a,b,c`` to a list; ``base`` stands for the 14 metrics of Hu et al."""
@@ -50,12 +48,13 @@ def fit_command(
 
     from featurelens._io import atomic_output_dir
     from featurelens._validation import check_option
+    from featurelens.dynamics._hmm import COVARIANCE_TYPES
     from featurelens.dynamics._report import analyse_runs, write_dynamics_report
     from featurelens.dynamics._runs import load_runs
 
     check_output_dir(out, force=force)
     names = _parse_metrics(metrics)
-    check_option(covariance, name="--covariance", options=_COVARIANCE)
+    check_option(covariance, name="--covariance", options=COVARIANCE_TYPES)
     if min_states < 1 or max_states < min_states:
         raise ValueError(f"--min-states/--max-states must satisfy 1 <= min <= max, got {min_states}, {max_states}")
     if states is not None and not min_states <= states <= max_states:
