@@ -33,7 +33,7 @@ from featurelens.reliance._mitigation_strategies import (
     STRATEGIES,
     Context,
 )
-from featurelens.reliance._robustness import predict
+from featurelens.reliance._robustness import predict, spec_over
 
 _TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "validation_fraction", "progress")
 
@@ -76,9 +76,7 @@ def _env_codes(env: Any, n: int, *, name: str) -> np.ndarray:
 
 
 def _suspect_columns(names: list[str], groups: Any, suspect: str) -> list[int]:
-    spec = groups if isinstance(groups, FeatureSpec) else FeatureSpec(names, groups)
-    if spec.n_features != len(names):
-        raise ValueError(f"groups describe {spec.n_features} features but the inputs have {len(names)}")
+    spec = spec_over(names, groups)
     if not isinstance(suspect, str) or suspect not in spec.groups:
         raise ValueError(f"suspect must name one of the groups ({', '.join(map(repr, spec.group_names))}); got {suspect!r}")
     return list(spec.groups[suspect])

@@ -103,6 +103,14 @@ def _check_strengths(strengths: Any, perturbation: str) -> np.ndarray:
     return s
 
 
+def spec_over(names: list[str], groups: Mapping[str, Sequence[str | int]] | FeatureSpec | None) -> FeatureSpec:
+    """``groups`` as a FeatureSpec over the features ``names`` of the inputs."""
+    spec = groups if isinstance(groups, FeatureSpec) else FeatureSpec(names, groups)
+    if spec.n_features != len(names):
+        raise ValueError(f"groups describe {spec.n_features} features but the inputs have {len(names)}")
+    return spec
+
+
 def perturbation_mask(
     names: list[str],
     *,
@@ -111,9 +119,7 @@ def perturbation_mask(
     immutable: Sequence[str | int] | None,
 ) -> torch.Tensor:
     """Bool ``(d,)``: True on the features of ``perturb_groups`` (all without) minus ``immutable``."""
-    spec = groups if isinstance(groups, FeatureSpec) else FeatureSpec(names, groups)
-    if spec.n_features != len(names):
-        raise ValueError(f"groups describe {spec.n_features} features but the inputs have {len(names)}")
+    spec = spec_over(names, groups)
     mask = torch.ones(len(names), dtype=torch.bool)
     if perturb_groups is not None:
         if isinstance(perturb_groups, str):
