@@ -303,7 +303,7 @@ def finance_windows(features: pd.DataFrame, *, lookback: int = 30, stride: int =
     w = sliding_windows(features[names].astype(np.float32), features[LABEL].to_numpy(),
                         lookback=lookback, horizon=0, stride=stride)
     return FinanceData(
-        X=w.X.astype(np.float32),
+        X=w.X,  # float32 already: the columns were cast before windowing
         y=np.asarray(w.y, dtype=np.float32),
         dates=features.index[w.label_index],
         feature_names=list(w.feature_names),
