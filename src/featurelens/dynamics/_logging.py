@@ -51,8 +51,8 @@ _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.Em
 class _Tensors:
     """The tensors one checkpoint's metrics are computed from (float64, CPU)."""
 
-    matrices: list[tuple[str, torch.Tensor]]  # 2-D, possibly per-head blocks
-    kernels: list[tuple[str, torch.Tensor]]  # conv weights, (out, in, *kernel)
+    matrices: list[torch.Tensor]  # 2-D, possibly per-head blocks
+    kernels: list[torch.Tensor]  # conv weights, (out, in, *kernel)
     weights: list[torch.Tensor]  # every included weight, flattened
     biases: list[torch.Tensor]
 
@@ -121,11 +121,11 @@ def kernel_metrics(k: torch.Tensor) -> dict[str, float]:
     return {"l1": float(l1.mean()), "l2": float(l2.mean()), "code_sparsity": ratio}
 
 
-def _split_rows(name: str, w: torch.Tensor, n_heads: int) -> list[tuple[str, torch.Tensor]]:
+def _split_rows(name: str, w: torch.Tensor, n_heads: int) -> list[torch.Tensor]:
     if w.shape[0] % n_heads:
         raise ValueError(f"heads[{name!r}] = {n_heads} does not divide the {w.shape[0]} rows of {name!r}")
     size = w.shape[0] // n_heads
-    return [(f"{name}[head {h}]", w[h * size:(h + 1) * size]) for h in range(n_heads)]
+    return [w[h * size:(h + 1) * size] for h in range(n_heads)]
 
 
 def _collect(model: nn.Module, *, per_head: bool, heads: Mapping[str, int],
@@ -147,9 +147,9 @@ def _collect(model: nn.Module, *, per_head: bool, heads: Mapping[str, int],
         w = w.detach().to(device="cpu", dtype=torch.float64)
         weights.append(w.reshape(-1))
         if w.dim() == 2:
-            matrices.extend(_split_rows(name, w, heads[name]) if name in heads else [(name, w)])
+            matrices.extend(_split_rows(name, w, heads[name]) if name in heads else [w])
         elif w.dim() >= 3:
-            kernels.append((name, w))
+            kernels.append(w)
 
     for mod_name, mod in model.named_modules():
         prefix = f"{mod_name}." if mod_name else ""
@@ -166,7 +166,7 @@ def _collect(model: nn.Module, *, per_head: bool, heads: Mapping[str, int],
                     if per_head:
                         matrices.extend(_split_rows(f"{name}[{part}]", block, mod.num_heads))
                     else:
-                        matrices.append((f"{name}[{part}]", block))
+                        matrices.append(block)
             bname = f"{prefix}in_proj_bias"
             if mod.in_proj_bias is not None and (wanted is None or bname in wanted):
                 used.add(bname)
@@ -260,10 +260,10 @@ def weight_metrics(
     if not t.weights:
         raise ValueError("model has no included weight tensor (2-D matrix or convolution kernel)")
     per_key: dict[str, list[float]] = {k: [] for k in _MATRIX_KEYS}
-    for _, w in t.matrices:
+    for w in t.matrices:
         for k, v in matrix_metrics(w, ddof=ddof, sv_threshold=sv_threshold).items():
             per_key[k].append(v)
-    for _, k in t.kernels:
+    for k in t.kernels:
         for key, v in kernel_metrics(k).items():
             per_key[key].append(v)
     out: dict[str, float] = {}
