@@ -1,4 +1,4 @@
-"""Tests for featurelens.data._finance: OHLCV generator, reader, seed 002's features, windows."""
+"""Tests for featurelens.data._ohlcv (generator, reader, checks) and ._finance (seed 002's features, windows)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Market data (OHLCV) and seed 002's finance features: technical vs calendar groups.
+"""Seed 002's finance features from OHLCV tables (see :mod:`._ohlcv`): technical vs calendar groups.
 
 Seed 002 downloads daily bars with ``yfinance``, builds five features per day
 (SMA(20) of the close, RSI(14), the 20-day rolling standard deviation of the
