@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from featurelens.models._pruning_masks import _refresh_pruned
 from featurelens.models._state import set_eval
 
 Factory = Callable[[], nn.Module]
@@ -244,10 +245,7 @@ def _load_state(model: nn.Module, state: dict[str, Any], path: Path, factory_nam
             f"{factory_name!r}: " + "; ".join(parts)
         )
     model.load_state_dict(state)
-    for base in pruned:  # refresh ``<param> = <param>_orig * <param>_mask`` before any forward
-        mod_path, _, pname = base.rpartition(".")
-        module = model.get_submodule(mod_path)
-        setattr(module, pname, getattr(module, pname + "_orig") * getattr(module, pname + "_mask"))
+    _refresh_pruned(model, pruned)  # ``<param> = <param>_orig * <param>_mask`` before any forward
 
 
 def load_model(
