@@ -218,10 +218,13 @@ class GaussianHMM:
         out = -0.5 * (d * _LOG_2PI + logdet + maha)
         return np.split(out, np.cumsum([len(q) for q in seqs])[:-1])
 
+    def _padded_emissions(self, sequences: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Checked ``sequences``' log-emissions padded by :func:`._inference._pad`: (T, 1, N, K), mask, lengths."""
+        return _pad(self._emissions(self._check(sequences)))
+
     def _filter(self, sequences: Any) -> tuple[list[np.ndarray], np.ndarray]:
         """Filtered posteriors (scaled forward pass, log-space if it underflows) and (N,) LLs."""
-        seqs = self._check(sequences)
-        logb, valid, lengths = _pad(self._emissions(seqs))
+        logb, valid, lengths = self._padded_emissions(sequences)
         pi, A = self.startprob[None], self.transmat[None]
         fwd = _forward_scaled(logb, valid, pi, A)
         if fwd is None:
@@ -246,16 +249,14 @@ class GaussianHMM:
     def posterior(self, sequences: Any) -> list[np.ndarray]:
         """Smoothed posteriors ``p(s_t = k | z_1:T)`` (log-space forward-backward), one
         ``(T_i, K)`` array per sequence."""
-        seqs = self._check(sequences)
-        logb, valid, lengths = _pad(self._emissions(seqs))
+        logb, valid, lengths = self._padded_emissions(sequences)
         log_a, _ = _forward_log(logb, valid, self.startprob[None], self.transmat[None])
         log_b = _backward_log(logb, valid, self.transmat[None])
         return [_softmax(log_a[:n, 0, i] + log_b[:n, 0, i]) for i, n in enumerate(lengths)]
 
     def decode(self, sequences: Any) -> list[np.ndarray]:
         """Most likely state paths (Viterbi, log space), one int ``(T_i,)`` array per sequence."""
-        seqs = self._check(sequences)
-        logb, valid, lengths = _pad(self._emissions(seqs))
+        logb, valid, lengths = self._padded_emissions(sequences)
         with np.errstate(divide="ignore"):
             log_pi, log_A = np.log(self.startprob), np.log(self.transmat)
         return _viterbi(logb[:, 0], valid, lengths, log_pi, log_A)
