@@ -196,8 +196,8 @@ def explain_transition(
     runs = [r for r, h in enumerate(hits) if len(h)]
     if not runs:
         raise ValueError(f"transition {i} -> {j} never occurs in the decoded state paths")
-    sub_scale = scale
-    if units == "raw" and scale is not None and not (isinstance(scale, np.ndarray) and scale.ndim == 1):
+    sub_scale = None
+    if units == "raw":  # per-run scales follow the runs kept
         arrs = _check_scale(scale, len(seqs), model.n_features)
         sub_scale = [arrs[r] for r in runs]
     grads = posterior_gradient(model, [seqs[r] for r in runs], log=log, units=units, scale=sub_scale)
