@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from featurelens._validation import check_int, check_option
-from featurelens.data._tables import _read_frame, _suffix_kind
+from featurelens.data._tables import _CSV_SUFFIXES, _PARQUET_SUFFIXES, _read_frame, _suffix_kind
 
 #: a per-run column whose standard deviation is at most this times ``max(1, |mean|)`` is constant
 CONSTANT_RTOL = 1e-12
@@ -98,7 +98,7 @@ def _expand(paths_or_glob: str | os.PathLike | Iterable[str | os.PathLike]) -> l
             files.extend(Path(m) for m in matched if Path(m).is_file())
         elif Path(text).is_dir():
             found = sorted(p for p in Path(text).iterdir() if p.is_file() and not p.name.startswith("."))
-            found = [p for p in found if p.name.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq"))]
+            found = [p for p in found if p.name.lower().endswith(_CSV_SUFFIXES + _PARQUET_SUFFIXES)]
             if not found:
                 raise ValueError(f"directory {text!r} holds no .csv or .parquet file")
             files.extend(found)
