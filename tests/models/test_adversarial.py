@@ -108,6 +108,11 @@ def test_scale_std_equals_explicit_scale_and_batching_does_not_matter():
     p1 = pgd(model, X, y, epsilon=0.5, random_state=4)
     p2 = pgd(model, X, y, epsilon=0.5, random_state=4, batch_size=40)
     assert torch.equal(p1, p2)
+    # budgets and masks broadcast over rows (leading axis 1) apply to every chunk
+    e = 0.5 * feature_scale(torch.as_tensor(X))[None, :]
+    keep = torch.tensor([[True, False, True]])
+    assert torch.equal(fgsm(model, X, y, epsilon=e, scale=None, batch_size=7), b)
+    assert torch.equal(fgsm(model, X, y, epsilon=0.5, mask=keep, batch_size=7), fgsm(model, X, y, epsilon=0.5, mask=keep))
 
 
 @pytest.fixture(scope="module")

@@ -242,6 +242,11 @@ def _labels_tensor(y: Any, n: int, device: torch.device, dtype: torch.dtype) -> 
     return t.to(device=device, dtype=dtype)
 
 
+def _chunk_rows(t: torch.Tensor | None, rows: slice, ndim: int) -> torch.Tensor | None:
+    """``t[rows]`` for one chunk of the inputs; ``t`` itself when it broadcasts over rows (fewer dims, or leading 1)."""
+    return t if t is None or t.dim() < ndim or t.shape[0] == 1 else t[rows]
+
+
 def _attack(
     model: nn.Module,
     X: Any,
@@ -271,19 +276,17 @@ def _attack(
         with torch.no_grad():
             fn = _loss_callable(loss, model(Xt[:1]), yt[:1])
         for i in range(0, Xt.shape[0], bs):
-            xb, yb = Xt[i : i + bs], yt[i : i + bs]
-            eb = eps if eps.dim() < Xt.dim() else eps[i : i + bs]
-            mb = m if m is None or m.dim() < Xt.dim() else m[i : i + bs]
-            ab = alpha if alpha is None or alpha.dim() < Xt.dim() else alpha[i : i + bs]
+            rows = slice(i, i + bs)
+            xb, yb = Xt[rows], yt[rows]
             out_chunks.append(
                 perturb(
                     lambda xa, yb=yb: fn(model(xa), yb),
                     xb,
-                    epsilon=eb,
+                    epsilon=_chunk_rows(eps, rows, Xt.dim()),
                     steps=steps,
-                    step_size=ab,
+                    step_size=_chunk_rows(alpha, rows, Xt.dim()),
                     random_start=random_start,
-                    mask=mb,
+                    mask=_chunk_rows(m, rows, Xt.dim()),
                     random_state=rng,
                 )
             )
