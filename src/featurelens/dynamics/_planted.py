@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from featurelens._validation import RandomState, check_float, check_int, check_random_state
+from featurelens.dynamics._runs import _zscore
 
 
 def make_planted_runs(
@@ -65,7 +66,7 @@ def make_planted_runs(
         noise = np.einsum("tde,te->td", chol[labels], rng.normal(size=(n_steps, d)))
         x = run_means[labels] + noise
         if standardize:
-            x = (x - x.mean(axis=0)) / x.std(axis=0)
+            x = _zscore(x)[0]
         runs.append(x)
         states.append(labels)
     return runs, states, tuple(f"metric_{i}" for i in range(d))
