@@ -9,6 +9,7 @@ import numpy as np
 import typer
 
 from featurelens._io import check_output_dir
+from featurelens._metrics import logit_accuracy
 
 _PERTURBATIONS = ("gaussian", "dropout", "fgsm", "pgd")
 
@@ -195,8 +196,7 @@ def reliance_command(
                                               shifted=(X_sh, y_sh), groups=spec, suspect=target,
                                               epochs=epochs, init=init, random_state=seed)
         else:
-            with torch.no_grad():
-                shifted_acc = float(((net(torch.from_numpy(X_sh)).reshape(-1) > 0).numpy() == (y_sh > 0.5)).mean())
+            shifted_acc = logit_accuracy(net, X_sh, y_sh)
             extra.append(f"accuracy on the shifted data {str(shifted)!r}: {shifted_acc:.3f}")
     summary = {"model file": str(model), "data file": str(data), "inputs": f"{X.shape[0]} x {list(X.shape[1:])}",
                "label column": label, "groups": ", ".join(spec.group_names),
