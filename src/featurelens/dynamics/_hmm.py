@@ -189,9 +189,8 @@ class GaussianHMM:
     def _precision(self) -> tuple[np.ndarray, np.ndarray]:
         """(K, D, D) precision matrices (inverse covariances) and (K,) log-determinants."""
         if "precision" not in self._cache:
-            self._cache["precision"] = _precisions(self.covars[None], self.covariance_type)
-        prec, logdet = self._cache["precision"]
-        return prec[0], logdet[0]
+            self._cache["precision"] = _precisions(self.covars, self.covariance_type)
+        return self._cache["precision"]
 
     # -- inference
     def _check(self, sequences: Any) -> list[np.ndarray]:
