@@ -164,7 +164,7 @@ def sliding_windows(
         )
     starts = np.arange(0, last_start + 1, stride, dtype=np.int64)
     view = sliding_window_view(data, lookback, axis=0)  # (n - lookback + 1, d, lookback)
-    windows = np.ascontiguousarray(view[starts].transpose(0, 2, 1))
+    windows = view.transpose(0, 2, 1)[starts]  # fancy indexing: one C-contiguous copy
     end_index = starts + (lookback - 1)
     label_index = None if labels is None else end_index + horizon
     return Windows(
