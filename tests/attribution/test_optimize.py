@@ -12,15 +12,6 @@ from featurelens.attribution import optimize_input
 TARGET = torch.tensor([0.1, 0.2, 0.3, 0.4])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: extra threads only add contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _allocation_net(seed: int = 0) -> nn.Module:
     """deepdow-style: (n, channels=2, lookback=3, assets=4) -> softmax weights (n, 4)."""
     torch.manual_seed(seed)

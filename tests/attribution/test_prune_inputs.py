@@ -28,8 +28,6 @@ def _silu_mlp() -> MLP:
 @pytest.fixture(scope="module")
 def l1_model() -> nn.Module:
     """4-16-16-1 SiLU MLP, full-batch Adam (cosine lr), loss = MSE + 1e-3 · Σ|W_layer1|."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     x, y = _seed003(1000, seed=0)
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -42,7 +40,6 @@ def l1_model() -> nn.Module:
             loss.backward()
             opt.step()
             sched.step()
-    torch.set_num_threads(threads)
     return model.eval()
 
 

@@ -18,14 +18,6 @@ from featurelens.models.pruning import magnitude_prune, pruning_masks, save_chec
 MODULE = "featurelens_compare_cli_factories"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     (tmp_path / f"{MODULE}.py").write_text(textwrap.dedent(

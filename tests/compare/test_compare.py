@@ -26,14 +26,6 @@ from featurelens.models.pruning import magnitude_prune
 NAMES = [f"f{i}" for i in range(8)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class Ten(nn.Module):
     """``layer1`` (input, 8 → 8) and ``layer10`` (8 → 8) of the same shape: a substring
     match of ``layer1`` would silently pick up ``layer10``'s mask."""
@@ -76,7 +68,6 @@ def trio():
 @pytest.fixture(scope="module")
 def result(trio):
     x, y = _data()
-    torch.set_num_threads(1)
     return compare(trio, x, targets=y, feature_names=NAMES, random_state=0,
                    methods=("weights", "edge_scores", "integrated_gradients", "permutation"),
                    method_options={"permutation": {"metric": "mse", "n_repeats": 3}})

@@ -32,8 +32,6 @@ from featurelens.examples.hedging import (
     train_hedger,
 )
 
-torch.set_num_threads(1)
-
 
 def test_bs_price_textbook_value_and_parity():
     # Hull's example: S = K = 100, T = 1, sigma = 0.2, r = 0.05 gives 10.4506

@@ -13,8 +13,6 @@ from featurelens.examples import tickets
 from featurelens.examples.hedging import FEATURE_NAMES
 from featurelens.examples.tickets import FACTORY, TicketsConfig, run_tickets_study
 
-torch.set_num_threads(1)
-
 TINY = TicketsConfig(n_paths=128, dense_epochs=30, rewind_epoch=3, rounds=2, round_epochs=5, pgd_steps=2,
                      n_eval=500, n_rows=200)
 

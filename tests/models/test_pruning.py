@@ -24,15 +24,6 @@ from featurelens.models.pruning import (
 LAYERS = ("layer1", "layer2", "layer3")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one torch thread (the test machine's cores are shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _mlp(seed: int = 0) -> MLP:
     torch.manual_seed(seed)
     return MLP(6, (32, 32))

@@ -13,14 +13,6 @@ from featurelens.reliance._mitigate import infer_environments, mitigate
 from featurelens.reliance._mitigation_strategies import STRATEGIES
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def setup():
     data = make_biased(1200, n_groups=1, group_dim=4, bias_strength=0.8, random_state=0)

@@ -15,14 +15,6 @@ import torch
 from featurelens.reliance import mitigation_benchmark
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def result():
     return mitigation_benchmark(

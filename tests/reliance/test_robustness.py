@@ -13,14 +13,6 @@ from featurelens.models import MLP, train
 from featurelens.reliance._robustness import normalised_area, robustness, robustness_curve
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _linear(w, b=0.0):
     lin = nn.Linear(len(w), 1).double()
     with torch.no_grad():
