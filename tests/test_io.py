@@ -52,3 +52,24 @@ def test_check_output_dir_errors(tmp_path):
     with pytest.raises(ValueError, match="parent directory"):
         check_output_dir(tmp_path / "x" / "y")
     assert check_output_dir(tmp_path / "d", force=True) == tmp_path / "d"
+
+
+def test_npz_round_trip_and_errors(tmp_path):
+    import numpy as np
+
+    from featurelens._io import atomic_write_npz, read_npz
+
+    arrays = {"a": np.arange(4.0), "s": np.asarray(["x", "y"])}
+    for compressed in (False, True):
+        path = atomic_write_npz(tmp_path / f"f{compressed}.npz", arrays, compressed=compressed)
+        back = read_npz(path, what="test file")
+        assert back.keys() == arrays.keys()
+        assert np.array_equal(back["a"], arrays["a"]) and list(back["s"]) == ["x", "y"]
+    with pytest.raises(ValueError, match=r"test file '.*missing.npz' does not exist"):
+        read_npz(tmp_path / "missing.npz", what="test file")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"'.*bad.npz' is not a test file"):
+        read_npz(tmp_path / "bad.npz", what="test file")
+    np.savez(tmp_path / "pickled.npz", o=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match=r"is not a test file: .*allow_pickle"):
+        read_npz(tmp_path / "pickled.npz", what="test file")

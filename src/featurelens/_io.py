@@ -1,4 +1,4 @@
-"""Atomic file and directory writes.
+"""Atomic file and directory writes, and pickle-free ``.npz`` files.
 
 Nothing featurelens writes is ever half-written: files go to a temporary name
 in the destination's directory and are renamed into place; output directories
@@ -8,11 +8,14 @@ are built under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 
 def _umask() -> int:
@@ -89,3 +92,28 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False) -> Iterat
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], *, compressed: bool = False) -> Path:
+    """Write ``arrays`` as one ``.npz`` file, atomically (see :func:`atomic_write_bytes`)."""
+    buf = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, **arrays)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def read_npz(path: str | os.PathLike, *, what: str) -> dict[str, np.ndarray]:
+    """All arrays of the ``.npz`` file ``path``, read with ``allow_pickle=False``.
+
+    ``ValueError`` naming ``what`` (e.g. ``"featurelens explanation file"``)
+    when the file is missing or is not a readable pickle-free ``.npz``.
+    """
+    import zipfile
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{what} {str(p)!r} does not exist")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{str(p)!r} is not a {what}: {exc}") from None

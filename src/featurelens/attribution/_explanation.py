@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from featurelens._io import atomic_write_bytes
+from featurelens._io import atomic_write_npz, read_npz
 
 FORMAT_NAME = "featurelens.explanation"
 FORMAT_VERSION = 1
@@ -219,8 +219,6 @@ class Explanation:
         fingerprints), ``values`` and ``scores`` the arrays when present, and
         ``extra.<name>`` each extra array. See ``docs/formats.md``.
         """
-        import io
-
         path = Path(path)
         arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(self._meta(), sort_keys=True))}
         if self.values is not None:
@@ -229,21 +227,13 @@ class Explanation:
             arrays["scores"] = self.scores
         for k, v in self.extras.items():
             arrays[f"extra.{k}"] = v
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        return atomic_write_bytes(path, buf.getvalue())
+        return atomic_write_npz(path, arrays, compressed=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Explanation:
         """Read an explanation written by :meth:`save` (never unpickles)."""
         path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"explanation file {str(path)!r} does not exist")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{str(path)!r} is not a featurelens explanation file: {exc}") from None
+        arrays = read_npz(path, what="featurelens explanation file")
         if "meta" not in arrays:
             raise ValueError(f"{str(path)!r} is not a featurelens explanation file (no 'meta' entry)")
         try:

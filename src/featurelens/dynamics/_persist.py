@@ -14,14 +14,12 @@ atomically (temporary file + rename). Arrays round-trip bit for bit.
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from featurelens._io import atomic_write_bytes
+from featurelens._io import atomic_write_npz, read_npz
 from featurelens.dynamics._hmm import GaussianHMM
 
 FORMAT = "featurelens.GaussianHMM"
@@ -41,23 +39,15 @@ def save_hmm(model: GaussianHMM, path: str | Path) -> Path:
         "n_features": model.n_features,
         "feature_names": None if model.feature_names is None else list(model.feature_names),
     }
-    buf = io.BytesIO()
     arrays = {name: np.asarray(getattr(model, name), dtype="<f8") for name in _ARRAYS}
     arrays["metadata"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
-    np.savez(buf, **arrays)
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_npz(path, arrays)
 
 
 def load_hmm(path: str | Path) -> GaussianHMM:
     """Read a model written by :func:`save_hmm`; ``ValueError`` for anything else."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"model file {str(path)!r} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            content = {name: data[name] for name in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{str(path)!r} is not a featurelens GaussianHMM file: {exc}") from None
+    content = read_npz(path, what="featurelens GaussianHMM file")
     missing = [n for n in (*_ARRAYS, "metadata") if n not in content]
     if missing:
         raise ValueError(f"{str(path)!r} is not a featurelens GaussianHMM file: missing {', '.join(missing)}")

@@ -254,16 +254,13 @@ def save_runs(runs: RunSet, path: str | os.PathLike) -> Path:
     ``metrics`` and ``sort_by`` (one element). Read back with
     :func:`read_saved_runs`.
     """
-    import io
+    from featurelens._io import atomic_write_npz
 
-    from featurelens._io import atomic_write_bytes
-
-    buf = io.BytesIO()
-    np.savez(buf, z=np.concatenate(runs.sequences), lengths=np.asarray(runs.lengths, dtype=np.int64),
+    arrays = dict(z=np.concatenate(runs.sequences), lengths=np.asarray(runs.lengths, dtype=np.int64),
              order=np.concatenate([f[runs.sort_by].to_numpy(dtype=np.float64) for f in runs.frames]),
              mean=runs.mean, std=runs.std, constant=runs.constant, run_ids=np.asarray(runs.run_ids, dtype=str),
              metrics=np.asarray(runs.metrics, dtype=str), sort_by=np.asarray([runs.sort_by], dtype=str))
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_npz(path, arrays)
 
 
 def read_saved_runs(path: str | os.PathLike) -> RunSet:
@@ -272,14 +269,10 @@ def read_saved_runs(path: str | os.PathLike) -> RunSet:
     ``frames`` hold the ``sort_by`` column and the metrics in raw units
     (``mean + z · std``); other logged columns are not stored.
     """
+    from featurelens._io import read_npz
+
     p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"saved runs file {str(p)!r} does not exist")
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read saved runs {str(p)!r}: {exc}") from None
+    arrays = read_npz(p, what="saved runs file")
     need = {"z", "lengths", "order", "mean", "std", "constant", "run_ids", "metrics", "sort_by"}
     if need - set(arrays):
         raise ValueError(f"{str(p)!r} is not a saved-runs file; missing arrays {sorted(need - set(arrays))}")
