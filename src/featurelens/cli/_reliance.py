@@ -75,7 +75,7 @@ def _render(report: Any, out: Path, seconds: float, extra: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    from featurelens.reliance._figures import verdict_of
+    from featurelens.reliance import verdict_of
 
     console = Console()
     table = RichTable(title="reliance per feature group")

@@ -1,6 +1,6 @@
 """Reliance: spurious-correlation detection, robustness, interactions, stability, mitigation, reports."""
 
-from featurelens.reliance._detect import SpuriousReport, Thresholds, detect_spurious
+from featurelens.reliance._detect import SpuriousReport, Thresholds, detect_spurious, verdict_of
 from featurelens.reliance._interactions import interaction_matrix, shapley_interactions
 from featurelens.reliance._mitigate import Mitigated, infer_environments, mitigate
 from featurelens.reliance._mitigation_eval import (
@@ -54,5 +54,6 @@ __all__ = [
     "robustness_curve",
     "save_reliance_report",
     "shapley_interactions",
+    "verdict_of",
     "write_reliance_report",
 ]

@@ -94,6 +94,18 @@ class Thresholds:
         return asdict(self)
 
 
+def verdict_of(row: pd.Series) -> str:
+    """``"spurious"``, ``"relied upon"``, ``"unstable"`` or ``"neither"`` from a detection row's flags."""
+    if bool(row.get("spurious", False)):
+        return "spurious"
+    if bool(row.get("relied_upon", False)):
+        return "relied upon"
+    if bool(row.get("unstable", False)):
+        return "unstable"
+    return "neither"
+
+
+
 @dataclass(frozen=True, eq=False)
 class SpuriousReport:
     """Result of :func:`detect_spurious`.

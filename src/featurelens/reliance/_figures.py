@@ -15,21 +15,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from featurelens.reliance._detect import verdict_of
 from featurelens.report._figures import COLOURS, HIGHLIGHT, FigureInfo, _save
 
 _VERDICT_COLOURS = {"spurious": HIGHLIGHT, "relied upon": COLOURS[0], "unstable": COLOURS[1],
                     "neither": "0.6"}
-
-
-def verdict_of(row: pd.Series) -> str:
-    """``"spurious"``, ``"relied upon"``, ``"unstable"`` or ``"neither"`` from a detection row's flags."""
-    if bool(row.get("spurious", False)):
-        return "spurious"
-    if bool(row.get("relied_upon", False)):
-        return "relied upon"
-    if bool(row.get("unstable", False)):
-        return "unstable"
-    return "neither"
 
 
 def detection_figure(directory: Path, table: pd.DataFrame, *, dpi: int = 110) -> FigureInfo:
