@@ -268,7 +268,7 @@ def edge_scores(
 
         def hook_for(i: int) -> Callable:
             def hook(module: nn.Module, args: tuple) -> None:
-                seen[i] = args[0]
+                seen[i] = args[0].detach().clone()  # a copy: later in-place ops of the model must not change it
 
             return hook
 

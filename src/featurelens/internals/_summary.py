@@ -19,7 +19,7 @@ from torch import nn
 
 from featurelens._validation import RandomState, check_int, check_option, check_random_state
 from featurelens.data._spec import GroupMembers
-from featurelens.internals._capture import capture, collect, iter_batches
+from featurelens.internals._capture import capture, collect, iter_batches, probe_batch_axis
 from featurelens.internals._modules import (
     ModuleSpec,
     as_input_tensor,
@@ -120,6 +120,9 @@ def layer_summary(
         if not parts or parts[0].dim() < 2 or parts[0].shape[-1] < 2:
             continue
         if types.get(name) == "Conv1d":  # (n, C, L): channels are the units, positions extra samples
+            if any(p.dim() != 3 for p in parts):
+                raise ValueError(f"Conv1d layer {name!r} returned shapes {[tuple(p.shape) for p in parts]}; "
+                                 "a batched Conv1d output is (n, channels, length)")
             a = torch.cat([p.transpose(1, 2).reshape(-1, p.shape[1]) for p in parts])
         else:
             a = acts.unit_rows(name)
@@ -236,8 +239,9 @@ def _jacobian_layer(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) ->
     """The last summarised layer (in forward order) with >= 2 outputs that is not the model output."""
     with preserve_model(model), torch.no_grad(), capture(model, list(layers)) as acts:
         out = model(x[:2])
-    order = [n for n in acts if isinstance(acts[n], torch.Tensor) and acts[n].dim() >= 2
-             and acts[n][0].numel() >= 2 and acts[n].shape != out.shape]
+    rows = min(2, x.shape[0])  # per-sample size = numel / rows, whatever the layer's batch axis
+    order = [n for n in acts if acts.calls.get(n) == 1 and isinstance(acts[n], torch.Tensor) and acts[n].dim() >= 2
+             and acts[n].numel() // rows >= 2 and acts[n].shape != out.shape]
     top = [n for n in order if not any(n != o and n.startswith(o + ".") for o in order)]
     return top[-1] if top else None
 
@@ -311,7 +315,7 @@ def summarize_internals(
             target, _ = resolve_single(model, target, name="jacobian_layer")
             overlap[f"Jacobian ({target})"] = jacobian_overlap(
                 model, _subsample(x, jacobian_rows, rng), groups,
-                layer_fn=_layer_fn(model, target), feature_names=feature_names,
+                layer_fn=_layer_fn(model, target, x[:2]), feature_names=feature_names,
             )
     attention = None
     if any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
@@ -319,16 +323,25 @@ def summarize_internals(
     return InternalsSummary(layers=layers, overlap=overlap, attention=attention, notes=tuple(notes))
 
 
-def _layer_fn(model: nn.Module, name: str):
-    """A function ``x -> output of module name`` (tuple outputs: element 0), running the whole model."""
+def _layer_fn(model: nn.Module, name: str, probe: torch.Tensor):
+    """A function ``x -> output of module name`` (tuple outputs: element 0) with the batch moved to axis 0,
+    running the whole model; the layer's batch axis is located on the ``probe`` rows
+    (:func:`~featurelens.internals._capture.probe_batch_axis`), so a sequence-first ``(T, B, U)`` layer
+    gives ``(B, T, U)`` and the Jacobian is taken per sample."""
+    module = resolve_single(model, name, name="jacobian_layer")[1]
+    with preserve_model(model):
+        found = probe_batch_axis(model, name, module, probe)
+    if found.calls != 1:
+        raise ValueError(f"the Jacobian layer {name!r} ran {found.calls} times in one forward pass; "
+                         "pick a layer that runs once")
 
     def fn(x: torch.Tensor) -> torch.Tensor:
-        with capture(model, name, detach=False) as acts:
+        with capture(model, name, detach=False) as acts:  # copies stay in the graph: gradients flow
             model(x)
         if acts.calls.get(name) != 1:
             raise ValueError(
                 f"the Jacobian layer ran {acts.calls.get(name, 0)} times in one forward pass; pick a layer that runs once"
             )
-        return acts[name]
+        return acts[name].movedim(found.axis, 0)
 
     return fn

@@ -251,7 +251,7 @@ def dfr(ctx: Context, *, C: float = 1.0, n_subsets: int = 10) -> tuple[nn.Module
     new = copy.deepcopy(ctx.original)
     name, head = _last_linear(new)
     feats: list[torch.Tensor] = []
-    handle = head.register_forward_hook(lambda m, i, o: feats.append(i[0].detach()))
+    handle = head.register_forward_hook(lambda m, i, o: feats.append(i[0].detach().clone()))  # a copy, not a view
     try:
         with preserve_model(new, eval_mode=True), torch.no_grad():
             out = new(ctx.X_val)
