@@ -217,3 +217,22 @@ def test_statistics_validation() -> None:
         attention_statistics({"m": np.full((1, 1, 2, 2), 0.5)}, threshold=2.0)
     with pytest.raises(ValueError, match="non-empty"):
         attention_statistics({})
+
+
+def test_sequence_first_attention_weights_are_batch_first() -> None:
+    """A batch_first=False layer sees (T, B, d); its weights are still (B, heads, T, T), row b = sample b."""
+    torch.manual_seed(2)
+    layer = nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0).double().eval()  # batch_first=False
+
+    class SeqFirst(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.layer(x.transpose(0, 1)).transpose(0, 1)
+
+    x = torch.randn(6, 5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    w = attention_weights(SeqFirst(), x, batch_size=4)["layer.self_attn"]  # calls of 4 and 2 rows
+    assert w.shape == (6, 2, 5, 5)
+    torch.testing.assert_close(w, _hand_weights(layer.self_attn, x), atol=1e-12, rtol=0)

@@ -197,3 +197,181 @@ def test_neuron_importance_module_errors(mlp, x4):
         neuron_importance(mlp, "act*", x4)
     with pytest.raises(ValueError, match="did not produce"):
         neuron_importance(WithUnused(), "unused", x4.float())
+
+
+# --- patched values are fresh copies: in-place ops downstream cannot reach a cache ---
+
+
+class Const(nn.Module):
+    """Returns a fixed tensor (broadcast over the batch if it has a size-1 batch axis)."""
+
+    def __init__(self, value: torch.Tensor, axis: int = 0) -> None:
+        super().__init__()
+        self.value, self.axis = value, axis
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = list(self.value.shape)
+        shape[self.axis] = x.shape[self.axis]
+        return self.value.expand(shape).clone()
+
+
+def test_cached_activation_patch_with_inplace_op_downstream(leaky_inplace, x3):
+    clean, corrupt = x3[:25], x3[25:]
+    with torch.no_grad():
+        with capture(leaky_inplace, "0") as acts:
+            leaky_inplace(clean)
+        cache = acts["0"]
+        snapshot = cache.clone()
+        edited = copy.deepcopy(leaky_inplace)
+        edited[0] = Const(leaky_inplace[0](clean))
+        want = edited(corrupt)
+        with patch(leaky_inplace, {"0": cache}):
+            first, second = leaky_inplace(corrupt), leaky_inplace(corrupt)
+    assert (first - want).abs().max() <= 1e-12
+    assert (second - want).abs().max() <= 1e-12
+    assert torch.equal(cache, snapshot)
+
+
+def test_mean_patch_with_inplace_op_downstream(leaky_inplace, x3):
+    ref = collect(leaky_inplace, "0", x3)
+    with torch.no_grad():
+        edited = copy.deepcopy(leaky_inplace)
+        edited[0] = Const(leaky_inplace[0](x3).mean(0, keepdim=True))
+        want = edited(x3[:7])
+        with patch(leaky_inplace, {"0": "mean"}, reference=ref):
+            got = leaky_inplace(x3[:7])
+    assert (got - want).abs().max() <= 1e-12
+
+
+def test_mean_and_resample_use_the_batch_axis_of_a_sequence_first_layer(encoder):
+    model = encoder(ff=3)  # linear1 output (T, B, 3): the batch is axis 1
+    x_ref = torch.randn(5, 6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(5, 6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    ref = collect(model, "layer.linear1", x_ref)
+    with torch.no_grad():
+        layer, xt = model.layer, x_ref.transpose(0, 1)
+        a_ref = layer.linear1(layer.norm1(xt + layer.self_attn(xt, xt, xt)[0]))  # (6, 5, 3), by hand
+        edited = copy.deepcopy(model)
+        edited.layer.linear1 = Const(a_ref.mean(1, keepdim=True), axis=1)
+        with patch(model, {"layer.linear1": "mean"}, reference=ref):
+            got = model(x)
+        assert (got - edited(x)).abs().max() <= 1e-12
+        with patch(model, {"layer.linear1": "resample"}, reference=ref["layer.linear1"], random_state=3):
+            got = model(x)
+        rows = torch.as_tensor(np.random.default_rng(3).integers(0, 5, size=5))
+        edited.layer.linear1 = Const(a_ref[:, rows], axis=1)
+        assert (got - edited(x)).abs().max() <= 1e-12
+
+
+def test_mean_patch_ambiguous_batch_axis_raises_and_batch_axis_overrides(encoder):
+    model = encoder(ff=3)
+    x = torch.randn(6, 6, 4, dtype=torch.float64)  # T == B == reference rows
+    ref = collect(model, "layer.linear1", x)["layer.linear1"]
+    with torch.no_grad():
+        with pytest.raises(ValueError, match=r"cannot tell the batch axis of 'layer\.linear1'.*\(6, 6, 3\)"), \
+                patch(model, {"layer.linear1": "mean"}, reference=ref):
+            model(x)
+        with patch(model, {"layer.linear1": "mean"}, reference=ref, batch_axis=1):
+            got = model(x)
+        edited = copy.deepcopy(model)
+        edited.layer.linear1 = Const(ref.mean(1, keepdim=True), axis=1)
+        assert (got - edited(x)).abs().max() <= 1e-12
+    with pytest.raises(ValueError, match=r"batch_axis names 'nope'"), \
+            patch(model, {"layer.linear1": "mean"}, reference=ref, batch_axis={"nope": 1}):
+        pass
+
+
+# --- neuron_importance on layers whose output does not have the batch on axis 0 ---
+
+
+def _edited_importance(model, layer, x, units):
+    """mean |Δ output| of an edited copy whose unit j of ``layer`` is 0 (row j of its weight and bias j)."""
+    with torch.no_grad():
+        base = model(x)
+        out = []
+        for j in range(units):
+            edited = copy.deepcopy(model)
+            lin = edited.get_submodule(layer)
+            lin.weight[j] = 0
+            lin.bias[j] = 0
+            out.append((edited(x) - base).abs().mean().item())
+    return np.array(out)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize(("T", "ff"), [(8, 4), (6, 3), (5, 3)])
+def test_neuron_importance_transformer_layer_equals_edited_copy(encoder, batch_first, T, ff):
+    model = encoder(ff=ff, batch_first=batch_first)
+    x = torch.randn(5, T, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    got = neuron_importance(model, "layer.linear1", x)
+    want = _edited_importance(model, "layer.linear1", x, ff)
+    np.testing.assert_allclose(got.to_numpy(), want, atol=1e-6, rtol=0)
+    assert (want > 1e-3).all()
+    split = neuron_importance(model, "layer.linear1", x, batch_size=2)
+    np.testing.assert_allclose(split.to_numpy(), want, atol=1e-6, rtol=0)
+
+
+def test_neuron_importance_refuses_a_sequence_first_model_fed_time_on_axis_0(encoder):
+    layer = encoder(ff=3).layer  # the layer itself takes (T, B, d): axis 0 of its inputs is time
+    x = torch.randn(6, 5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    with pytest.raises(ValueError, match=r"first 3 input rows changes when the other 3 rows are left out.*"
+                                         r"rows interact.*wrap a sequence-first model"):
+        neuron_importance(layer, "linear1", x)  # stacking or splitting time steps changes what attention sees
+
+
+def test_neuron_importance_batch_axis_overrides_and_is_checked(encoder):
+    model = encoder(ff=3)
+    x = torch.randn(5, 6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    want = _edited_importance(model, "layer.linear1", x, 3)
+    for axis in (1, -2):
+        got = neuron_importance(model, "layer.linear1", x, batch_axis=axis)
+        np.testing.assert_allclose(got.to_numpy(), want, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match=r"batch_axis=0 is not the batch axis of 'layer\.linear1'.*\(6, 5, 3\).*"
+                                         r"\(6, 10, 3\)"):
+        neuron_importance(model, "layer.linear1", x, batch_axis=0)
+    with pytest.raises(ValueError, match=r"batch_axis=2 is out of range for the 3-D output of 'layer\.linear1'"):
+        neuron_importance(model, "layer.linear1", x, batch_axis=2)
+    with pytest.raises(TypeError, match="batch_axis must be an int"):
+        neuron_importance(model, "layer.linear1", x, batch_axis="1")
+
+
+class TimeMajor(nn.Module):
+    """A Linear applied to the rows of a time-major flattening ``(T * B, d)``: no axis holds the samples."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+        self.head = nn.Linear(3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        h = self.lin(x.transpose(0, 1).reshape(t * b, d))
+        return self.head(h).reshape(t, b).sum(0)
+
+
+def test_neuron_importance_raises_when_the_batch_axis_cannot_be_told():
+    torch.manual_seed(0)
+    model = TimeMajor().double().eval()
+    x = torch.randn(5, 6, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"cannot tell the batch axis of 'lin': its output has shape \(30, 3\) for 5 "
+                                         r"input rows and \(60, 3\)"):
+        neuron_importance(model, "lin", x)
+    assert all(len(m._forward_hooks) == 0 and len(m._forward_pre_hooks) == 0 for m in model.modules())
+
+
+class MixRows(nn.Module):
+    """Subtracts the batch mean: the output of a row depends on the other rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x)
+        return h - h.mean(0) + x[:1, :3]
+
+
+def test_neuron_importance_refuses_interacting_rows():
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="its rows interact"):
+        neuron_importance(MixRows().double().eval(), "lin", torch.randn(6, 4, dtype=torch.float64))

@@ -98,3 +98,27 @@ def test_mediator_called_twice(x4):
 
     with pytest.raises(ValueError, match="must run exactly once per forward, ran 2 times"):
         path_effects(Twice().double(), x4, mediator="lin", columns=[0], output=OutputSelector())
+
+
+@pytest.mark.parametrize("columns", [[0], [0, 2]])
+def test_no_direct_path_with_inplace_activation_after_the_mediator(leaky_inplace, x3, columns):
+    """Linear → LeakyReLU(inplace=True) → Linear has no direct path: NDE is exactly 0 and TE = NIE."""
+    res = path_effects(leaky_inplace, x3, mediator="0", columns=columns)
+    per = res["per_sample"]
+    assert per["nde"].abs().max() <= 1e-7
+    np.testing.assert_allclose(per["te"], per["nie"], atol=1e-7, rtol=0)
+    with torch.no_grad():
+        x0 = x3.clone()
+        x0[:, columns] = 0
+        te = (leaky_inplace(x0) - leaky_inplace(x3)).squeeze(-1).numpy()
+    np.testing.assert_allclose(per["te"], te, atol=1e-12, rtol=0)
+    assert np.abs(te).max() > 1e-3
+
+
+def test_add_inplace_in_the_forward_after_the_mediator(add_inplace, x3):
+    per = path_effects(add_inplace, x3, mediator="lin", columns=[1])["per_sample"]
+    assert per["nde"].abs().max() <= 1e-7
+    np.testing.assert_allclose(per["te"], per["nie"], atol=1e-7, rtol=0)
+    with torch.no_grad():
+        w = add_inplace.head.weight @ add_inplace.lin.weight  # the model is linear: TE = -x1 * (W_head W_lin)[:, 1]
+    np.testing.assert_allclose(per["te"], (-x3[:, 1] * w[0, 1]).numpy(), atol=1e-10, rtol=0)

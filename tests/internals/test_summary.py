@@ -132,3 +132,47 @@ def test_summarize_internals_demo_like_model_picks_last_block():
     x = torch.randn(20, 6)
     s = summarize_internals(model, x, groups={"g": [0, 1, 2], "h": [3, 4, 5]}, jacobian_rows=8)
     assert "Jacobian (transformer_layers.2)" in s.overlap
+
+
+def test_layer_summary_reads_the_output_before_an_inplace_activation(leaky_inplace, x3):
+    table = layer_summary(leaky_inplace, x3, modules=["0"], max_rows=None)
+    with torch.no_grad():
+        a = leaky_inplace[0](x3).numpy()
+    sp, inter, spars = spectrum(a), interference(a), sparsity(a)
+    row = table.loc["0"]
+    assert row["effective_rank"] == pytest.approx(sp.effective_rank, rel=1e-10)
+    assert row["spectral_decay"] == pytest.approx(sp.spectral_decay, rel=1e-10)
+    assert row["interference"] == pytest.approx(inter.mean_abs_correlation, rel=1e-10)
+    assert row["fraction_inactive"] == pytest.approx(spars.fraction_inactive)
+
+
+def test_jacobian_overlap_of_a_sequence_first_layer_is_per_sample(encoder):
+    model = encoder(ff=5)  # linear1 runs on (T, B, d): the Jacobian layer's batch is axis 1
+    x = torch.randn(6, 6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(8))  # T == B
+    groups = {"a": [0, 1], "b": [2, 3]}
+    s = summarize_internals(model, x, groups=groups, jacobian_layer="layer.linear1", max_rows=None)
+    layer = model.layer
+
+    def by_hand(z):  # linear1's output, batch first, computed without hooks
+        zt = z.transpose(0, 1)
+        return layer.linear1(layer.norm1(zt + layer.self_attn(zt, zt, zt, need_weights=False)[0])).transpose(0, 1)
+
+    want = jacobian_overlap(model, x, groups, layer_fn=by_hand)
+    np.testing.assert_allclose(s.overlap["Jacobian (layer.linear1)"].to_numpy(), want.to_numpy(), atol=1e-10)
+
+
+class RowwiseConv(torch.nn.Module):
+    """Calls its Conv1d on one unbatched (C, L) row at a time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv1d(2, 3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.conv(row) for row in x]).sum(-1)
+
+
+def test_layer_summary_refuses_an_unbatched_conv1d_output():
+    x = torch.randn(5, 2, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"Conv1d layer 'conv' returned shapes \[\(3, 3\).*\(n, channels, length\)"):
+        layer_summary(RowwiseConv().double(), x, modules=["conv"])
