@@ -23,7 +23,10 @@ from featurelens.internals._modules import ModuleSpec, as_input_tensor, resolve_
 from featurelens.models._state import preserve_model
 
 TUPLE_SUFFIX = ".tuple"
+
+
 def _cat(name: str, parts: list[Any], rows: list[int | None], batch_axis: int | None) -> Any:
+    """The calls' outputs joined along their batch axis (one call as is; non-tensors as a list)."""
     if len(parts) == 1:
         return parts[0]
     if not all(isinstance(p, torch.Tensor) for p in parts):
@@ -47,7 +50,7 @@ class Activations(Mapping[str, Any]):
       along the batch axis, in call order: the axis whose size equals the
       number of input rows of each model call (axis 0 of the model's first
       tensor argument), e.g. axis 1 of a sequence-first ``(T, B, U)``
-      output; :func:`locate_batch_axis` raises ``ValueError`` when that is
+      output; :func:`~featurelens.internals._batch.locate_batch_axis` raises ``ValueError`` when that is
       ambiguous, unless ``batch_axis=`` was given to :func:`capture`. One
       call is returned as is. ``acts.calls[name]`` is the number of calls
       seen. A module that never ran is absent.
@@ -94,7 +97,7 @@ class Activations(Mapping[str, Any]):
         return list(self._rows[name])
 
     def batch_axis(self, name: str) -> int:
-        """The batch axis of ``name``'s outputs (:func:`locate_batch_axis` over its calls)."""
+        """The batch axis of ``name``'s outputs (:func:`~featurelens.internals._batch.locate_batch_axis` over its calls)."""
         self._check(name)
         parts = [p for p in self._parts[name] if isinstance(p, torch.Tensor)]
         if len(parts) != len(self._parts[name]):
@@ -124,7 +127,15 @@ class Activations(Mapping[str, Any]):
         return len(self._parts)
 
     def __repr__(self) -> str:
-        shapes = {k: [tuple(p.shape) for p in v if isinstance(p, torch.Tensor)] for k, v in self._parts.items()}
+        shapes: dict[str, Any] = {}
+        for k in self._parts:
+            try:
+                v = self[k]
+            except ValueError:  # calls that cannot be concatenated: their shapes, one per call
+                v = None
+            calls = [tuple(p.shape) for p in self._parts[k] if isinstance(p, torch.Tensor)]
+            if isinstance(v, torch.Tensor) or calls:
+                shapes[k] = tuple(v.shape) if isinstance(v, torch.Tensor) else calls
         return f"Activations({shapes})"
 
 
@@ -199,7 +210,7 @@ def capture(
     batch_axis : int, mapping ``module name -> int``, or None
         The batch axis of the outputs, used to concatenate several calls;
         default: located from the number of input rows of each model call
-        (:func:`locate_batch_axis`).
+        (:func:`~featurelens.internals._batch.locate_batch_axis`).
 
     Yields
     ------
@@ -302,6 +313,23 @@ def _splits(one: torch.Tensor, two: torch.Tensor, k: int) -> bool:
     return same_values(one, first) and same_values(one, second)
 
 
+def _check_independent_rows(model: nn.Module, x: torch.Tensor, once: torch.Tensor, twice: torch.Tensor,
+                            output: Callable[[Any, int], torch.Tensor]) -> None:
+    """``ValueError`` unless stacking the rows twice, and leaving half of them out, leave each row's output as is."""
+    n = x.shape[0]
+    why = ("its rows interact, but axis 0 of inputs must hold independent samples (wrap a sequence-first "
+           "model that takes (T, N, d) so that it takes (N, T, d))")
+    if not _splits(once, twice, 0):
+        raise ValueError(f"the model's output for {n} input rows stacked twice is not two copies of its "
+                         f"output for those rows: {why}")
+    if n >= 2:
+        with torch.no_grad():
+            half = output(model(x[: n // 2]), n // 2)
+        if not same_values(once[: n // 2], half):
+            raise ValueError(f"the model's output for the first {n // 2} input rows changes when the other "
+                             f"{n - n // 2} rows are left out of the batch: {why}")
+
+
 def probe_batch_axis(
     model: nn.Module,
     name: str,
@@ -315,9 +343,10 @@ def probe_batch_axis(
 
     Runs ``model(x)`` and ``model(repeat_rows(x, 2))`` under ``no_grad``
     (the caller sets the mode). With ``output`` (``output(raw, rows) ->
-    (rows, ...)`` tensor, e.g. an ``OutputSelector``), the model's output
-    for the stacked rows must be two copies of its output for ``x``: rows
-    must not interact. The batch axis is the axis ``k`` (not the last,
+    (rows, ...)`` tensor, e.g. an ``OutputSelector``), rows must not
+    interact: the model's output for the stacked rows must be two copies of
+    its output for ``x``, and its output for the first half of ``x`` run
+    alone must equal those rows' output in the full batch. The batch axis is the axis ``k`` (not the last,
     which holds the units) along which every call's output for the stacked
     rows splits into two copies of its output for ``x``
     (:func:`~featurelens.internals._batch.same_values`): the samples lie
@@ -339,12 +368,8 @@ def probe_batch_axis(
     with torch.no_grad(), capture(model, module) as twice:
         out_twice = model(repeat_rows(x, 2))
     if output is not None:
-        out_once, out_twice = output(out_once, n), output(out_twice, 2 * n)
-        if not _splits(out_once, out_twice, 0):
-            raise ValueError(
-                f"the model's output for {n} input rows stacked twice is not two copies of its output for "
-                "those rows: its rows interact, but axis 0 of inputs must hold independent samples (wrap a "
-                "sequence-first model that takes (T, N, d) so that it takes (N, T, d))")
+        out_once = output(out_once, n)
+        _check_independent_rows(model, x, out_once, output(out_twice, 2 * n), output)
     ones = once.calls_of(name) if name in once else []
     twos = twice.calls_of(name) if name in twice else []
     if not ones or len(ones) != len(twos) or not all(isinstance(t, torch.Tensor) and t.dim() >= 2

@@ -287,8 +287,7 @@ def neuron_importance(
     checks that stacked rows do not interact, and, when ``batch_size``
     splits the inputs, that splitting leaves the outputs unchanged.
     ``batch_size`` bounds the rows per forward (default 4096; the probe runs
-    at most 18). Runs in eval
-    mode under ``no_grad``; ``output`` defaults to
+    at most 18). Runs in eval mode under ``no_grad``; ``output`` defaults to
     ``OutputSelector(target="all")``.
 
     Parameters
