@@ -31,8 +31,8 @@ def test_windows_equal_explicit_slices():
     assert len(w) == 8
 
 
-def test_matches_seed_002_loop():
-    # seed 002: for i in range(lookback, n): X.append(data[i-lookback:i]); y.append(label[i])
+def test_matches_the_spurious_correlation_study_loop():
+    # the superposition and spurious-correlation study: for i in range(lookback, n): X.append(data[i-lookback:i]); y.append(label[i])
     rng = np.random.default_rng(0)
     data, label = rng.normal(size=(30, 5)), rng.integers(0, 2, size=30)
     lookback = 7
