@@ -1,6 +1,6 @@
 """Reliance: spurious-correlation detection, robustness, interactions, stability, mitigation, reports."""
 
-from featurelens.reliance._audit import AUDIT_METRICS, MITIGATION_STRATEGIES, RelianceAudit, audit
+from featurelens.reliance._audit import MITIGATION_STRATEGIES, RelianceAudit, audit
 from featurelens.reliance._detect import SpuriousReport, Thresholds, detect_spurious, verdict_of
 from featurelens.reliance._interactions import interaction_matrix, shapley_interactions
 from featurelens.reliance._mitigate import Mitigated, infer_environments, mitigate
@@ -33,7 +33,6 @@ from featurelens.reliance._suite import (
 )
 
 __all__ = [
-    "AUDIT_METRICS",
     "MITIGATION_STRATEGIES",
     "PERTURBATIONS",
     "Mitigated",
