@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from featurelens.data import FeatureSpec, Table, load_table
+from featurelens.data import FeatureSpec, Table, load_table, read_frame
 
 
 @pytest.fixture
@@ -230,3 +230,22 @@ def test_duplicate_csv_header_is_refused_not_renamed(tmp_path):
     path.write_text("a,a,b,label\n1,2,3,0\n4,5,6,1\n")
     with pytest.raises(ValueError, match=r"duplicate column name.*'a'"):
         load_table(path, label="label")
+
+
+def test_read_frame_keeps_every_column_and_dtype(tmp_path, frame):
+    """read_frame: the whole table, strings stay strings (environment labels, sequence ids)."""
+    full = frame.assign(site=["a", "b"] * 4)
+    full.to_csv(tmp_path / "t.csv", index=False)
+    got = read_frame(tmp_path / "t.csv")
+    pd.testing.assert_frame_equal(got, pd.read_csv(tmp_path / "t.csv"))
+    assert list(got.columns) == ["age", "bp", "smoker", "target", "site"] and got["site"].tolist() == ["a", "b"] * 4
+    with pytest.raises(ValueError, match=r"data file .* does not exist"):
+        read_frame(tmp_path / "missing.csv")
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(ValueError, match="is not a file"):
+        read_frame(tmp_path / "dir.csv")
+    with pytest.raises(ValueError, match="cannot tell the format"):
+        read_frame(tmp_path / "t.txt")
+    (tmp_path / "dup.csv").write_text("a,a\n1,2\n")
+    with pytest.raises(ValueError, match="duplicate column name"):
+        read_frame(tmp_path / "dup.csv")

@@ -1,4 +1,4 @@
-"""Tests for featurelens.data._windows: sliding_windows and Windows."""
+"""Tests for featurelens.data._windows: sliding_windows, sequence_windows and Windows."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from featurelens.data import FeatureSpec, Windows, sliding_windows
+from featurelens.data import FeatureSpec, Windows, sequence_windows, sliding_windows
 
 
 def _data(n: int = 12, d: int = 3) -> np.ndarray:
@@ -31,8 +31,8 @@ def test_windows_equal_explicit_slices():
     assert len(w) == 8
 
 
-def test_matches_seed_002_loop():
-    # seed 002: for i in range(lookback, n): X.append(data[i-lookback:i]); y.append(label[i])
+def test_matches_the_spurious_correlation_study_loop():
+    # the superposition and spurious-correlation study: for i in range(lookback, n): X.append(data[i-lookback:i]); y.append(label[i])
     rng = np.random.default_rng(0)
     data, label = rng.normal(size=(30, 5)), rng.integers(0, 2, size=30)
     lookback = 7
@@ -146,3 +146,66 @@ def test_property_every_window_is_its_slice(n, d, lookback, horizon, stride):
 def test_errors(X, y, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         sliding_windows(X, y, **kwargs)
+
+
+def _by_id_loop(x, y, ids, lookback):
+    """Reference: group rows by id in a Python dict (file order), keep the last ``lookback`` rows of each."""
+    order: dict = {}
+    for i, key in enumerate(ids.tolist()):
+        order.setdefault(key, []).append(i)
+    rows = [v[-lookback:] for v in order.values()]
+    return np.array([x[r] for r in rows]), np.array([y[r[-1]] for r in rows]), np.array([r[-1] for r in rows])
+
+
+def test_sequence_windows_by_id_equal_a_loop():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 7, size=15)
+    ids = rng.permutation(np.repeat(np.arange(100, 115), lengths))  # interleaved sequences of 3 to 6 rows
+    x = rng.normal(size=(ids.size, 4)).astype(np.float32)
+    y = rng.integers(0, 2, size=ids.size).astype(np.float32)
+    w = sequence_windows(x, y, lookback=3, ids=ids)
+    X_ref, y_ref, last = _by_id_loop(x, y, ids, 3)
+    np.testing.assert_array_equal(w.X, X_ref)
+    np.testing.assert_array_equal(w.y, y_ref)
+    np.testing.assert_array_equal(w.end_index, last)
+    np.testing.assert_array_equal(w.label_index, last)
+    assert w.X.dtype == np.float32 and (w.lookback, w.horizon, w.stride) == (3, 0, None)
+
+
+def test_sequence_windows_take_the_last_rows_in_file_order():
+    x = np.arange(14, dtype=np.float32).reshape(7, 2)
+    y = np.array([0, 0, 1, 1, 0, 1, 0], dtype=np.float32)
+    ids = pd.Series(["b", "b", "b", "a", "a", "a", "a"])
+    w = sequence_windows(x, y, lookback=2, ids=ids)
+    np.testing.assert_array_equal(w.X, [[x[1], x[2]], [x[5], x[6]]])  # sequence "b" first: file order
+    np.testing.assert_array_equal(w.y, [1, 0])
+    np.testing.assert_array_equal(w.end_index, [2, 6])
+    full = sequence_windows(x[:6], y[:6], ids=ids[:6])  # equal lengths: every row of each sequence
+    np.testing.assert_array_equal(full.X, [x[0:3], x[3:6]])
+    assert full.lookback == 3 and sequence_windows(x, ids=ids, lookback=1).y is None
+
+
+def test_sequence_windows_of_one_series_are_windows_labelled_by_their_last_row():
+    x, y = _data(), np.arange(12)
+    w = sequence_windows(x, y, lookback=4)
+    ref = sliding_windows(x, y, lookback=4, horizon=0)
+    np.testing.assert_array_equal(w.X, ref.X)
+    np.testing.assert_array_equal(w.y, y[3:])
+    np.testing.assert_array_equal(w.end_index, np.arange(3, 12))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({}, "lookback is required without ids"),
+        ({"ids": np.repeat([0, 1, 2], [4, 4, 3])}, r"sequences have 3 to 4 rows; give a lookback \(at most 3\)"),
+        ({"ids": np.repeat([0, 1, 2], [4, 4, 3]), "lookback": 4}, r"lookback \(4\) exceeds the shortest sequence, "
+                                                                  "which has 3 rows"),
+        ({"ids": np.zeros(5)}, r"ids must hold one sequence id per row of X \(11\), got shape \(5,\)"),
+        ({"ids": np.r_[np.zeros(5), np.nan, np.ones(5)]}, r"ids has missing values \(first at row 5\)"),
+        ({"ids": np.zeros(11), "lookback": 0}, "lookback must be >= 1, got 0"),
+    ],
+)
+def test_sequence_windows_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sequence_windows(_data(11), np.arange(11), **kwargs)

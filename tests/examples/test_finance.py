@@ -8,13 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 from featurelens.cli import main
-from featurelens.examples._reliance_study import _scores
 from featurelens.examples.finance import finance_splits, run_finance_example
 from featurelens.models import load_model
 
 SEED = 0
+
+
+def _scores(model, split):
+    """Accuracy (logit >= 0 predicts 1) and sklearn's AUC of ``model`` on one split: independent of the audit."""
+    with torch.no_grad():
+        logits = model(torch.from_numpy(split.X)).reshape(-1).numpy()
+    return {"accuracy": float(np.mean((logits >= 0) == (split.y == 1))), "auc": roc_auc_score(split.y, logits)}
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +42,9 @@ def test_artifacts_and_sections(example):
     assert json.loads((out / "groups.json").read_text())["calendar"] == ["day_of_week", "month_end"]
     strategies = [r["strategy"] for r in res["mitigation"]]
     assert strategies[0] == "unmitigated" and set(strategies[1:]) == {"randomize", "adversarial", "orthogonal"}
+    # the result is the audit the report was written from
+    assert example.audit.mitigated_group == "calendar" and example.detection is example.audit.detection
+    assert res["detection"]["table"] == example.audit.detection.to_dict()["table"]
 
 
 def test_numbers_match_an_independent_recomputation(example):

@@ -1,17 +1,45 @@
-"""CLI commands: `featurelens reliance` and the finance/healthcare examples."""
+"""CLI commands: `featurelens reliance` and the finance/healthcare examples.
+
+``reliance`` checks every option and file, reads the table into model inputs,
+calls :func:`featurelens.reliance.audit` and renders what it returns.
+"""
 
 from __future__ import annotations
 
+import math
+import re
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import torch
 import typer
+from rich.table import Table as RichTable
 
 from featurelens._io import check_output_dir
-from featurelens._metrics import logit_accuracy
+from featurelens.cli._console import make_console
+from featurelens.data import FeatureSpec, load_table, read_frame, read_groups, sequence_windows
+from featurelens.examples import run_finance_example, run_healthcare_example
+from featurelens.models import load_model
+from featurelens.reliance import (
+    MITIGATION_STRATEGIES,
+    PERTURBATIONS,
+    RelianceAudit,
+    audit,
+    save_reliance_report,
+    verdict_of,
+)
 
-_PERTURBATIONS = ("gaussian", "dropout", "fgsm", "pgd")
+#: audit()'s argument names -> the options that set them, to say library errors in CLI words
+_OPTION_OF = {"strategies": "--mitigate", "suspect": "--suspect", "init": "--init", "perturbations": "--perturbation",
+              "immutable": "--immutable", "environments": "--environments", "epochs": "--epochs",
+              "shifted": "--shifted", "random_state": "--seed"}
+_MITIGATE_HELP = f"Mitigation strategy to train and judge on --shifted ({', '.join(MITIGATION_STRATEGIES)}); repeatable."
+_PERTURBATION_HELP = f"Robustness perturbation(s): {', '.join(PERTURBATIONS)}; repeatable."
+_ARGUMENT = re.compile(r"\b(" + "|".join(_OPTION_OF) + r")=(?:'([^']*)'|(\S*))")
 
 
 def register(app: typer.Typer, example_app: typer.Typer) -> None:
@@ -21,73 +49,142 @@ def register(app: typer.Typer, example_app: typer.Typer) -> None:
     example_app.command("healthcare")(healthcare_example)
 
 
-def _read_frame(path: Path):
-    """The whole table (any dtypes; environment labels may be strings)."""
-    from featurelens.data._tables import _read_frame as read
-    from featurelens.data._tables import _suffix_kind
+def _cli_words(message: str) -> str:
+    """``suspect=`` -> ``--suspect``, ``init='copy'`` -> ``--init copy`` in a library message."""
+    def option(m: re.Match) -> str:
+        value = m.group(2) if m.group(2) is not None else m.group(3)
+        return f"{_OPTION_OF[m.group(1)]} {value}".rstrip()
 
-    if not path.is_file():
-        raise ValueError(f"data file {str(path)!r} does not exist")
-    frame = read(path, _suffix_kind(path))
-    frame.columns = [str(c) for c in frame.columns]
-    return frame
+    return _ARGUMENT.sub(option, message)
 
 
-def _column(frame: Any, column: str, path: Path) -> np.ndarray:
+def _column(frame: pd.DataFrame, column: str, path: Path, option: str) -> np.ndarray:
     if column not in frame.columns:
-        raise ValueError(f"column {column!r} not found in {str(path)!r}; available columns: "
+        raise ValueError(f"{option} {column!r}: column not found in {str(path)!r}; available columns: "
                          f"{', '.join(map(repr, frame.columns))}")
     values = frame[column]
     if values.isna().any():
-        raise ValueError(f"column {column!r} of {str(path)!r} has missing values")
+        raise ValueError(f"{option} {column!r}: column {column!r} of {str(path)!r} has missing values")
     return values.to_numpy()
 
 
-def _sequences(X: Any, y: Any, env: np.ndarray | None, ids: np.ndarray | None,
-               lookback: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Rows -> model inputs: a table, windows of one series, or one sequence per id."""
-    from featurelens.data import sliding_windows
-
-    x = np.asarray(X, dtype=np.float32)
-    y = np.asarray(y, dtype=np.float32)
-    if ids is None:
-        if lookback is None:
-            return x, y, env
-        w = sliding_windows(x, y, lookback=lookback, horizon=0)
-        return w.X, np.asarray(w.y), None if env is None else env[w.end_index]
-    order: dict[Any, list[int]] = {}
-    for i, key in enumerate(ids.tolist()):
-        order.setdefault(key, []).append(i)
-    lengths = {len(v) for v in order.values()}
-    if lookback is None:
-        if len(lengths) != 1:
-            raise ValueError(f"--sequence-id: sequences have {min(lengths)} to {max(lengths)} rows; pass "
-                             "--lookback N to use the last N rows of each")
-        lookback = lengths.pop()
-    elif min(lengths) < lookback:
-        raise ValueError(f"--lookback {lookback}: the shortest sequence has {min(lengths)} rows")
-    rows = np.array([v[-lookback:] for v in order.values()])  # (n_seq, lookback), file order
-    last = rows[:, -1]
-    return x[rows], y[last], None if env is None else env[last]
+def _binary_label(y: np.ndarray, label: str, path: Path, *, both: bool) -> np.ndarray:
+    values = np.unique(y)
+    shown = ", ".join(f"{v:g}" for v in values[:5]) + (", ..." if values.size > 5 else "")
+    if not np.isin(values, (0.0, 1.0)).all():
+        raise ValueError(f"--label {label!r}: column {label!r} of {str(path)!r} must hold binary 0/1 labels "
+                         f"(reliance judges a binary classifier); it holds {shown}")
+    if both and values.size < 2:
+        raise ValueError(f"--label {label!r}: column {label!r} of {str(path)!r} holds only {shown}; the "
+                         "detection needs both 0 and 1")
+    return y
 
 
-def _render(report: Any, out: Path, seconds: float, extra: list[str]) -> None:
-    from rich.console import Console
-    from rich.table import Table as RichTable
+def _model_inputs(x: np.ndarray, y: np.ndarray, env: np.ndarray | None, ids: np.ndarray | None,
+                  lookback: int | None, option: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Rows -> model inputs: the table itself, windows of one series, or one sequence per id."""
+    if ids is None and lookback is None:
+        return x, y, env
+    try:
+        w = sequence_windows(x, y, lookback=lookback, ids=ids)
+    except ValueError as exc:
+        raise ValueError(f"{option}: {exc}") from None
+    return w.X, np.asarray(w.y), None if env is None else env[w.end_index]
 
-    from featurelens.reliance import verdict_of
 
-    console = Console()
+def _check_options(out: Path, *, force: bool, perturbation: list[str], mitigate: list[str], shifted: Path | None,
+                   init: str, label: str, skip: list[str]) -> None:
+    """The checks that need no file besides ``--out``."""
+    check_output_dir(out, force=force)
+    for p in perturbation:
+        if p not in PERTURBATIONS:
+            raise ValueError(f"--perturbation {p!r} is not available; choose from {', '.join(PERTURBATIONS)}")
+    for m in mitigate:
+        if m not in MITIGATION_STRATEGIES:
+            raise ValueError(f"--mitigate {m!r} is not a mitigation strategy; choose from "
+                             f"{', '.join(MITIGATION_STRATEGIES)}")
+    twice = sorted({m for m in mitigate if mitigate.count(m) > 1})
+    if twice:
+        raise ValueError(f"--mitigate {twice[0]!r} is given more than once")
+    if mitigate and shifted is None:
+        raise ValueError("--mitigate needs --shifted: mitigations are judged where the suspect link is broken")
+    if init not in ("reset", "copy"):
+        raise ValueError(f"--init {init!r}: choose reset or copy")
+    if label in skip:
+        raise ValueError(f"--label {label!r} cannot also be the --environments or --sequence-id column")
+
+
+def _read_inputs(data: Path, *, label: str, environments: str | None, sequence_id: str | None,
+                 lookback: int | None, features: list[str] | None = None, both: bool = True) -> dict[str, Any]:
+    """Model inputs, labels, environments and feature names of one table (``both``: both classes needed)."""
+    frame = read_frame(data)
+    env = None if environments is None else _column(frame, environments, data, "--environments")
+    ids = None if sequence_id is None else _column(frame, sequence_id, data, "--sequence-id")
+    skip = [c for c in (environments, sequence_id) if c is not None]
+    if features is None:
+        features = [c for c in frame.columns if c not in skip and c != label]
+    table = load_table(data, label=label, features=features)
+    y = _binary_label(np.asarray(table.y, dtype=np.float32), label, data, both=both)
+    option = "--sequence-id" if sequence_id is not None else f"--lookback {lookback}"
+    X, y, env = _model_inputs(np.asarray(table.X, dtype=np.float32), y, env, ids, lookback, option)
+    return {"X": X, "y": y, "environments": env, "features": features}
+
+
+def _check_model(net: torch.nn.Module, X: np.ndarray, data: Path) -> None:
+    try:
+        with torch.no_grad():
+            net(torch.from_numpy(X[:2]))
+    except Exception as exc:  # the model's own error: say what it was given
+        raise ValueError(f"the model rejects inputs of shape {list(X[:2].shape)} built from {str(data)!r} "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); sequence "
+                         "models need --lookback or --sequence-id") from None
+
+
+def _number(v: Any, digits: int = 3) -> str:
+    v = float(v)
+    return "—" if not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _detection_table(result: RelianceAudit) -> RichTable:
     table = RichTable(title="reliance per feature group")
     for col in ("group", "reliance (permutation)", "probe alone", "relation spread", "verdict"):
         table.add_column(col, justify="left" if col in ("group", "verdict") else "right")
-    for _, row in report.table.iterrows():
+    for _, row in result.detection.table.iterrows():
         table.add_row(str(row["group"]), f"{row['reliance_permutation']:.4f} ± {row['reliance_permutation_se']:.4f}",
                       f"{row['probe_score']:.3f}", f"{row['relation_spread']:.3f}", verdict_of(row))
-    console.print(table)
-    for line in extra:
-        console.print(line)
+    return table
+
+
+def _mitigation_table(result: RelianceAudit) -> RichTable:
+    mit = result.mitigation
+    table = RichTable(title=f"mitigation of group {result.mitigated_group!r} ({mit.metric}; reliance: permutation "
+                            "importance of the group on the held-out rows)")
+    columns = ("strategy", "in-distribution", "shifted", "reliance", "shifted change", "reliance cut")
+    for col in columns:
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for _, row in mit.table.iterrows():
+        table.add_row(str(row["strategy"]), _number(row["in_distribution"]), _number(row["shifted"]),
+                      f"{_number(row['reliance'], 4)} ± {_number(row['reliance_se'], 4)}",
+                      _number(row["shifted_change"]), _number(row["reliance_reduction"]))
+    return table
+
+
+def _render(result: RelianceAudit, out: Path, seconds: float) -> None:
+    console = make_console()
+    console.print(_detection_table(result))
+    for name, value in result.scores.items():
+        console.print(f"{name}: {value:.3f}")
+    if result.mitigation is not None:
+        console.print(_mitigation_table(result))
     console.print(f"report written to {out / 'index.html'} in {seconds:.1f} s")
+
+
+def _save(result: RelianceAudit, out: Path, *, force: bool) -> None:
+    save_reliance_report(out, force=force, title=result.title, detection=result.detection,
+                         robustness=result.robustness_frame(), robustness_metric=result.robustness_metric,
+                         interactions=result.interactions, mitigation=result.mitigation, windows=result.windows,
+                         subgroups=result.subgroups, summary={**result.summary, **result.scores},
+                         ground_truth=result.ground_truth, notes=result.notes)
 
 
 def reliance_command(
@@ -95,19 +192,18 @@ def reliance_command(
     data: Path = typer.Option(..., "--data", help="CSV or Parquet table with the features and the label column."),
     groups: Path = typer.Option(..., "--groups", help="YAML/JSON mapping of group name to feature names."),
     out: Path = typer.Option(..., "--out", help="Output directory for the report."),
-    label: str = typer.Option("label", "--label", help="Name of the 0/1 label column (not a feature)."),
+    label: str = typer.Option("label", "--label", help="Name of the binary 0/1 label column (not a feature)."),
     environments: str = typer.Option(None, "--environments",
                                      help="Column naming each row's environment (not a feature); default: "
                                           "time windows for sequences, bootstrap resamples for tables."),
     shifted: Path = typer.Option(None, "--shifted",
-                                 help="Table where the suspect link is broken: the model's metric there, "
+                                 help="Table where the suspect link is broken: the model's accuracy there, "
                                       "and the judge of --mitigate."),
     suspect: str = typer.Option(None, "--suspect", help="Group to mitigate (default: the top flagged group)."),
     mitigate: list[str] = typer.Option([], "--mitigate",
-                                       help="Mitigation strategy to train and judge on --shifted (randomize, group_dropout, "
-                                            "adversarial, group_dro, jtt, dfr, orthogonal, pcgrad); repeatable."),
-    perturbation: list[str] = typer.Option(list(_PERTURBATIONS), "--perturbation",
-                                           help="Robustness perturbation(s): gaussian, dropout, fgsm, pgd."),
+                                       help=_MITIGATE_HELP),
+    perturbation: list[str] = typer.Option(list(PERTURBATIONS), "--perturbation",
+                                           help=_PERTURBATION_HELP),
     immutable: list[str] = typer.Option([], "--immutable", help="Feature or group left unchanged by perturbations; repeatable."),
     lookback: int = typer.Option(None, "--lookback", min=1,
                                  help="Cut the time-ordered rows into windows of N rows (label: the last row's)."),
@@ -124,90 +220,41 @@ def reliance_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
     """Judge a saved model's reliance on feature groups: detection, robustness, interactions, mitigation."""
-    import sys
-    import time
-
-    import torch
-
-    from featurelens.data import FeatureSpec, load_table, read_groups
-    from featurelens.models import load_model
-    from featurelens.reliance import (
-        detect_spurious,
-        interaction_matrix,
-        robustness,
-        save_reliance_report,
-    )
-
     start = time.perf_counter()
-    check_output_dir(out, force=force)
-    bad = [p for p in perturbation if p not in _PERTURBATIONS]
-    if bad:
-        raise ValueError(f"--perturbation {bad[0]!r} is not available; choose from {', '.join(_PERTURBATIONS)}")
-    if mitigate and shifted is None:
-        raise ValueError("--mitigate needs --shifted: mitigations are judged where the suspect link is broken")
+    skip = [c for c in (environments, sequence_id) if c is not None]
+    _check_options(out, force=force, perturbation=perturbation, mitigate=mitigate, shifted=shifted, init=init,
+                   label=label, skip=skip)
+    spec_groups = read_groups(groups)
+    if suspect is not None and suspect not in spec_groups:
+        raise ValueError(f"--suspect {suspect!r} is not a group of {str(groups)!r}; groups are "
+                         f"{', '.join(map(repr, spec_groups))}")
+    columns = {"label": label, "sequence_id": sequence_id, "lookback": lookback}
+    inputs = _read_inputs(data, environments=environments, **columns)
+    spec = FeatureSpec(inputs["features"], spec_groups)
+    unknown = [i for i in immutable if i not in spec.names and i not in spec.group_names]
+    if unknown:
+        raise ValueError(f"--immutable {unknown[0]!r} is neither a feature nor a group of {str(groups)!r}")
+    sh = None if shifted is None else _read_inputs(shifted, environments=None, features=inputs["features"], both=False,
+                                                   **columns)
     if factory is not None:
         sys.path.insert(0, str(Path.cwd()))
-    spec_groups = read_groups(groups)
-    skip = [c for c in (environments, sequence_id) if c is not None]
-    if label in skip:
-        raise ValueError(f"--label {label!r} cannot also be the --environments or --sequence-id column")
-    frame = _read_frame(data)
-    env = None if environments is None else _column(frame, environments, data)
-    ids = None if sequence_id is None else _column(frame, sequence_id, data)
-    features = [c for c in frame.columns if c not in skip and c != label]
-    table = load_table(data, label=label, features=features)
-    spec = FeatureSpec(features, spec_groups)
-    X, y, env = _sequences(table.X, table.y, env, ids, lookback)
     net = load_model(model, factory=factory, trust=trust_checkpoint)
-    try:
-        with torch.no_grad():
-            net(torch.from_numpy(X[:2]))
-    except Exception as exc:  # the model's own error: say what it was given
-        raise ValueError(f"the model rejects inputs of shape {list(X[:2].shape)} built from {str(data)!r} "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); sequence "
-                         "models need --lookback or --sequence-id") from None
-
-    named = spec.groups_as_names()
-    fixed = [f for item in immutable for f in (named.get(item) or [item])]  # group names -> their features
-    report = detect_spurious(net, X, y, groups=spec, environments=env, random_state=seed)
-    curves = robustness(net, X, y, perturbations=tuple(perturbation), metric="accuracy", groups=spec,
-                        feature_names=list(spec.names),
-                        immutable=fixed or None, random_state=seed)
-    interactions = {"ablation": interaction_matrix(net, X, groups=None, feature_names=list(spec.names),
-                                                   baselines="mean", background=X)}
-    extra, mitigation, shifted_acc = [], None, None
-    if shifted is not None:
-        sh_table = load_table(shifted, label=label, features=features)
-        sh_ids = None if sequence_id is None else _column(_read_frame(shifted), sequence_id, shifted)
-        X_sh, y_sh, _ = _sequences(sh_table.X, sh_table.y, None, sh_ids, lookback)
-        if mitigate:
-            flagged = report.flagged
-            target = suspect or (flagged[0] if flagged else None)
-            if target is None:
-                raise ValueError("no group was flagged spurious; name the group to mitigate with --suspect")
-            if target not in spec.group_names:
-                raise ValueError(f"--suspect {target!r} is not a group of {str(groups)!r}")
-            from featurelens.reliance import evaluate_mitigations
-
-            n_train = round(0.7 * len(y))
-            perm = np.random.default_rng(seed).permutation(len(y)) if lookback is None else np.arange(len(y))
-            tr, te = perm[:n_train], perm[n_train:]
-            mitigation = evaluate_mitigations(net, list(mitigate), train=(X[tr], y[tr]), test=(X[te], y[te]),
-                                              shifted=(X_sh, y_sh), groups=spec, suspect=target,
-                                              epochs=epochs, init=init, random_state=seed)
-        else:
-            shifted_acc = logit_accuracy(net, X_sh, y_sh)
-            extra.append(f"accuracy on the shifted data {str(shifted)!r}: {shifted_acc:.3f}")
+    _check_model(net, inputs["X"], data)
+    X = inputs["X"]
     summary = {"model file": str(model), "data file": str(data), "inputs": f"{X.shape[0]} x {list(X.shape[1:])}",
                "label column": label, "groups": ", ".join(spec.group_names),
-               "environments": environments or "default",
-               **({"shifted data": str(shifted), "accuracy on the shifted data": shifted_acc}
-                  if shifted_acc is not None else {})}
-    save_reliance_report(out, force=force, title=f"featurelens: reliance of {model.name}",
-                         detection=report, robustness=curves, interactions=interactions,
-                         mitigation=mitigation, summary=summary, robustness_metric="accuracy")
+               "environments": environments or "default", **({"shifted data": str(shifted)} if sh else {})}
+    try:
+        result = audit(net, X, inputs["y"], groups=spec, environments=inputs["environments"],
+                       shifted=None if sh is None else (sh["X"], sh["y"]), strategies=mitigate, suspect=suspect,
+                       perturbations=perturbation, immutable=immutable, shuffle=lookback is None, epochs=epochs,
+                       init=init, title=f"featurelens: reliance of {model.name}", summary=summary,
+                       random_state=seed)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(_cli_words(str(exc))) from None
+    _save(result, out, force=force)
     if not quiet:
-        _render(report, out, time.perf_counter() - start, extra)
+        _render(result, out, time.perf_counter() - start)
 
 
 def finance_example(
@@ -218,11 +265,9 @@ def finance_example(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
     """Technical vs calendar features of a next-day-up classifier: train, detect, mitigate, report."""
-    from featurelens.examples.finance import run_finance_example
-
     result = run_finance_example(out, quick=quick, random_state=seed, force=force, progress=not quiet)
     if not quiet:
-        _render(result.detection, Path(out) / "report", result.seconds, [])
+        _render(result.audit, Path(out) / "report", result.seconds)
 
 
 def healthcare_example(
@@ -233,8 +278,6 @@ def healthcare_example(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
     """Clinical vs administrative features of an outcome model: train, detect, mitigate, report."""
-    from featurelens.examples.healthcare import run_healthcare_example
-
     result = run_healthcare_example(out, quick=quick, random_state=seed, force=force, progress=not quiet)
     if not quiet:
-        _render(result.detection, Path(out) / "report", result.seconds, [])
+        _render(result.audit, Path(out) / "report", result.seconds)

@@ -13,8 +13,8 @@ from featurelens.data._synthetic import (
     make_multifeature,
     make_shifted,
 )
-from featurelens.data._tables import Table, load_table
-from featurelens.data._windows import Windows, sliding_windows
+from featurelens.data._tables import Table, load_table, read_frame
+from featurelens.data._windows import Windows, sequence_windows, sliding_windows
 
 __all__ = [
     "EHRData",
@@ -36,9 +36,11 @@ __all__ = [
     "make_ohlcv",
     "make_shifted",
     "ohlcv_features",
+    "read_frame",
     "read_groups",
     "read_ohlcv",
     "rsi",
+    "sequence_windows",
     "sliding_windows",
     "sma",
     "split_indices",

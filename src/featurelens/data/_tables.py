@@ -120,6 +120,44 @@ def _read_frame(path: Path, kind: str) -> pd.DataFrame:
         raise ValueError(f"cannot read CSV file {str(path)!r}: {_first_line(exc)}") from None
 
 
+def read_frame(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a whole CSV or Parquet file, every column with its own dtype (strings stay strings).
+
+    The format is chosen by suffix as in :func:`load_table`; column names
+    become ``str``. Unlike :func:`load_table` nothing is checked beyond the
+    file itself: use it for columns that are not features (environment
+    labels, sequence ids).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to read.
+
+    Returns
+    -------
+    pandas.DataFrame
+        All ``n`` rows and columns of the file, in file order.
+
+    Raises
+    ------
+    ValueError
+        If the suffix is unknown, the file is missing, not a file, empty or
+        unreadable, pyarrow is missing for Parquet, or two columns share a name.
+    """
+    p = Path(path)
+    kind = _suffix_kind(p)
+    if not p.exists():
+        raise ValueError(f"data file {str(p)!r} does not exist")
+    if not p.is_file():
+        raise ValueError(f"data file {str(p)!r} is not a file")
+    frame = _read_frame(p, kind)
+    frame.columns = [str(c) for c in frame.columns]
+    if frame.columns.has_duplicates:
+        dup = sorted(set(frame.columns[frame.columns.duplicated()]))
+        raise ValueError(f"{str(p)!r} has duplicate column name(s) {', '.join(map(repr, dup))}")
+    return frame
+
+
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__

@@ -1,4 +1,4 @@
-"""Sliding windows over a time-ordered table, for sequence models."""
+"""Sequence inputs for sequence models: sliding windows over a time-ordered table, or one sequence per id."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from featurelens.data._spec import FeatureSpec, default_feature_names
 
 @dataclass(frozen=True, eq=False)
 class Windows:
-    """Windows cut from a time-ordered table by :func:`sliding_windows`.
+    """Windows cut from a table by :func:`sliding_windows` or :func:`sequence_windows`.
 
     Attributes
     ----------
@@ -34,8 +34,11 @@ class Windows:
         ``s_i + lookback - 1``. Increasing, so it orders windows in time.
     label_index : numpy.ndarray or None
         Shape ``(m,)``, int64: ``end_index + horizon``; ``None`` without labels.
-    lookback, horizon, stride : int
+    lookback, horizon : int
         The parameters the windows were cut with.
+    stride : int or None
+        Rows between the starts of consecutive windows; ``None`` for one
+        sequence per id (:func:`sequence_windows` with ``ids``).
     """
 
     X: np.ndarray
@@ -45,7 +48,7 @@ class Windows:
     label_index: np.ndarray | None
     lookback: int
     horizon: int
-    stride: int
+    stride: int | None
 
     def __len__(self) -> int:
         return self.X.shape[0]
@@ -104,7 +107,8 @@ def sliding_windows(
     ``y[s_i + lookback - 1 + horizon]``:
 
     * ``horizon=1`` (default): the row *after* the window, i.e. the window
-      ``X[t - lookback : t]`` predicts ``y[t]`` (seed 002's convention);
+      ``X[t - lookback : t]`` predicts ``y[t]`` (the convention of the superposition and
+      spurious-correlation study);
     * ``horizon=0``: the window's own last row.
 
     Windows whose label row would lie past the end are dropped. Without
@@ -176,4 +180,96 @@ def sliding_windows(
         lookback=lookback,
         horizon=horizon,
         stride=stride,
+    )
+
+
+def _sequence_ids(ids: Any, n: int) -> np.ndarray:
+    """Codes ``(n,)`` int64 of ``ids``, numbered in order of first appearance."""
+    if isinstance(ids, torch.Tensor):
+        ids = ids.detach().cpu().numpy()
+    keys = ids.to_numpy() if isinstance(ids, pd.Series | pd.Index) else np.asarray(ids)
+    if keys.ndim != 1 or keys.shape[0] != n:
+        raise ValueError(f"ids must hold one sequence id per row of X ({n}), got shape {keys.shape}")
+    codes, _ = pd.factorize(keys, sort=False)
+    if (codes < 0).any():
+        raise ValueError(f"ids has missing values (first at row {int(np.flatnonzero(codes < 0)[0])}); "
+                         "every row needs a sequence id")
+    return codes.astype(np.int64)
+
+
+def sequence_windows(X: Any, y: Any = None, *, lookback: int | None = None, ids: Any = None) -> Windows:
+    """Sequence-model inputs from rows: windows of one time series, or one sequence per id.
+
+    * ``ids=None``: the rows are one time series in time order, cut into every
+      window of ``lookback`` consecutive rows, each labelled by its own last
+      row (:func:`sliding_windows` with ``horizon=0``, ``stride=1``).
+    * ``ids`` given: rows with equal ids form one sequence (its rows in file
+      order; sequences in order of their first row). Sequence ``j`` is its
+      last ``lookback`` rows (all of them with ``lookback=None``, when every
+      sequence has the same length), labelled by its last row.
+
+    Parameters
+    ----------
+    X : numpy.ndarray, torch.Tensor or pandas.DataFrame
+        Shape ``(n, d)``, real numbers without NaN/inf. float64 stays float64;
+        other dtypes become float32.
+    y : array-like, optional
+        Shape ``(n,)`` (or ``(n, k)``), one label per row; bools become 0/1.
+    lookback : int, optional
+        Rows per window (``1 <= lookback``); required without ``ids``.
+    ids : array-like of shape (n,), optional
+        Sequence id of each row (any hashable values, no missing ones).
+
+    Returns
+    -------
+    Windows
+        ``X`` ``(m, lookback, d)``, ``y`` ``(m,)`` (the labels of the last
+        rows) or ``None``, and ``end_index`` = ``label_index``, the row
+        position of each window's last row; ``horizon`` is 0. Without ``ids``
+        ``m = n - lookback + 1`` and ``stride`` is 1; with ``ids`` ``m`` is
+        the number of distinct ids and ``stride`` is ``None``.
+
+    Raises
+    ------
+    ValueError
+        If ``lookback`` is missing without ``ids`` or is below 1; the
+        sequences have different lengths and ``lookback`` is None; a sequence
+        is shorter than ``lookback``; ``ids`` or ``y`` do not have one entry
+        per row; ``ids`` has missing values; or ``X`` is not 2-D or has NaN/inf.
+    TypeError
+        For non-numeric ``X`` or ``y`` or a non-int ``lookback``.
+    """
+    if ids is None:
+        if lookback is None:
+            raise ValueError("lookback is required without ids: the rows are one series cut into windows "
+                             "of lookback rows")
+        return sliding_windows(X, y, lookback=lookback, horizon=0)
+    if lookback is not None:
+        lookback = check_int(lookback, name="lookback", minimum=1)
+    t, names = as_tensor(X, name="X", ndims=(2,))
+    data = t.cpu().numpy()
+    n, d = data.shape
+    codes = _sequence_ids(ids, n)
+    labels = None if y is None else _labels_to_numpy(y, n)
+    counts = np.bincount(codes)
+    if lookback is None:
+        if counts.min() != counts.max():
+            raise ValueError(f"sequences have {counts.min()} to {counts.max()} rows; give a lookback "
+                             f"(at most {counts.min()}) to use the last rows of each")
+        lookback = int(counts[0])
+    elif counts.min() < lookback:
+        raise ValueError(f"lookback ({lookback}) exceeds the shortest sequence, which has {counts.min()} rows")
+    by_sequence = np.argsort(codes, kind="stable")  # rows grouped by sequence, file order within each
+    stops = np.cumsum(counts)
+    rows = by_sequence[(stops - lookback)[:, None] + np.arange(lookback)]  # (m, lookback), last rows of each
+    end_index = rows[:, -1].astype(np.int64)
+    return Windows(
+        X=data[rows],
+        y=None if labels is None else labels[end_index],
+        feature_names=names if names is not None else default_feature_names(d),
+        end_index=end_index,
+        label_index=None if labels is None else end_index.copy(),
+        lookback=lookback,
+        horizon=0,
+        stride=None,
     )

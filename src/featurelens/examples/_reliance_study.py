@@ -5,15 +5,13 @@ sequence data set with two feature groups, :func:`run_reliance_study`
 
 1. trains a window MLP (flatten ``(T, d)`` then :class:`featurelens.models.MLP`)
    with early stopping on the validation loss;
-2. measures accuracy and AUC in distribution and on the shifted test set;
-3. runs :func:`featurelens.reliance.detect_spurious` on the newest labelled
+2. audits it with :func:`featurelens.reliance.audit`: accuracy and AUC in
+   distribution and on the shifted test set; detection on the newest labelled
    data (the in-distribution test rows and the shifted rows) with
-   user-declared environments;
-4. draws robustness curves, the group interaction matrix and importance per
-   time window or metrics per subgroup;
-5. mitigates reliance on the suspect group with several strategies and judges
-   them on the shifted test set;
-6. writes the reliance report, the model (``torch.export``, ``model.pt2``), a CSV of the data the
+   user-declared environments; robustness curves, the feature interaction
+   matrix and importance per time window or metrics per subgroup; mitigation
+   of the suspect group with several strategies, judged on the shifted test set;
+3. writes the reliance report, the model (``torch.export``, ``model.pt2``), a CSV of the data the
    detector saw and the groups file, so that ``featurelens reliance`` can be
    re-run on them.
 """
@@ -33,10 +31,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from featurelens import _metrics
 from featurelens._io import atomic_output_dir, atomic_write_text, check_output_dir
 from featurelens.data import FeatureSpec
 from featurelens.models import MLP, train
+from featurelens.reliance import (
+    MitigationTable,
+    RelianceAudit,
+    SpuriousReport,
+    audit,
+    save_reliance_report,
+)
 
 
 @dataclass(frozen=True)
@@ -52,15 +56,24 @@ class StudyResult:
     """What an example computed and where it wrote it.
 
     ``results`` is the content of ``results.json``; ``model`` the trained
-    (unmitigated) model; ``mitigated`` the mitigation result object.
+    (unmitigated) model; ``audit`` everything the audit found.
     """
 
     out: Path
     results: dict[str, Any]
     model: nn.Module
-    detection: Any
-    mitigation: Any
+    audit: RelianceAudit
     seconds: float
+
+    @property
+    def detection(self) -> SpuriousReport:
+        """The audit's detection (``audit.detection``)."""
+        return self.audit.detection
+
+    @property
+    def mitigation(self) -> MitigationTable | None:
+        """The audit's mitigation table (``audit.mitigation``)."""
+        return self.audit.mitigation
 
 
 def window_mlp(lookback: int, n_features: int, hidden: Sequence[int] = (64, 32)) -> nn.Sequential:
@@ -91,14 +104,6 @@ def standardize(train_x: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, .
     return tuple(((a - mean) / std).astype(np.float32) for a in (train_x, *others))
 
 
-def _scores(model: nn.Module, split: Split) -> dict[str, float]:
-    with torch.no_grad():
-        logits = model(torch.from_numpy(split.X)).reshape(-1)
-    y = torch.from_numpy(split.y)
-    prob = torch.sigmoid(logits)
-    return {"accuracy": _metrics.accuracy(y, prob), "auc": _metrics.auc(y, prob)}
-
-
 def run_reliance_study(
     out: str | os.PathLike,
     *,
@@ -123,7 +128,7 @@ def run_reliance_study(
     force: bool = False,
     progress: bool = False,
 ) -> StudyResult:
-    """Train, detect, probe robustness and interactions, mitigate, report (see the module docstring).
+    """Train, then audit (:func:`featurelens.reliance.audit`) and report (see the module docstring).
 
     ``splits`` holds ``train``, ``val``, ``test`` and ``shifted``; ``environments``
     labels the rows of ``test`` followed by ``shifted`` (detection data);
@@ -133,16 +138,6 @@ def run_reliance_study(
     ``table`` is the detection data as a flat table for ``featurelens reliance``
     (written as ``data.csv`` with ``model.pt2`` and ``groups.json``).
     """
-    from featurelens.reliance import (
-        detect_spurious,
-        evaluate_mitigations,
-        importance_over_windows,
-        interaction_matrix,
-        metrics_by_subgroup,
-        robustness,
-        save_reliance_report,
-    )
-
     start = time.perf_counter()
     check_output_dir(out, force=force)
     tr, va, te, sh = (splits[k] for k in ("train", "val", "test", "shifted"))
@@ -153,27 +148,6 @@ def run_reliance_study(
     fit = train(model, tr.X, tr.y, loss="bce", validation_data=(va.X, va.y), epochs=epochs,
                 batch_size=64, weight_decay=1e-3, patience=10, random_state=random_state, progress=progress)
     model.eval()
-    scores = {"in-distribution test": _scores(model, te), "shifted test": _scores(model, sh)}
-
-    det = Split(np.concatenate([te.X, sh.X]), np.concatenate([te.y, sh.y]))
-    detection = detect_spurious(model, det.X, det.y, groups=spec, environments=environments,
-                                random_state=random_state)
-    curves = robustness(model, te.X, te.y, metric="accuracy", groups=spec, feature_names=list(spec.names),
-                        immutable=list(immutable) or None, random_state=random_state)
-    interactions = {"features": interaction_matrix(model, te.X, groups=None, feature_names=list(spec.names),
-                                                   baselines="mean", background=tr.X)}
-    over_time = by_group = None
-    if window is not None:
-        over_time = importance_over_windows(model, te.X, te.y, groups=spec, window=window,
-                                            random_state=random_state).table
-    if subgroups is not None:
-        labels = [f"{s} ({e})" for s, e in zip(subgroups, environments, strict=True)]
-        by_group = metrics_by_subgroup(model, det.X, det.y, subgroups=labels, metrics=("auc", "accuracy"),
-                                       link="sigmoid").rename(columns={"subgroup": subgroup_name})
-    mitigation = evaluate_mitigations(
-        model, strategies, train=(tr.X, tr.y), val=(va.X, va.y), test=(te.X, te.y), shifted=(sh.X, sh.y),
-        groups=spec, suspect=suspect, epochs=mitigation_epochs, random_state=random_state,
-    )
     info = {
         **dict(summary or {}),
         "rows (train / validation / test / shifted)": f"{len(tr.y)} / {len(va.y)} / {len(te.y)} / {len(sh.y)}",
@@ -181,16 +155,23 @@ def run_reliance_study(
                  f"{sum(p.numel() for p in model.parameters())} parameters",
         "training": (f"Adam (lr 1e-3, weight decay 1e-3, batch 64), BCE with logits, early stopping on "
                      f"validation loss (patience 10); best epoch {fit.best_epoch} of {fit.stopped_epoch}"),
-        **{f"{part} {m}": v for part, s in scores.items() for m, v in s.items()},
     }
+    result = audit(
+        model, np.concatenate([te.X, sh.X]), np.concatenate([te.y, sh.y]), groups=spec,
+        environments=environments, test=(te.X, te.y), train=(tr.X, tr.y), val=(va.X, va.y),
+        shifted=(sh.X, sh.y), strategies=strategies, suspect=suspect, immutable=immutable, window=window,
+        subgroups=subgroups, subgroup_name=subgroup_name, epochs=mitigation_epochs, title=title, summary=info,
+        ground_truth=ground_truth, notes=notes, random_state=random_state,
+    )
     with atomic_output_dir(out, force=force) as tmp:
         results = save_reliance_report(
-            tmp / "report", title=title, detection=detection, robustness=curves,
-            interactions=interactions, mitigation=mitigation, windows=over_time, subgroups=by_group,
-            summary=info, ground_truth=ground_truth, notes=notes, robustness_metric="accuracy",
+            tmp / "report", title=result.title, detection=result.detection, robustness=result.robustness_frame(),
+            robustness_metric=result.robustness_metric, interactions=result.interactions,
+            mitigation=result.mitigation, windows=result.windows, subgroups=result.subgroups,
+            summary={**result.summary, **result.scores}, ground_truth=result.ground_truth, notes=result.notes,
         )
-        save_exported(model, det.X[:2], tmp / "model.pt2")
+        save_exported(model, te.X[:2], tmp / "model.pt2")
         if table is not None:
             table.to_csv(tmp / "data.csv", index=False)
         atomic_write_text(tmp / "groups.json", json.dumps(spec.groups_as_names(), indent=2) + "\n")
-    return StudyResult(Path(out), results, model, detection, mitigation, time.perf_counter() - start)
+    return StudyResult(Path(out), results, model, result, time.perf_counter() - start)

@@ -1,11 +1,13 @@
-"""Seed 002's finance study: technical vs calendar features of a next-day-up classifier.
+"""Finance example: technical vs calendar features of a next-day-up classifier.
+
+The finance study of the superposition and spurious-correlation study.
 
 :func:`run_finance_example` (CLI: ``featurelens example finance [--quick]``)
 generates daily bars with regime-switching returns (:func:`featurelens.data.make_ohlcv`)
 and a planted calendar anomaly — Mondays and the first trading day of each
 month rise ``calendar_effect`` standard deviations more often — that holds for
 the first ``effect_share`` of the history and then disappears (as anomalies
-do once traded on). It builds seed 002's features (SMA(20) as the gap of the
+do once traded on). It builds that study's features (SMA(20) as the gap of the
 close to it, RSI(14) with Wilder's smoothing, the 20-day volume coefficient
 of variation, day of week, month end) as windows of ``lookback`` days with
 the next-day-up label, trains on the anomaly period (chronological

@@ -1,4 +1,6 @@
-"""Seed 002's healthcare study: clinical vs administrative features of an outcome model.
+"""Healthcare example: clinical vs administrative features of an outcome model.
+
+The healthcare study of the superposition and spurious-correlation study.
 
 :func:`run_healthcare_example` (CLI: ``featurelens example healthcare [--quick]``)
 generates visit sequences of synthetic patients (:func:`featurelens.data.make_ehr`)

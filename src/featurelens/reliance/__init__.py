@@ -1,5 +1,6 @@
 """Reliance: spurious-correlation detection, robustness, interactions, stability, mitigation, reports."""
 
+from featurelens.reliance._audit import MITIGATION_STRATEGIES, RelianceAudit, audit
 from featurelens.reliance._detect import SpuriousReport, Thresholds, detect_spurious, verdict_of
 from featurelens.reliance._interactions import interaction_matrix, shapley_interactions
 from featurelens.reliance._mitigate import Mitigated, infer_environments, mitigate
@@ -10,7 +11,12 @@ from featurelens.reliance._mitigation_eval import (
 )
 from featurelens.reliance._probe import ProbeResult, cross_val_probe
 from featurelens.reliance._report import save_reliance_report, write_reliance_report
-from featurelens.reliance._robustness import RobustnessCurve, robustness, robustness_curve
+from featurelens.reliance._robustness import (
+    PERTURBATIONS,
+    RobustnessCurve,
+    robustness,
+    robustness_curve,
+)
 from featurelens.reliance._stability import (
     WindowImportance,
     importance_by_subgroup,
@@ -27,9 +33,12 @@ from featurelens.reliance._suite import (
 )
 
 __all__ = [
+    "MITIGATION_STRATEGIES",
+    "PERTURBATIONS",
     "Mitigated",
     "MitigationTable",
     "ProbeResult",
+    "RelianceAudit",
     "RobustnessCurve",
     "SpuriousReport",
     "SuiteCase",
@@ -37,6 +46,7 @@ __all__ = [
     "SuiteResult",
     "Thresholds",
     "WindowImportance",
+    "audit",
     "cross_val_probe",
     "detect_spurious",
     "evaluate_mitigations",
