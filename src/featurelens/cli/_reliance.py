@@ -9,7 +9,6 @@ import numpy as np
 import typer
 
 from featurelens._io import check_output_dir
-from featurelens._metrics import logit_accuracy
 
 _PERTURBATIONS = ("gaussian", "dropout", "fgsm", "pgd")
 
@@ -130,7 +129,7 @@ def reliance_command(
     import torch
 
     from featurelens.data import FeatureSpec, load_table, read_groups
-    from featurelens.models import load_model
+    from featurelens.models import load_model, logit_accuracy
     from featurelens.reliance import (
         detect_spurious,
         interaction_matrix,
