@@ -66,3 +66,13 @@ def test_linear_chain_verifies_on_the_first_probe_rows_and_still_rejects_a_resid
 def test_find_input_layer_is_one_function_shared_with_attribution():
     assert attribution.find_input_layer is find_input_layer
     assert find_input_layer(_chain(inplace=True), _x())[0] == "0"
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")
+def test_compiled_models_are_refused_with_the_reason():
+    traced = torch.jit.trace(_chain(inplace=False), _x(4))
+    with pytest.raises(ValueError, match=r"it is a TorchScript module, whose layers are no nn\.Linear modules"):
+        find_input_layer(traced, _x())
+    exported = torch.export.export(_chain(inplace=False), (_x(4),)).module()
+    with pytest.raises(ValueError, match=r"it is an exported or traced graph \(torch\.export / torch\.fx\)"):
+        find_input_layer(exported, _x())

@@ -97,6 +97,19 @@ def _recording(modules: Sequence[tuple[str, nn.Module]]) -> Iterator[list[_Call]
             h.remove()
 
 
+def _compiled_note(model: nn.Module) -> str:
+    """Why a compiled model shows no ``nn.Linear`` modules ("" for a plain ``nn.Module``)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        kind = "a TorchScript module"
+    elif isinstance(model, torch.fx.GraphModule):
+        kind = "an exported or traced graph (torch.export / torch.fx)"
+    else:
+        return ""
+    return (f"; it is {kind}, whose layers are no nn.Linear modules: the weight-based methods "
+            "need the Python nn.Module (a state dict with its factory), or use a perturbation or "
+            "gradient method")
+
+
 def run_model(model: nn.Module, x: torch.Tensor, output: int | None) -> torch.Tensor:
     """``pick_output(call_model(model, x), output)``."""
     return pick_output(call_model(model, x), output)
@@ -234,7 +247,10 @@ def linear_chain(model: nn.Module, x: torch.Tensor, *, output: int | None = None
                 )
     lin = [c for c in calls if isinstance(c.module, nn.Linear)]
     if not lin:
-        raise ValueError("no nn.Linear layer ran in the model's forward pass; edge scores need nn.Linear layers")
+        raise ValueError(
+            "no nn.Linear layer ran in the model's forward pass; edge scores need nn.Linear layers"
+            + _compiled_note(model)
+        )
     repeated = [n for n, k in Counter(c.name for c in lin).items() if k > 1]
     if repeated:
         raise ValueError(
@@ -265,7 +281,9 @@ def locate_input_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Linea
     """:func:`find_input_layer` on the tensor ``x`` as given (no conversion, mode unchanged)."""
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise ValueError("the model has no nn.Linear layer, so it has no input layer to read weights from")
+        raise ValueError(
+            "the model has no nn.Linear layer, so it has no input layer to read weights from" + _compiled_note(model)
+        )
     with _recording(linears) as calls, torch.no_grad():
         call_model(model, x)
     readers = linear_readers(calls, x)
