@@ -141,20 +141,3 @@ def get_metric(metric: str | Callable | Metric, *, higher_is_better: bool | None
         return Metric(name, fn, higher_is_better=bool(higher_is_better))
     raise TypeError(f"metric must be a name or a callable, got {type(metric).__name__}")
 
-
-def logit_accuracy(model: torch.nn.Module, x: torch.Tensor | np.ndarray, y_true: torch.Tensor | np.ndarray) -> float:
-    """Accuracy of a binary classifier that returns logits ``(n,)`` or ``(n, 1)``.
-
-    Equals :func:`accuracy` of ``sigmoid(model(x))``: a row is predicted 1
-    when its logit is ``>= 0``. The model runs in eval mode without
-    gradients, on its own device and dtype; its mode is restored.
-    """
-    from featurelens.models._state import model_device_dtype, preserve_model
-
-    device, dtype = model_device_dtype(model)
-    xt = torch.as_tensor(x).to(device=device, dtype=dtype)
-    with preserve_model(model, eval_mode=True), torch.no_grad():
-        prob = torch.sigmoid(model(xt).reshape(xt.shape[0], -1))
-    if prob.shape[1] != 1:
-        raise ValueError(f"logit_accuracy needs one logit per row, got model output of shape {tuple(prob.shape)}")
-    return accuracy(torch.as_tensor(np.asarray(y_true)), prob[:, 0].double().cpu())

@@ -227,3 +227,38 @@ def test_input_layer_behind_a_size_one_axis_is_found_but_not_behind_a_flatten():
     flat = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4, 1))  # (n, T, d) -> (n, T*d): columns are not features
     with pytest.raises(ValueError, match=r"no nn\.Linear layer reads the model input"):
         find_input_layer(flat, torch.randn(6, 3, 4))
+
+
+def _leaky_chain(inplace: bool) -> nn.Sequential:
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Linear(5, 6), nn.LeakyReLU(0.1, inplace=inplace), nn.Linear(6, 4),
+                         nn.ReLU(inplace=inplace), nn.Linear(4, 1)).double()
+
+
+class _HalvesAfterUse(nn.Module):
+    """``h.mul_(0.5)`` after ``l2`` read ``h``: the output, and so every score, is unaffected."""
+
+    def __init__(self, edit: bool) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.l1, self.l2, self.edit = nn.Linear(5, 4).double(), nn.Linear(4, 1).double(), edit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.l1(x))
+        y = self.l2(h)
+        if self.edit:
+            h.mul_(0.5)
+        return y
+
+
+@pytest.mark.parametrize(("edited", "plain"), [(lambda: _leaky_chain(True), lambda: _leaky_chain(False)),
+                                              (lambda: _HalvesAfterUse(True), lambda: _HalvesAfterUse(False))],
+                         ids=["inplace_activations", "edit_after_use"])
+def test_edge_scores_are_unchanged_by_inplace_operations(edited, plain):
+    """Hooks record copies: an in-place activation or a later in-place edit of a recorded
+    activation gives the scores of the same model computed without in-place operations."""
+    x = _x(60)
+    got, want = attribute(edited(), x, method="edge_scores"), attribute(plain(), x, method="edge_scores")
+    np.testing.assert_array_equal(got.scores, want.scores)
+    for key, value in want.extras.items():
+        np.testing.assert_array_equal(got.extras[key], value)

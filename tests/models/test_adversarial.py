@@ -115,6 +115,28 @@ def test_scale_std_equals_explicit_scale_and_batching_does_not_matter():
     assert torch.equal(fgsm(model, X, y, epsilon=0.5, mask=keep, batch_size=7), fgsm(model, X, y, epsilon=0.5, mask=keep))
 
 
+def test_pgd_random_start_does_not_depend_on_batch_size():
+    """One random start for all rows: chunks of 7 rows give the rows of one call, and both
+    equal the ascent written out by hand from that start."""
+    model = _Squeeze(_linear([1.0, -2.0, 0.5]))
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(30, 3))
+    y = (rng.random(30) < 0.5).astype(np.float64)
+    kw = {"epsilon": 0.3, "steps": 2, "step_size": 0.05, "random_state": 9}  # small steps: the start shows
+    whole = pgd(model, X, y, **kw)
+    assert torch.equal(pgd(model, X, y, batch_size=7, **kw), whole)
+    Xt = torch.as_tensor(X)
+    eps = 0.3 * feature_scale(Xt)
+    u = torch.rand(Xt.shape, generator=torch.Generator().manual_seed(
+        int(np.random.default_rng(9).integers(0, 2**63 - 1))), dtype=Xt.dtype)
+    x = Xt + (2 * u - 1) * eps
+    for _ in range(2):  # the same ascent by hand
+        xr = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(row_losses("bce", model(xr), torch.as_tensor(y)).sum(), xr)
+        x = torch.minimum(torch.maximum(x + 0.05 / 0.3 * eps * g.sign(), Xt - eps), Xt + eps)
+    torch.testing.assert_close(whole, x, rtol=0, atol=1e-12)
+
+
 @pytest.fixture(scope="module")
 def trained():
     data = make_multifeature(1500, n_groups=2, group_dim=3, random_state=0)

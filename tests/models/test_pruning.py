@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -13,6 +14,7 @@ from torch.nn.utils import prune
 from featurelens.models import MLP, load_model
 from featurelens.models.pruning import (
     copy_model,
+    effective_weight,
     iterative_magnitude_pruning,
     magnitude_prune,
     make_permanent,
@@ -342,3 +344,28 @@ def test_bad_arguments_raise_naming_the_argument():
         pruning_masks(None)
     with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module"):
         make_permanent(None)
+
+
+# ---------------------------------------------------------------------------- one sparsity table
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")
+def test_sparsity_with_dense_layers_counts_every_layer_and_reads_traced_models():
+    model = Ten()
+    prune.custom_from_mask(model.layer10, "weight", (torch.arange(16).reshape(1, 16) % 2 == 0).float())
+    prune.custom_from_mask(model.layer1, "bias", torch.tensor([1.0, 0.0] * 8))
+    table = sparsity(model, dense_layers=True)
+    assert table["layer"].tolist() == ["layer1.weight", "layer1.bias", "layer10.weight", "total"]
+    assert table["n_weights"].tolist() == [64, 16, 16, 96] and table["n_pruned"].tolist() == [0, 8, 8, 16]
+    assert table["pruned"].tolist() == [False, True, True, True]
+    only = sparsity(model)
+    assert only["layer"].tolist() == ["layer1.bias", "layer10.weight", "total"]
+    assert only["sparsity"].tolist() == [0.5, 0.5, 0.5] and only["pruned"].tolist() == [True, True, True]
+    traced = torch.jit.trace(model, torch.zeros(2, 4))
+    for dense in (False, True):
+        pd.testing.assert_frame_equal(sparsity(traced, dense_layers=dense), sparsity(model, dense_layers=dense))
+    assert {k: v.tolist() for k, v in pruning_masks(traced).items()} == {
+        k: v.tolist() for k, v in pruning_masks(model).items()}
+    assert torch.equal(effective_weight(traced.layer10), model.layer10.weight_orig.detach() * model.layer10.weight_mask)
+    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module"):
+        sparsity("model")

@@ -6,7 +6,7 @@ from featurelens.attribution._edge_scores import EdgeScores, edge_scores
 from featurelens.attribution._explanation import Explanation
 from featurelens.attribution._optimize import optimize_input
 from featurelens.attribution._prune_inputs import PrunedInputs, prune_inputs, rank_plot
-from featurelens.attribution._tracing import find_input_layer
+from featurelens.models import find_input_layer
 
 __all__ = [
     "METHODS",

@@ -11,27 +11,17 @@ import torch
 from torch import nn
 
 from featurelens._fingerprint import fingerprint_data, fingerprint_model
-from featurelens._progress import progress_bar
 from featurelens._validation import check_int
 from featurelens.attribution._explanation import Explanation
 from featurelens.data._inputs import as_tensor, resolve_names
 from featurelens.data._spec import FeatureSpec
-from featurelens.models._output import OutputSelector
-from featurelens.models._state import model_device_dtype
-
-#: Rows per model call on the CPU, per torch thread. Measured on the anchor MLP
-#: 64-256-256-1 with benchmarks/chunk_size.py (docs/benchmarks.md): with 1 thread
-#: 1024-2048-row calls are fastest, with 2 threads 2048-4096; 8192-row calls cost
-#: 40-70 % more (activations fall out of the per-core cache).
-CPU_ROWS_PER_THREAD = 1024
-CUDA_ROWS_PER_CALL = 65536
-
-
-def default_batch_size(x: torch.Tensor) -> int:
-    """Rows per model call: 1024 per torch thread on CPU (65536 on CUDA), divided by the sequence length."""
-    rows = CUDA_ROWS_PER_CALL if x.device.type == "cuda" else CPU_ROWS_PER_THREAD * torch.get_num_threads()
-    steps = x.shape[1] if x.dim() == 3 else 1
-    return max(1, rows // steps)
+from featurelens.models import (
+    OutputSelector,
+    call_model,
+    default_batch_size,
+    evaluate,
+    model_device_dtype,
+)
 
 
 @dataclass
@@ -68,21 +58,21 @@ class Problem:
         naming the input shape (no separate probe forward is spent on it).
         """
         if not self.checked:
-            out = self.selector(_call_model(self, xb), xb.shape[0])
+            out = self.selector(call_model(self.model, xb, shape=tuple(self.x.shape)), xb.shape[0])
             self.checked = True
             return out
         return self.selector(self.model(xb), xb.shape[0])
 
     def forward_all(self, x: torch.Tensor | None = None, *, desc: str = "model outputs") -> torch.Tensor:
-        """Selected outputs for all rows of ``x`` (default: the inputs), in chunks, without grad."""
+        """Selected outputs for all rows of ``x`` (default: the inputs), in chunks, without grad.
+
+        :func:`featurelens.models.evaluate` with the problem's selector and batch size.
+        """
         x = self.x if x is None else x
-        outs = []
-        with torch.no_grad(), progress_bar(desc, x.shape[0], enabled=self.progress) as advance:
-            for i in range(0, x.shape[0], self.batch_size):
-                xb = x[i : i + self.batch_size]
-                outs.append(self.forward(xb))
-                advance(xb.shape[0])
-        return torch.cat(outs)
+        out = evaluate(self.model, x, output=self.selector, batch_size=self.batch_size, progress=self.progress,
+                       desc=desc)
+        self.checked = True
+        return out
 
     def explanation(
         self, values: np.ndarray | None, *, method: str, params: dict, axes: tuple[str, ...] | None = None, **kw: Any
@@ -159,17 +149,5 @@ def build_problem(
     )
     if not require_target:  # methods that never call problem.forward: check the data fits now
         with torch.no_grad():
-            _call_model(problem, problem.x[:2])
+            call_model(model, x[:2], shape=tuple(x.shape))
     return problem
-
-
-def _call_model(problem: Problem, xb: torch.Tensor) -> Any:
-    """``model(xb)``, with a failure reported as a model/data mismatch."""
-    try:
-        return problem.model(xb)
-    except (RuntimeError, IndexError, ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(
-            f"the model failed on inputs of shape {tuple(problem.x.shape)} "
-            f"({problem.x.shape[-1]} features): {first}"
-        ) from exc

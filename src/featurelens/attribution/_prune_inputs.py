@@ -22,8 +22,8 @@ from featurelens._io import atomic_write_bytes
 from featurelens._validation import check_float
 from featurelens.attribution._edge_scores import EdgeScores
 from featurelens.attribution._explanation import Explanation
-from featurelens.attribution._tracing import find_input_layer
 from featurelens.data._spec import default_feature_names
+from featurelens.models import find_input_layer
 from featurelens.models._loading import Factory, _load_state, resolve_factory
 from featurelens.models._state import set_eval
 

@@ -17,8 +17,8 @@ import torch
 from featurelens.attribution._edge_scores import edge_scores
 from featurelens.attribution._explanation import Explanation
 from featurelens.attribution._problem import Problem
-from featurelens.attribution._tracing import PROBE_ROWS, effective_weight, locate_input_layer
 from featurelens.data._inputs import as_tensor
+from featurelens.models import effective_weight, find_input_layer
 
 
 def _group(problem: Problem, col: np.ndarray) -> np.ndarray:
@@ -41,7 +41,7 @@ def _normalised(col: np.ndarray) -> np.ndarray:
 
 
 def _input_weight_sums(problem: Problem) -> tuple[str, np.ndarray]:
-    name, layer = locate_input_layer(problem.model, problem.x[:PROBE_ROWS])
+    name, layer = find_input_layer(problem.model, problem.x)
     return name, effective_weight(layer).to(torch.float64).abs().sum(dim=0).cpu().numpy()
 
 

@@ -19,12 +19,11 @@ from typing import Any
 import torch
 
 from featurelens._io import check_output_dir
-from featurelens._metrics import logit_accuracy
 from featurelens._validation import check_float, check_int
 from featurelens.attribution import Explanation, attribute
 from featurelens.data import make_biased, make_shifted, train_val_test_split
 from featurelens.internals import summarize_internals
-from featurelens.models import SmallTransformer, train
+from featurelens.models import SmallTransformer, logit_accuracy, train
 from featurelens.report import save_attribution_report
 
 

@@ -26,6 +26,7 @@ from featurelens.internals._modules import (
     check_hookable,
     resolve_single,
 )
+from featurelens.models import find_input_layer
 from featurelens.models._state import preserve_model
 
 #: module types summarised by default (their outputs are the layer representations)
@@ -288,7 +289,6 @@ def summarize_internals(
     random_state : int, Generator or None
         Seed of the row subsamples.
     """
-    from featurelens.attribution._tracing import find_input_layer
     from featurelens.internals.attention import attention_statistics, attention_weights
     from featurelens.representation import group_overlap, jacobian_overlap
 

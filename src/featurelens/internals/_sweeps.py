@@ -27,7 +27,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from featurelens._metrics import logit_accuracy
 from featurelens._progress import progress_bar
 from featurelens._validation import RandomState, check_int, check_random_state
 from featurelens.data import make_biased, make_multifeature, make_shifted, train_val_test_split
@@ -37,6 +36,7 @@ from featurelens.models import (
     HierarchicalTransformer,
     ParallelTransformer,
     SmallTransformer,
+    logit_accuracy,
     train,
 )
 

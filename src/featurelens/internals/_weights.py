@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from featurelens._validation import check_int
-from featurelens.attribution._tracing import find_input_layer
 from featurelens.internals._modules import resolve_single
+from featurelens.models import find_input_layer
 
 Edit = torch.Tensor | float | Callable[[torch.Tensor], torch.Tensor]
 

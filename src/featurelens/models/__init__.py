@@ -1,10 +1,14 @@
-"""Models: safe loading, output selection, reference architectures, training."""
+"""Models: safe loading, output selection, the evaluation core, model structure, training."""
 
+from featurelens.models._evaluate import call_model, default_batch_size, evaluate, logit_accuracy
 from featurelens.models._loading import load_model, resolve_factory
+from featurelens.models._orthogonal import orthogonality_penalty
 from featurelens.models._output import OutputSelector
+from featurelens.models._pruning_masks import effective_weight
 from featurelens.models._reference import MLP, SmallTransformer
 from featurelens.models._state import model_device_dtype, preserve_model
-from featurelens.models._training import TrainResult, orthogonality_penalty, train
+from featurelens.models._structure import find_input_layer, linear_chain
+from featurelens.models._training import TrainResult, train
 from featurelens.models._variants import (
     GatedTransformer,
     HierarchicalTransformer,
@@ -19,7 +23,14 @@ __all__ = [
     "ParallelTransformer",
     "SmallTransformer",
     "TrainResult",
+    "call_model",
+    "default_batch_size",
+    "effective_weight",
+    "evaluate",
+    "find_input_layer",
+    "linear_chain",
     "load_model",
+    "logit_accuracy",
     "model_device_dtype",
     "orthogonality_penalty",
     "preserve_model",

@@ -27,11 +27,10 @@ from featurelens.models._pruning_masks import (
     _prune_layerwise,
     _refresh_pruned,
     _select_layers,
-    _with_total,
     copy_model,
     pruning_masks,
-    sparsity,
 )
+from featurelens.models._sparsity import _with_total, sparsity
 
 # ---------------------------------------------------------------------------- lottery tickets
 

@@ -82,7 +82,8 @@ class OutputSelector:
     def _pick(self, raw: Any) -> torch.Tensor:
         return pick_output(raw, self.output)
 
-    def __call__(self, raw: Any, batch_size: int) -> torch.Tensor:
+    def __call__(self, raw: Any, batch_size: int, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The selected output of one batch of ``batch_size`` rows; ``dtype`` casts before the link."""
         out = self._pick(raw)
         if out.dim() == 0 or out.shape[0] != batch_size:
             raise ValueError(
@@ -91,6 +92,8 @@ class OutputSelector:
             )
         trailing = tuple(out.shape[1:])
         out = out.reshape(batch_size, -1)
+        if dtype is not None:
+            out = out.to(dtype)
         k = out.shape[1]
         self.n_outputs = k
         if self.link == "sigmoid":

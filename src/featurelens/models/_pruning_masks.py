@@ -12,7 +12,6 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import nn
 from torch.nn.utils import prune
@@ -26,6 +25,25 @@ _DEFAULT_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
 # ---------------------------------------------------------------------------- masks
 
 
+def _own_parameters(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters a module holds itself, also for TorchScript modules (no ``_parameters`` dict)."""
+    return dict(module.named_parameters(recurse=False))
+
+
+def _own_buffers(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The buffers a module holds itself, also for TorchScript modules."""
+    return dict(module.named_buffers(recurse=False))
+
+
+def _module_masks(module: nn.Module) -> dict[str, torch.Tensor]:
+    """``{param: mask buffer}`` for every ``<param>_orig`` / ``<param>_mask`` pair the module holds."""
+    params = _own_parameters(module)
+    return {
+        name[: -len("_mask")]: buf for name, buf in _own_buffers(module).items()
+        if name.endswith("_mask") and name[: -len("_mask")] + "_orig" in params
+    }
+
+
 def pruning_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     """The pruning masks of ``model`` by exact parameter name.
 
@@ -33,18 +51,21 @@ def pruning_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     ``<param>_orig`` parameter and a ``<param>_mask`` buffer (the
     ``torch.nn.utils.prune`` reparametrisation), e.g. ``{"layer1.weight": …}``.
     The masks are detached clones (1 = kept, 0 = pruned), in module order.
+    TorchScript modules (traced or scripted from a pruned model) keep both
+    tensors and are read the same way.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    found: dict[str, torch.Tensor] = {}
-    for mod_name, module in model.named_modules():
-        for buf_name, buf in module._buffers.items():
-            if buf is None or not buf_name.endswith("_mask"):
-                continue
-            base = buf_name[: -len("_mask")]
-            if base + "_orig" in module._parameters:
-                found[f"{mod_name}.{base}" if mod_name else base] = buf.detach().clone()
-    return found
+    return {
+        _param_name(mod_name, base): mask.detach().clone()
+        for mod_name, module in model.named_modules()
+        for base, mask in _module_masks(module).items()
+    }
+
+
+def _param_name(module_path: str, param: str) -> str:
+    """Exact dotted name of parameter ``param`` of the module at ``module_path``."""
+    return f"{module_path}.{param}" if module_path else param
 
 
 def copy_model(model: nn.Module) -> nn.Module:
@@ -77,8 +98,13 @@ def _refresh_pruned(model: nn.Module, names: Iterable[str]) -> None:
         setattr(module, pname, getattr(module, pname + "_orig") * getattr(module, pname + "_mask"))
 
 
-def _weight_of(module: nn.Module) -> torch.Tensor:
-    """The effective weight (``weight_orig * weight_mask`` when pruned), detached."""
+def effective_weight(module: nn.Module) -> torch.Tensor:
+    """The weight a layer computes with, detached: ``weight_orig * weight_mask`` if pruned.
+
+    ``torch.nn.utils.prune`` keeps the dense ``weight_orig`` parameter and the
+    ``weight_mask`` buffer; the product is what the forward pass uses. A module
+    without them returns its ``weight``.
+    """
     if hasattr(module, _PARAM + "_orig") and hasattr(module, _PARAM + "_mask"):
         return (getattr(module, _PARAM + "_orig") * getattr(module, _PARAM + "_mask")).detach()
     return getattr(module, _PARAM).detach()
@@ -92,8 +118,29 @@ def _mask_of(module: nn.Module) -> torch.Tensor:
 
 
 def _has_weight(module: nn.Module) -> bool:
-    return isinstance(module._parameters.get(_PARAM), torch.Tensor) or (
-        _PARAM + "_orig" in module._parameters and _PARAM + "_mask" in module._buffers
+    params = _own_parameters(module)
+    return isinstance(params.get(_PARAM), torch.Tensor) or (
+        _PARAM + "_orig" in params and _PARAM + "_mask" in _own_buffers(module)
+    )
+
+
+def _subclass_names(classes: Iterable[type]) -> set[str]:
+    names: set[str] = set()
+    todo = list(classes)
+    while todo:
+        cls = todo.pop()
+        if cls.__name__ not in names:
+            names.add(cls.__name__)
+            todo.extend(cls.__subclasses__())
+    return names
+
+
+def _is_layer_type(module: nn.Module) -> bool:
+    """An ``nn.Linear`` or convolution, also as a TorchScript module (by its original class name)."""
+    if isinstance(module, _DEFAULT_TYPES):
+        return True
+    return isinstance(module, torch.jit.ScriptModule) and getattr(module, "original_name", None) in _subclass_names(
+        _DEFAULT_TYPES
     )
 
 
@@ -153,7 +200,7 @@ def _prune_layerwise(layers: Sequence[tuple[str, nn.Module]], keep: Sequence[int
         alive = torch.nonzero(flat, as_tuple=True)[0]
         n_cut = alive.numel() - k
         if n_cut > 0:
-            mags = _weight_of(module).reshape(-1)[alive].abs().to(torch.float64)
+            mags = effective_weight(module).reshape(-1)[alive].abs().to(torch.float64)
             flat[alive[_smallest(mags, n_cut)]] = 0
         masks.append(mask)
     _apply_masks(layers, masks)
@@ -167,7 +214,7 @@ def _prune_global(layers: Sequence[tuple[str, nn.Module]], keep_total: int, floo
         mask = _mask_of(module)
         masks.append(mask)
         alive = torch.nonzero(mask.reshape(-1), as_tuple=True)[0].cpu()
-        mag = _weight_of(module).reshape(-1).abs().to(torch.float64).cpu()[alive]
+        mag = effective_weight(module).reshape(-1).abs().to(torch.float64).cpu()[alive]
         free = torch.sort(mag, stable=True, descending=True).indices[floor:]  # all but the largest `floor`
         mags.append(mag[free])
         positions.append(alive[free])
@@ -256,31 +303,7 @@ def magnitude_prune(
     return new
 
 
-# ---------------------------------------------------------------------------- reporting
-
-
-def _with_total(table: pd.DataFrame) -> pd.DataFrame:
-    n, p = int(table["n_weights"].sum()), int(table["n_pruned"].sum())
-    total = pd.DataFrame([{"layer": "total", "n_weights": n, "n_pruned": p, "sparsity": p / n if n else 0.0}])
-    return pd.concat([table, total], ignore_index=True)
-
-
-def sparsity(model: nn.Module) -> pd.DataFrame:
-    """Layer-wise and overall sparsity of the pruned parameters of ``model``.
-
-    One row per pruned parameter (exact name, e.g. ``"layer1.weight"``) and a last
-    ``"total"`` row over all of them: ``n_weights`` (entries), ``n_pruned`` (mask
-    entries equal to 0) and ``sparsity = n_pruned / n_weights``. Only parameters
-    with a ``torch.nn.utils.prune`` mask are listed; a dense model gives only a
-    ``"total"`` row with 0 weights and sparsity 0.
-    """
-    rows = [
-        {"layer": name, "n_weights": int(m.numel()), "n_pruned": int((m == 0).sum()),
-         "sparsity": float((m == 0).sum()) / m.numel() if m.numel() else 0.0}
-        for name, m in pruning_masks(model).items()
-    ]
-    table = pd.DataFrame(rows, columns=["layer", "n_weights", "n_pruned", "sparsity"])
-    return _with_total(table)
+# ---------------------------------------------------------------------------- folding
 
 
 def make_permanent(model: nn.Module) -> nn.Module:

@@ -28,11 +28,12 @@ from featurelens._validation import (
     check_random_state,
 )
 from featurelens.data._inputs import as_tensor
+from featurelens.models._evaluate import evaluate
+from featurelens.models._losses import LOSSES, _batch_loss, _labels, _task_loss, _values, row_losses
+from featurelens.models._orthogonal import _orthogonal_weights, orthogonality_penalty
 from featurelens.models._state import model_device_dtype
 
-LOSSES = ("bce", "mse", "ce")
-_EVAL_CHUNK = 4096
-_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+__all__ = ["LOSSES", "BatchObjective", "TrainResult", "orthogonality_penalty", "row_losses", "train"]
 
 #: ``objective(model, xb, yb, rows) -> scalar`` replacing the mean task loss of one mini-batch
 BatchObjective = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -68,99 +69,17 @@ class TrainResult:
     best_val_loss: float
 
 
-def _labels(y: Any, n: int, loss: str, *, name: str) -> torch.Tensor:
-    if isinstance(y, (pd.Series, pd.DataFrame)):
-        y = y.to_numpy()
-    if not isinstance(y, torch.Tensor):
-        arr = np.asarray(y)
-        if not (arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.number)):
-            raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
-        y = torch.from_numpy(np.array(arr, copy=True))
-    t = y.detach().cpu()
-    if t.dtype == torch.bool:
-        t = t.to(torch.uint8)
-    if t.is_complex() or not (t.is_floating_point() or t.dtype in _INT_DTYPES):
-        raise TypeError(f"{name} must hold numbers, got dtype {t.dtype}")
-    if t.dim() == 2 and t.shape[1] == 1 and loss != "mse":
-        t = t[:, 0]
-    if t.dim() == 0 or t.shape[0] != n:
-        raise ValueError(f"{name} has shape {tuple(t.shape)} but the inputs have {n} rows")
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} holds NaN or inf")
-    if loss == "mse":
-        return t if t.dim() <= 2 else t.reshape(n, -1)
-    if t.dim() != 1:
-        raise ValueError(f"loss={loss!r} needs labels of shape (n,), got {name} of shape {tuple(t.shape)}")
-    if loss == "bce":
-        bad = torch.unique(t[(t != 0) & (t != 1)])
-        if bad.numel():
-            raise ValueError(
-                f"loss='bce' needs 0/1 labels; {name} holds {_values(bad)} "
-                "(use loss='ce' for class labels, loss='mse' for regression)"
-            )
-        return t
-    bad = torch.unique(t[t != t.round()]) if t.is_floating_point() else t[:0]
-    if bad.numel():
-        raise ValueError(f"loss='ce' needs integer class labels; {name} holds {_values(bad)}")
-    return t.long()
-
-
-def _values(t: torch.Tensor) -> str:
-    vals = [f"{v:g}" if isinstance(v, float) else str(v) for v in t[:5].tolist()]
-    return ", ".join(vals) + (" …" if t.numel() > 5 else "")
-
-
-def _task_loss(loss: str, out: torch.Tensor, yb: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Loss of one batch per row (``reduction="none"``) or summed over rows (``"sum"``).
-
-    Checks the output against the loss first.
-    """
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"train needs a model that returns a tensor, got {type(out).__name__}")
-    b = yb.shape[0]
-    if loss == "bce":
-        if tuple(out.shape) not in ((b,), (b, 1)):
-            raise ValueError(f"loss='bce' needs a model output of shape (B,) or (B, 1), got {tuple(out.shape)}")
-        return nn.functional.binary_cross_entropy_with_logits(out.reshape(b), yb, reduction=reduction)
-    if loss == "ce":
-        if out.dim() != 2:
-            raise ValueError(f"loss='ce' needs logits of shape (B, K), got {tuple(out.shape)}")
-        return nn.functional.cross_entropy(out, yb, reduction=reduction)
-    if out.numel() != yb.numel():
-        raise ValueError(
-            f"loss='mse': the model output {tuple(out.shape)} does not match targets {tuple(yb.shape)}"
-        )
-    if reduction == "none":
-        return ((out.reshape(yb.shape) - yb) ** 2).reshape(b, -1).mean(dim=1)
-    per_row = max(1, yb.numel() // max(b, 1))  # mean over the k outputs of a row
-    return nn.functional.mse_loss(out.reshape(yb.shape), yb, reduction="sum") / per_row
-
-
-def row_losses(loss: str, out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-    """Per-row loss ``(B,)`` of one batch; its sum is the batch loss :func:`train` records.
-
-    Same definitions and shape checks as :func:`train`'s ``loss``: ``"bce"``
-    on logits, ``"ce"`` on logits ``(B, K)``, ``"mse"`` averaged over the
-    ``k`` outputs of a row.
-    """
-    return _task_loss(loss, out, yb, "none")
-
-
-def _batch_loss(loss: str, out: torch.Tensor, yb: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
-    """Loss of one batch summed over rows, weighted by ``w`` when given."""
-    return _task_loss(loss, out, yb, "sum") if w is None else _task_loss(loss, out, yb, "none") @ w
-
-
 def _eval_loss(
     model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: str, w: torch.Tensor | None = None
 ) -> float:
-    """Mean loss over the rows of ``X`` (weighted mean with ``w``), in eval mode."""
+    """Mean loss over the rows of ``X`` (weighted mean with ``w``), in eval mode.
+
+    The outputs come from :func:`featurelens.models.evaluate` (chunks of
+    :func:`~featurelens.models.default_batch_size` rows, no graph); the loss is
+    summed over all rows at once.
+    """
     model.eval()
-    total = 0.0
-    with torch.no_grad():
-        for i in range(0, X.shape[0], _EVAL_CHUNK):
-            rows = slice(i, i + _EVAL_CHUNK)
-            total += float(_batch_loss(loss, model(X[rows]), y[rows], None if w is None else w[rows]))
+    total = float(_batch_loss(loss, evaluate(model, X), y, w))
     return total / (X.shape[0] if w is None else float(w.sum()))
 
 
@@ -292,6 +211,48 @@ def train(
     if batch_objective is not None and sample_weight is not None:
         raise ValueError("sample_weight= and batch_objective= cannot be combined; weight rows inside the objective")
 
+    data = _split(X, y, loss, device, dtype, sample_weight=sample_weight, validation_data=validation_data,
+                  validation_fraction=validation_fraction, rng=rng)
+    _probe(model, loss, data)
+    step = _Step(model=model, loss=loss, optimizer=torch.optim.Adam(params, lr=lr, weight_decay=weight_decay),
+                 ortho=ortho, orthogonal_penalty=orthogonal_penalty, batch_objective=batch_objective)
+    fit = _fit(step, data, epochs=epochs, batch_size=batch_size, patience=patience,
+               seed=int(rng.integers(0, 2**63 - 1)), device=device, progress=progress)
+    model.eval()
+    if data.Xv is not None:
+        if fit.best_state is None:
+            raise ValueError(
+                "the validation loss was never finite: training diverged; lower lr or rescale X/y"
+            )
+        model.load_state_dict(fit.best_state)
+    return TrainResult(
+        model=model,
+        history=pd.DataFrame(fit.rows, columns=["epoch", "train_loss", "val_loss"]),
+        best_epoch=fit.best_epoch,
+        stopped_epoch=len(fit.rows),
+        best_val_loss=fit.best_val if data.Xv is not None else math.nan,
+    )
+
+
+@dataclass
+class _Data:
+    """Training rows (``rows``: their indices into the ``X`` given to :func:`train`), weights
+    rescaled to mean 1, and the validation set (``None`` without one)."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+    rows: torch.Tensor
+    w: torch.Tensor | None
+    Xv: torch.Tensor | None
+    yv: torch.Tensor | None
+    wv: torch.Tensor | None
+
+
+def _split(
+    X: Any, y: Any, loss: str, device: torch.device, dtype: torch.dtype, *, sample_weight: Any,
+    validation_data: tuple[Any, Any] | None, validation_fraction: float, rng: np.random.Generator,
+) -> _Data:
+    """Convert the data and carve the validation set (explicit, a seeded split, or none)."""
     Xt, yt = _prepare(X, y, loss, device, dtype, name="")
     rows_t = torch.arange(Xt.shape[0], device=device)
     wt = _sample_weight(sample_weight, Xt.shape[0], device, dtype) if sample_weight is not None else None
@@ -326,25 +287,73 @@ def train(
         if float(wt.sum()) <= 0:
             raise ValueError("sample_weight: every training row has weight 0")
         wt = wt * (wt.numel() / wt.sum())
-    with torch.no_grad():  # check output shape and labels before any update
-        probe = model.eval()(Xt[:1])
+    return _Data(Xt, yt, rows_t, wt, Xv, yv, wv)
+
+
+def _probe(model: nn.Module, loss: str, data: _Data) -> None:
+    """Check the model output against the loss and the labels on one row, before any update."""
+    with torch.no_grad():
+        probe = model.eval()(data.X[:1])
         if loss == "ce" and isinstance(probe, torch.Tensor) and probe.dim() == 2:
             k = probe.shape[1]
-            labels = torch.cat([yt, yv]) if yv is not None else yt
+            labels = torch.cat([data.y, data.yv]) if data.yv is not None else data.y
             bad = torch.unique(labels[(labels < 0) | (labels >= k)])
             if bad.numel():
                 raise ValueError(
                     f"loss='ce': the model has K={k} outputs, so labels must be in [0, {k}); "
                     f"found {_values(bad.cpu())}"
                 )
-        _task_loss(loss, probe, yt[:1], "sum")
+        _task_loss(loss, probe, data.y[:1], "sum")
 
-    seed = int(rng.integers(0, 2**63 - 1))
+
+@dataclass
+class _Step:
+    """One optimiser step on a mini-batch: the objective (task loss or ``batch_objective``)
+    plus the orthogonality penalty."""
+
+    model: nn.Module
+    loss: str
+    optimizer: torch.optim.Optimizer
+    ortho: list[torch.Tensor]
+    orthogonal_penalty: float
+    batch_objective: BatchObjective | None
+
+    def __call__(self, data: _Data, idx: torch.Tensor) -> float:
+        """Take the step on rows ``idx`` of ``data``; return the batch's summed task loss
+        (or the objective times the batch size)."""
+        self.optimizer.zero_grad()
+        if self.batch_objective is not None:
+            objective = _objective(self.batch_objective, self.model, data.X[idx], data.y[idx], data.rows[idx])
+            batch_loss = objective.detach() * idx.numel()
+        else:
+            out = self.model(data.X[idx])
+            batch_loss = _batch_loss(self.loss, out, data.y[idx], None if data.w is None else data.w[idx])
+            objective = batch_loss / idx.numel()
+        if self.ortho:
+            objective = objective + self.orthogonal_penalty * orthogonality_penalty(self.ortho)
+        objective.backward()
+        self.optimizer.step()
+        return float(batch_loss.detach())
+
+
+@dataclass
+class _Fit:
+    rows: list[dict[str, float]]
+    best_state: dict[str, Any] | None
+    best_epoch: int
+    best_val: float
+
+
+def _fit(
+    step: _Step, data: _Data, *, epochs: int, batch_size: int, patience: int | None, seed: int,
+    device: torch.device, progress: bool,
+) -> _Fit:
+    """The epochs, inside a forked torch RNG seeded with ``seed``: shuffled mini-batches, the
+    validation loss after each epoch, the best-validation weights kept, early stopping."""
+    model = step.model
     gen = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    rows: list[dict[str, float]] = []
-    best_state: dict[str, Any] | None = None
-    best_epoch, best_val, waited = 0, math.inf, 0
+    fit = _Fit(rows=[], best_state=None, best_epoch=0, best_val=math.inf)
+    waited = 0
     fork = [] if device.type == "cpu" else [device.index if device.index is not None else 0]
     bar = progress_bar("training", epochs, enabled=progress)
     with bar as advance, torch.random.fork_rng(devices=fork, device_type=device.type):
@@ -352,48 +361,22 @@ def train(
         for epoch in range(1, epochs + 1):
             model.train()
             total = 0.0
-            for idx in torch.randperm(Xt.shape[0], generator=gen).to(device).split(batch_size):
-                optimizer.zero_grad()
-                if batch_objective is not None:
-                    objective = _objective(batch_objective, model, Xt[idx], yt[idx], rows_t[idx])
-                    batch_loss = objective.detach() * idx.numel()
-                else:
-                    batch_loss = _batch_loss(loss, model(Xt[idx]), yt[idx], None if wt is None else wt[idx])
-                    objective = batch_loss / idx.numel()
-                if ortho:
-                    objective = objective + orthogonal_penalty * orthogonality_penalty(ortho)
-                objective.backward()
-                optimizer.step()
-                total += float(batch_loss.detach())
-            train_loss = total / Xt.shape[0]
-            val_loss = _eval_loss(model, Xv, yv, loss, wv) if Xv is not None else math.nan
-            rows.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+            for idx in torch.randperm(data.X.shape[0], generator=gen).to(device).split(batch_size):
+                total += step(data, idx)
+            train_loss = total / data.X.shape[0]
+            val_loss = _eval_loss(model, data.Xv, data.yv, step.loss, data.wv) if data.Xv is not None else math.nan
+            fit.rows.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
             advance(1, info=f"train {train_loss:.4g}  val {val_loss:.4g}")
-            if Xv is None:
-                best_epoch = epoch
-            elif val_loss < best_val:
-                best_epoch, best_val, waited = epoch, val_loss, 0
-                best_state = copy.deepcopy(model.state_dict())
+            if data.Xv is None:
+                fit.best_epoch = epoch
+            elif val_loss < fit.best_val:
+                fit.best_epoch, fit.best_val, waited = epoch, val_loss, 0
+                fit.best_state = copy.deepcopy(model.state_dict())
             else:
                 waited += 1
                 if patience is not None and waited >= patience:
                     break
-    model.eval()
-    if Xv is not None:
-        if best_state is None:
-            raise ValueError(
-                "the validation loss was never finite: training diverged; lower lr or rescale X/y"
-            )
-        model.load_state_dict(best_state)
-    history = pd.DataFrame(rows, columns=["epoch", "train_loss", "val_loss"])
-    return TrainResult(
-        model=model,
-        history=history,
-        best_epoch=best_epoch,
-        stopped_epoch=len(rows),
-        best_val_loss=best_val if Xv is not None else math.nan,
-    )
-
+    return fit
 
 
 def _objective(
@@ -416,32 +399,3 @@ def _sample_weight(w: Any, n: int, device: torch.device, dtype: torch.dtype) -> 
     if bool((t < 0).any()):
         raise ValueError("sample_weight must be non-negative")
     return t.to(device=device, dtype=dtype)
-
-
-def orthogonality_penalty(weights: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``Σ ‖G − I‖_F²`` over 2-D weights, ``G = W Wᵀ`` if ``out ≤ in`` else ``Wᵀ W`` (see :func:`train`)."""
-    total = weights[0].new_zeros(())
-    for w in weights:
-        g = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
-        total = total + ((g - torch.eye(g.shape[0], dtype=g.dtype, device=g.device)) ** 2).sum()
-    return total
-
-
-def _orthogonal_weights(model: nn.Module, layers: Sequence[str] | None) -> list[torch.Tensor]:
-    modules = dict(model.named_modules())
-    if layers is None:
-        found = [m.weight for m in modules.values() if isinstance(m, nn.Linear)]
-        if not found:
-            raise ValueError("orthogonal_penalty > 0 but the model has no nn.Linear; name layers in orthogonal_layers=")
-        return found
-    if isinstance(layers, str):
-        raise TypeError("orthogonal_layers must be a list of module paths, not a single str")
-    out = []
-    for name in layers:
-        if name not in modules:
-            raise ValueError(f"orthogonal_layers: no module {name!r} in the model")
-        w = getattr(modules[name], "weight", None)
-        if not isinstance(w, torch.Tensor) or w.dim() != 2:
-            raise ValueError(f"orthogonal_layers: module {name!r} has no 2-D weight")
-        out.append(w)
-    return out

@@ -32,154 +32,15 @@ from featurelens._validation import (
     check_random_state,
 )
 from featurelens.data._inputs import as_tensor
+from featurelens.models._ascent import _as_box, _as_mask, _masked, ascend, perturb, random_box_point
+from featurelens.models._evaluate import default_batch_size
+from featurelens.models._losses import LOSSES, row_losses
 from featurelens.models._state import model_device_dtype, preserve_model
-from featurelens.models._training import LOSSES, TrainResult, row_losses, train
+from featurelens.models._training import TrainResult, train
 
 __all__ = ["adversarial_train", "feature_scale", "fgsm", "perturb", "pgd"]
 
-Objective = Callable[[torch.Tensor], torch.Tensor]
 LossSpec = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-_CHUNK = 8192
-
-
-def _as_box(epsilon: Any, x: torch.Tensor, *, name: str = "epsilon") -> torch.Tensor:
-    """``epsilon`` as a non-negative finite tensor broadcastable to ``x``."""
-    if isinstance(epsilon, bool):
-        raise TypeError(f"{name} must be a number or a tensor, got bool")
-    if isinstance(epsilon, (int, float)):
-        eps = torch.tensor(check_float(epsilon, name=name, low=0.0), dtype=x.dtype, device=x.device)
-    elif isinstance(epsilon, torch.Tensor):
-        if epsilon.is_complex() or not (epsilon.is_floating_point() or epsilon.dtype in (torch.int32, torch.int64)):
-            raise TypeError(f"{name} must be a real tensor, got dtype {epsilon.dtype}")
-        eps = epsilon.detach().to(dtype=x.dtype, device=x.device)
-        try:
-            torch.broadcast_shapes(eps.shape, x.shape)
-        except RuntimeError:
-            raise ValueError(f"{name} of shape {tuple(eps.shape)} does not broadcast to the inputs {tuple(x.shape)}") from None
-        if not bool(torch.isfinite(eps).all()) or bool((eps < 0).any()):
-            raise ValueError(f"{name} must be finite and non-negative")
-    else:
-        raise TypeError(f"{name} must be a number or a tensor, got {type(epsilon).__name__}")
-    return eps
-
-
-def _as_mask(mask: Any, x: torch.Tensor) -> torch.Tensor | None:
-    """``mask`` (True = may change) as a bool tensor broadcastable to ``x``."""
-    if mask is None:
-        return None
-    m = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(mask)
-    if m.dtype != torch.bool:
-        raise TypeError(f"mask must be boolean (True = may be perturbed), got dtype {m.dtype}")
-    if m.dim() == 1 and m.shape[0] != x.shape[-1]:
-        raise ValueError(f"mask has {m.shape[0]} entries but the inputs have {x.shape[-1]} features")
-    try:
-        torch.broadcast_shapes(m.shape, x.shape)
-    except RuntimeError:
-        raise ValueError(f"mask of shape {tuple(m.shape)} does not broadcast to the inputs {tuple(x.shape)}") from None
-    return m.to(x.device)
-
-
-def perturb(
-    objective: Objective,
-    x: torch.Tensor,
-    *,
-    epsilon: float | torch.Tensor,
-    steps: int = 1,
-    step_size: float | torch.Tensor | None = None,
-    random_start: bool = False,
-    mask: Any = None,
-    random_state: RandomState = None,
-) -> torch.Tensor:
-    """Maximise ``objective`` over an ℓ∞ box around ``x`` by projected sign-gradient ascent.
-
-    Iterates ``x_{t+1} = Π(x_t + α · sign(∇ objective(x_t)))`` for ``steps``
-    steps from ``x_0 = x`` (or ``x + U(−ε, ε)`` with ``random_start``), where
-    ``Π`` clips every entry back into ``[x − ε, x + ε]`` and then restores
-    the immutable entries. ``steps=1, random_start=False`` with the default
-    step size is FGSM (Goodfellow et al. 2015); more steps with a random
-    start is PGD (Madry et al. 2018).
-
-    Parameters
-    ----------
-    objective : callable
-        ``objective(x_adv) -> scalar tensor`` to be **increased** (e.g. the
-        summed loss of a model on the true labels, or a hedging risk
-        measure). It is differentiated with respect to ``x_adv`` only
-        (``torch.autograd.grad``), so no parameter ``.grad`` is touched;
-        callers that do not want parameter gradients tracked at all should
-        freeze the parameters (:func:`featurelens.models.preserve_model`
-        with ``freeze=True``). Rows interact only through ``objective``: use
-        a sum over rows, not a mean, if steps should not depend on the batch.
-    x : Tensor
-        Any shape, floating dtype; not modified.
-    epsilon : float or Tensor
-        Half-widths of the box, ``≥ 0``, in the units of ``x``: a number, or
-        a tensor broadcastable to ``x`` (e.g. ``(d,)`` per feature). Entries
-        with ``ε = 0`` never move.
-    steps : int
-        Number of ascent steps ``≥ 1``.
-    step_size : float or Tensor, optional
-        ``α``, in the units of ``x``; default ``ε`` for one step (FGSM) and
-        ``2.5 ε / steps`` otherwise (Madry et al.'s choice).
-    random_start : bool
-        Start from a uniform draw in the box.
-    mask : bool array or Tensor, optional
-        True where ``x`` may change; ``(d,)`` over the last axis or any shape
-        broadcastable to ``x``. Entries where it is False are returned
-        bit-identical to ``x``.
-    random_state : int, numpy Generator or None
-        Seeds the random start (drawn on the CPU, so results do not depend
-        on the device's RNG; the global torch RNG is not touched).
-
-    Returns
-    -------
-    Tensor
-        ``x_adv``, same shape, dtype and device as ``x``, detached, with
-        ``|x_adv − x| ≤ ε`` element-wise.
-
-    Raises
-    ------
-    ValueError
-        If ``objective`` returns a non-scalar or a non-finite value, or its
-        gradient with respect to ``x`` is not finite; or for bad arguments.
-    """
-    if not callable(objective):
-        raise TypeError(f"objective must be callable, got {type(objective).__name__}")
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise TypeError("x must be a floating-point torch.Tensor")
-    steps = check_int(steps, name="steps", minimum=1)
-    if not isinstance(random_start, bool):
-        raise TypeError(f"random_start must be a bool, got {type(random_start).__name__}")
-    x0 = x.detach()
-    eps = _as_box(epsilon, x0)
-    alpha = (eps if steps == 1 else 2.5 * eps / steps) if step_size is None else _as_box(step_size, x0, name="step_size")
-    m = _as_mask(mask, x0)
-    if m is not None:
-        eps = torch.where(m, eps, torch.zeros((), dtype=x0.dtype, device=x0.device))
-    lo, hi = x0 - eps, x0 + eps
-    x_adv = x0.clone()
-    if random_start:
-        rng = check_random_state(random_state)
-        gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
-        u = torch.rand(x0.shape, generator=gen, dtype=x0.dtype).to(x0.device)
-        x_adv = x0 + (2 * u - 1) * eps
-    for _ in range(steps):
-        x_req = x_adv.detach().requires_grad_(True)
-        with torch.enable_grad():
-            value = objective(x_req)
-            if not isinstance(value, torch.Tensor) or value.numel() != 1:
-                raise ValueError("objective must return a scalar tensor")
-            if not bool(torch.isfinite(value.detach()).all()):
-                raise ValueError(f"objective returned a non-finite value {float(value.detach())}")
-            (grad,) = torch.autograd.grad(value.reshape(()), x_req, allow_unused=True)
-        if grad is None:
-            raise ValueError("objective does not depend on its input: no gradient to ascend")
-        if not bool(torch.isfinite(grad).all()):
-            raise ValueError("the gradient of objective with respect to x holds NaN or inf")
-        x_adv = torch.minimum(torch.maximum(x_adv.detach() + alpha * grad.sign(), lo), hi)
-    if m is not None:
-        x_adv = torch.where(m, x_adv, x0)
-    return x_adv.detach()
 
 
 def feature_scale(X: torch.Tensor) -> torch.Tensor:
@@ -267,27 +128,32 @@ def _attack(
     device, dtype = model_device_dtype(model)
     Xt, _ = as_tensor(X, name="X", dtype=dtype, device=device)
     yt = _labels_tensor(y, Xt.shape[0], device, dtype)
-    bs = _CHUNK if batch_size is None else check_int(batch_size, name="batch_size", minimum=1)
+    bs = default_batch_size(Xt) if batch_size is None else check_int(batch_size, name="batch_size", minimum=1)
+    steps = check_int(steps, name="steps", minimum=1)
+    if not isinstance(random_start, bool):
+        raise TypeError(f"random_start must be a bool, got {type(random_start).__name__}")
     eps, alpha = _budget(epsilon, step_size, scale, Xt)
+    alpha = (eps if steps == 1 else 2.5 * eps / steps) if alpha is None else alpha
     m = _as_mask(mask, Xt)
-    rng = check_random_state(random_state)
+    eps = _masked(eps, m, Xt)
+    # the random start is drawn once for all rows, so the result does not depend on batch_size
+    start = random_box_point(Xt, eps, check_random_state(random_state)) if random_start else Xt.clone()
     out_chunks = []
     with preserve_model(model, eval_mode=True, freeze=True):
         with torch.no_grad():
             fn = _loss_callable(loss, model(Xt[:1]), yt[:1])
         for i in range(0, Xt.shape[0], bs):
             rows = slice(i, i + bs)
-            xb, yb = Xt[rows], yt[rows]
+            yb = yt[rows]
             out_chunks.append(
-                perturb(
+                ascend(
                     lambda xa, yb=yb: fn(model(xa), yb),
-                    xb,
+                    Xt[rows],
+                    start[rows],
                     epsilon=_chunk_rows(eps, rows, Xt.dim()),
-                    steps=steps,
                     step_size=_chunk_rows(alpha, rows, Xt.dim()),
-                    random_start=random_start,
+                    steps=steps,
                     mask=_chunk_rows(m, rows, Xt.dim()),
-                    random_state=rng,
                 )
             )
     return torch.cat(out_chunks)
@@ -331,7 +197,8 @@ def fgsm(
     mask : bool array of shape (d,) or broadcastable to X, optional
         False marks immutable features: returned bit-identical.
     batch_size : int, optional
-        Rows per gradient computation (default 8192); the result does not
+        Rows per gradient computation (default
+        :func:`featurelens.models.default_batch_size`); the result does not
         depend on it.
 
     Returns

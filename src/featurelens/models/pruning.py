@@ -11,25 +11,30 @@ Checkpoints written by :func:`save_checkpoint` reload through
 predictions.
 
 Functions that prune or train return a NEW model (a deep copy); the model passed
-in is never modified.
+in is never modified. The read-only functions (:func:`pruning_masks`,
+:func:`sparsity`, :func:`unpruned_weights`, :func:`effective_weight`) also read
+TorchScript modules traced or scripted from a pruned model.
 """
 
 from featurelens.models._lottery import LotteryTicket, iterative_magnitude_pruning, save_checkpoint
 from featurelens.models._pruning_masks import (
     copy_model,
+    effective_weight,
     magnitude_prune,
     make_permanent,
     pruning_masks,
-    sparsity,
 )
+from featurelens.models._sparsity import sparsity, unpruned_weights
 
 __all__ = [
     "LotteryTicket",
     "copy_model",
+    "effective_weight",
     "iterative_magnitude_pruning",
     "magnitude_prune",
     "make_permanent",
     "pruning_masks",
     "save_checkpoint",
     "sparsity",
+    "unpruned_weights",
 ]

@@ -22,6 +22,7 @@ from featurelens._metrics import Metric, get_metric
 from featurelens._validation import RandomState, check_int, check_option, check_random_state
 from featurelens.data._inputs import as_tensor, resolve_names
 from featurelens.data._spec import FeatureSpec
+from featurelens.models import OutputSelector, evaluate
 from featurelens.models._state import model_device_dtype, preserve_model
 from featurelens.models.adversarial import feature_scale, fgsm, pgd
 
@@ -33,7 +34,6 @@ DEFAULT_STRENGTHS: dict[str, tuple[float, ...]] = {
     "pgd": (0.0, 0.05, 0.1, 0.25, 0.5, 1.0),
 }
 _LINKS = ("auto", "identity", "sigmoid", "softmax")
-_CHUNK = 8192
 
 
 @dataclass(frozen=True)
@@ -158,19 +158,16 @@ def resolve_link(link: str | None, metric: Metric, out: torch.Tensor) -> str:
 
 
 def predict(model: nn.Module, X: torch.Tensor, link: str) -> torch.Tensor:
-    """Model outputs (after ``link``) in eval mode, chunked, as float64 on the CPU; ``(n,)`` or ``(n, K)``."""
-    outs = []
-    with preserve_model(model, eval_mode=True), torch.no_grad():
-        for i in range(0, X.shape[0], _CHUNK):
-            outs.append(model(X[i : i + _CHUNK]).detach().double().cpu())
-    out = torch.cat(outs)
-    if out.dim() == 2 and out.shape[1] == 1:
-        out = out[:, 0]
-    if link == "sigmoid":
-        return torch.sigmoid(out)
-    if link == "softmax":
-        return torch.softmax(out, dim=-1)
-    return out
+    """Model outputs after ``link``, in eval mode, as float64 on the CPU: ``(n,)`` or ``(n, K)``.
+
+    :func:`featurelens.models.evaluate` with ``OutputSelector(target="all",
+    link=link)``: each raw output is flattened to ``(rows, K)`` and cast to
+    float64 before the link (softmax over the ``K`` outputs); one output
+    (``K = 1``) gives ``(n,)``.
+    """
+    with preserve_model(model, eval_mode=True):
+        out = evaluate(model, X, output=OutputSelector(target="all", link=link), dtype=torch.float64).cpu()
+    return out[:, 0] if out.shape[1] == 1 else out
 
 
 def _perturbed_inputs(

@@ -1,7 +1,11 @@
-"""Structural tracing by forward hooks: the input layer found by data flow
+"""Model structure found by forward hooks: the input layer found by data flow
 (:func:`find_input_layer`) and a verified strict chain of ``nn.Linear`` layers
-(:func:`linear_chain`), shared by the weight-based methods, edge scores,
-``prune_inputs`` and ``optimize_input``.
+(:func:`linear_chain`), shared by the weight-based attributions, edge scores,
+``prune_inputs``, ``optimize_input`` and the internals summaries.
+
+Hooks record copies (``detach().clone()``) of what they see, so an in-place
+operation later in the forward pass (``ReLU(inplace=True)``, ``x.mul_()``)
+cannot change a recorded activation.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 from torch import nn
 
 from featurelens.data._inputs import as_tensor
+from featurelens.models._evaluate import call_model
 from featurelens.models._output import pick_output
 from featurelens.models._state import model_device_dtype, preserve_model
 
@@ -43,21 +48,17 @@ class _Stop(Exception):
 
 @dataclass
 class _Call:
+    """One call of a module: for an ``nn.Linear``, copies of its input and output (else None)."""
+
     name: str
     module: nn.Module
-    input: Any
-    output: Any
+    input: torch.Tensor | None
+    output: torch.Tensor | None
 
 
-def effective_weight(module: nn.Linear) -> torch.Tensor:
-    """The weight a Linear layer computes with, detached: ``weight_orig * weight_mask`` if pruned.
-
-    ``torch.nn.utils.prune`` keeps the dense ``weight_orig`` parameter and the
-    ``weight_mask`` buffer; the product is what the forward pass uses.
-    """
-    if hasattr(module, "weight_orig") and hasattr(module, "weight_mask"):
-        return (module.weight_orig * module.weight_mask).detach()
-    return module.weight.detach()
+def _copy(value: Any) -> torch.Tensor | None:
+    """A detached copy of a tensor (later in-place operations cannot change it); None otherwise."""
+    return value.detach().clone() if isinstance(value, torch.Tensor) else None
 
 
 def _display(name: str) -> str:
@@ -66,13 +67,17 @@ def _display(name: str) -> str:
 
 @contextlib.contextmanager
 def _recording(modules: Sequence[tuple[str, nn.Module]]) -> Iterator[list[_Call]]:
-    """Record every call of ``modules`` (name, module, first positional input, output)."""
+    """Record every call of ``modules``: name, module and, for ``nn.Linear`` calls, copies of
+    the first positional input and of the output taken when the call returns."""
     calls: list[_Call] = []
     handles = []
 
     def hook_for(name: str) -> Callable:
         def hook(module: nn.Module, args: tuple, output: Any) -> None:
-            calls.append(_Call(name, module, args[0] if args else None, output))
+            if isinstance(module, nn.Linear):
+                calls.append(_Call(name, module, _copy(args[0]) if args else None, _copy(output)))
+            else:
+                calls.append(_Call(name, module, None, None))
 
         return hook
 
@@ -92,15 +97,17 @@ def _recording(modules: Sequence[tuple[str, nn.Module]]) -> Iterator[list[_Call]
             h.remove()
 
 
-def call_model(model: nn.Module, x: torch.Tensor) -> Any:
-    """``model(x)``; a failing model raises ``ValueError`` quoting the first line of its error."""
-    try:
-        return model(x)
-    except _Stop:
-        raise
-    except (RuntimeError, IndexError, ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"the model failed on inputs of shape {tuple(x.shape)}: {first}") from exc
+def _compiled_note(model: nn.Module) -> str:
+    """Why a compiled model shows no ``nn.Linear`` modules ("" for a plain ``nn.Module``)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        kind = "a TorchScript module"
+    elif isinstance(model, torch.fx.GraphModule):
+        kind = "an exported or traced graph (torch.export / torch.fx)"
+    else:
+        return ""
+    return (f"; it is {kind}, whose layers are no nn.Linear modules: the weight-based methods "
+            "need the Python nn.Module (a state dict with its factory), or use a perturbation or "
+            "gradient method")
 
 
 def run_model(model: nn.Module, x: torch.Tensor, output: int | None) -> torch.Tensor:
@@ -109,7 +116,7 @@ def run_model(model: nn.Module, x: torch.Tensor, output: int | None) -> torch.Te
 
 
 def _reads_input(a: torch.Tensor, x: torch.Tensor) -> bool:
-    """``a`` is ``x``, or ``x`` with size-1 axes added or removed (e.g. ``x.unsqueeze(1)``).
+    """``a`` equals ``x`` bit for bit, up to size-1 axes added or removed (e.g. ``x.unsqueeze(1)``).
 
     The last axis must be the same, so the Linear's weight columns are the input features.
     """
@@ -155,7 +162,9 @@ def _check_stage(model: nn.Module, x_alt: torch.Tensor, prev: _Call, consumer: _
         captured["a"] = args[0]
         raise _Stop
 
-    handles = [prev.module.register_forward_hook(lambda m, args, out: leaf)]
+    # the model computes on a copy of the leaf, so an in-place operation downstream
+    # (ReLU(inplace=True)) does not modify a leaf that requires grad; gradients reach the leaf
+    handles = [prev.module.register_forward_hook(lambda m, args, out: leaf.clone())]
     if consumer is not None:
         handles.append(consumer.module.register_forward_pre_hook(capture))
     try:
@@ -200,18 +209,31 @@ def _check_stage(model: nn.Module, x_alt: torch.Tensor, prev: _Call, consumer: _
         )
 
 
-def linear_chain(model: nn.Module, x: torch.Tensor, output: int | None = None) -> list[tuple[str, nn.Linear]]:
+def linear_chain(model: nn.Module, x: torch.Tensor, *, output: int | None = None) -> list[tuple[str, nn.Linear]]:
     """The ``nn.Linear`` layers of ``model`` in data-flow order, verified to form a strict chain.
 
-    Verified on the batch ``x`` with forward hooks: no unsupported module runs
-    (attention, transformer layers, LayerNorm/GroupNorm/RMSNorm, convolutions,
-    RNNs, softmax); every Linear runs once; the first one reads the model
-    input itself (``is`` it or equals it bit for bit); and each later Linear's
-    input, as well as the model output, is an elementwise function of the
-    previous Linear's output alone (unchanged when the model input is
-    perturbed but that output is held fixed, and with a diagonal Jacobian).
-    Raises ``ValueError`` saying what breaks the chain.
+    Verified with forward hooks on the first ``PROBE_ROWS`` (64) rows of ``x``
+    (a tensor on the model's device and dtype; the caller sets the model's
+    mode and gradient flags): no unsupported module runs (attention,
+    transformer layers, LayerNorm/GroupNorm/RMSNorm, convolutions, RNNs,
+    softmax); every Linear runs once; the first one reads the model input
+    itself (equal to it bit for bit, up to size-1 axes); and each later
+    Linear's input, as well as the model output (element ``output`` of a
+    tuple-returning model), is an elementwise function of the previous
+    Linear's output alone (unchanged when the model input is perturbed but
+    that output is held fixed, and with a diagonal Jacobian).
+
+    Returns
+    -------
+    list of (str, nn.Linear)
+        Exact module paths and modules, first (input) layer first.
+
+    Raises
+    ------
+    ValueError
+        Saying what breaks the chain.
     """
+    x = x[:PROBE_ROWS]
     named = list(model.named_modules())
     with _recording(named) as calls, torch.no_grad():
         out = run_model(model, x, output)
@@ -225,7 +247,10 @@ def linear_chain(model: nn.Module, x: torch.Tensor, output: int | None = None) -
                 )
     lin = [c for c in calls if isinstance(c.module, nn.Linear)]
     if not lin:
-        raise ValueError("no nn.Linear layer ran in the model's forward pass; edge scores need nn.Linear layers")
+        raise ValueError(
+            "no nn.Linear layer ran in the model's forward pass; edge scores need nn.Linear layers"
+            + _compiled_note(model)
+        )
     repeated = [n for n, k in Counter(c.name for c in lin).items() if k > 1]
     if repeated:
         raise ValueError(
@@ -253,9 +278,12 @@ def linear_chain(model: nn.Module, x: torch.Tensor, output: int | None = None) -
 
 
 def locate_input_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Linear]:
+    """:func:`find_input_layer` on the tensor ``x`` as given (no conversion, mode unchanged)."""
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise ValueError("the model has no nn.Linear layer, so it has no input layer to read weights from")
+        raise ValueError(
+            "the model has no nn.Linear layer, so it has no input layer to read weights from" + _compiled_note(model)
+        )
     with _recording(linears) as calls, torch.no_grad():
         call_model(model, x)
     readers = linear_readers(calls, x)
