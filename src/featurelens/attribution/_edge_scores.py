@@ -20,9 +20,8 @@ import torch
 from torch import nn
 
 from featurelens._validation import check_float, check_int
-from featurelens.attribution._problem import default_batch_size
-from featurelens.attribution._tracing import PROBE_ROWS, effective_weight, linear_chain
 from featurelens.data._inputs import as_tensor, resolve_names
+from featurelens.models import default_batch_size, effective_weight, linear_chain
 from featurelens.models._state import model_device_dtype, preserve_model
 
 
@@ -260,7 +259,7 @@ def edge_scores(
         batch_size = default_batch_size(x)
     batch_size = check_int(batch_size, name="batch_size", minimum=1)
     with preserve_model(model, eval_mode=True, freeze=True):
-        chain = linear_chain(model, x[:PROBE_ROWS], output)
+        chain = linear_chain(model, x, output=output)
         weights = [effective_weight(m).to(torch.float64) for _, m in chain]
         mom_a = [_Moments() for _ in chain]
         mom_z = [_Moments() for _ in chain]
@@ -268,7 +267,7 @@ def edge_scores(
 
         def hook_for(i: int) -> Callable:
             def hook(module: nn.Module, args: tuple) -> None:
-                seen[i] = args[0].detach().clone()  # a copy: later in-place ops of the model must not change it
+                seen[i] = args[0].detach().clone()  # a copy: later in-place ops cannot change it
 
             return hook
 
