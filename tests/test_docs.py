@@ -26,8 +26,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from sybil import Document, Region
 from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
+
+import featurelens
+from featurelens.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -49,6 +53,7 @@ class _PythonSnippet:
 
     def __call__(self, example) -> str | None:
         code = compile("\n" * self.line + self.source, example.path, "exec", dont_inherit=True)
+        importlib.invalidate_caches()                  # a module the page wrote just before imports
         stdout = io.StringIO()
         with contextlib.redirect_stdout(stdout):
             exec(code, example.namespace)
@@ -91,12 +96,13 @@ def test_python_snippets_run_and_print_what_the_page_shows(page, tmp_path, monke
     examples = list(document.examples())
     assert examples, f"{page.name} has no ```python block"
     try:
-        for example in examples:
-            example.evaluate()
-    finally:
-        import matplotlib.pyplot as plt
-
-        plt.close("all")
+        with torch.random.fork_rng():                # snippets seed the global RNG; later tests keep theirs
+            for example in examples:
+                example.evaluate()
+    finally:                                          # forget the modules the page wrote (nets.py, ...)
+        for name, module in list(sys.modules.items()):
+            if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)):
+                del sys.modules[name]
 
 
 # --- CLI --help blocks -------------------------------------------------------------------------
@@ -104,8 +110,6 @@ def test_python_snippets_run_and_print_what_the_page_shows(page, tmp_path, monke
 
 def render_help(args: list[str]) -> str:
     """What ``featurelens ARGS`` (ending in ``--help``) prints at HELP_COLUMNS columns."""
-    from featurelens.cli import main
-
     previous = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = HELP_COLUMNS
     stdout = io.StringIO()
@@ -160,8 +164,6 @@ def _api_table_names(text: str) -> list[str]:
 
 
 def test_index_api_table_matches_all():
-    import featurelens
-
     listed = _api_table_names((ROOT / "docs" / "index.md").read_text(encoding="utf-8"))
     assert len(listed) == len(set(listed)), f"listed twice: {sorted(n for n in listed if listed.count(n) > 1)}"
     assert sorted(listed) == sorted(featurelens.__all__), (
