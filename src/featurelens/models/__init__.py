@@ -1,5 +1,6 @@
 """Models: safe loading, output selection, reference architectures, training."""
 
+from featurelens.models._exported import export_boundary_problems, original_class
 from featurelens.models._loading import load_model, resolve_factory
 from featurelens.models._output import OutputSelector
 from featurelens.models._reference import MLP, SmallTransformer
@@ -19,8 +20,10 @@ __all__ = [
     "ParallelTransformer",
     "SmallTransformer",
     "TrainResult",
+    "export_boundary_problems",
     "load_model",
     "model_device_dtype",
+    "original_class",
     "orthogonality_penalty",
     "preserve_model",
     "resolve_factory",
