@@ -96,6 +96,16 @@ def hookable_modules(model: nn.Module) -> dict[str, nn.Module]:
     return {n: m for n, m in model.named_modules() if n not in problems}
 
 
+def _runs_any_holder(graph_module: fx.GraphModule) -> bool:
+    """Whether the graph calls (``call_module``) a child that holds parameters, or a module in or
+    around one; a graph without such children counts as running them."""
+    called = {str(n.target) for n in graph_module.graph.nodes if n.op == "call_module"}
+    holders = [n for n, m in graph_module.named_children() if any(True for _ in m.parameters())]
+    return not holders or any(
+        c == h or c.startswith(h + ".") or h.startswith(c + ".") for h in holders for c in called
+    )
+
+
 def check_hookable(model: object) -> None:
     """``TypeError`` unless ``model`` is an ``nn.Module``; ``ValueError`` for models whose
     submodules never run: TorchScript (compiled code calls no forward hooks) and the flat
@@ -108,12 +118,11 @@ def check_hookable(model: object) -> None:
             "activations cannot be read or patched; load the eager model (state_dict with a factory) or "
             "a torch.export program (.pt2) instead"
         )
-    if (isinstance(model, fx.GraphModule) and any(True for _ in model.children())
-            and not any(node.op == "call_module" for node in model.graph.nodes)):
+    if isinstance(model, fx.GraphModule) and not _runs_any_holder(model):
         raise ValueError(
             "model is a torch.fx graph that calls none of its submodules (e.g. ExportedProgram.module()): "
-            "they only hold parameters, so no forward hook fires on them; use torch.export.unflatten(program), as load_model does, to "
-            "get the original module hierarchy"
+            "they only hold parameters, so no forward hook fires on them; use "
+            "torch.export.unflatten(program), as load_model does, to get the original module hierarchy"
         )
 
 

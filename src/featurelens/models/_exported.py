@@ -191,8 +191,9 @@ def module_from_program(program: torch.export.ExportedProgram, *, source: str) -
                 UserWarning,
                 stacklevel=4,  # the caller of load_model
             )
-    with warnings.catch_warnings():  # torch deep-copies its own tree specs and warns about itself
+    with warnings.catch_warnings():  # torch's notes about its own internals, nothing a user can act on
         warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+        warnings.filterwarnings("ignore", message="Attempted to insert a get_attr Node", category=UserWarning)
         module = torch.export.unflatten(program)
     _codegen(module)
     module.register_forward_pre_hook(InputCheck(specs, program.call_spec.in_spec, source), with_kwargs=True)
