@@ -482,3 +482,18 @@ def test_export_load_failure_always_gives_a_reason(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.export, "load", fail)
     with pytest.raises(ValueError, match=r"could not be loaded as an exported program: RuntimeError: no reason given"):
         load_model(path)
+
+
+def test_exported_model_can_be_copied_and_trained(tmp_path):
+    import copy
+
+    loaded = _export(_mlp(), _x(), tmp_path / "m.pt2")  # mitigations deep-copy a loaded model and train the copy
+    before = loaded(_x(5)).detach().clone()
+    twin = copy.deepcopy(loaded)
+    opt = torch.optim.SGD(twin.parameters(), lr=0.1)
+    twin(_x(5)).pow(2).mean().backward()
+    opt.step()
+    assert not torch.equal(twin(_x(5)), before)  # the copy learned
+    assert torch.equal(loaded(_x(5)), before) and all(p.grad is None for p in loaded.parameters())
+    with pytest.raises(ValueError, match="4 features expected"):
+        twin(torch.zeros(2, 5))  # the copy still checks its inputs

@@ -161,6 +161,15 @@ def _codegen(module: nn.Module) -> None:
             m._run_with_interpreter = False
 
 
+class _SharedNodes(list):
+    """The exported input placeholders torch's own input check reads (``node.meta["val"]``, fake
+    tensors with symbolic sizes, which ``copy.deepcopy`` cannot copy). They describe the
+    program's inputs, identical for every copy, so copies share them."""
+
+    def __deepcopy__(self, memo: dict) -> _SharedNodes:
+        return self
+
+
 def module_from_program(program: torch.export.ExportedProgram, *, source: str) -> nn.Module:
     """An ``nn.Module`` with the original module hierarchy that checks its inputs.
 
@@ -196,6 +205,8 @@ def module_from_program(program: torch.export.ExportedProgram, *, source: str) -
         warnings.filterwarnings("ignore", message="Attempted to insert a get_attr Node", category=UserWarning)
         module = torch.export.unflatten(program)
     _codegen(module)
+    if isinstance(getattr(module, "input_placeholders", None), list):  # so copy.deepcopy(model) works
+        module.input_placeholders = _SharedNodes(module.input_placeholders)
     module.register_forward_pre_hook(InputCheck(specs, program.call_spec.in_spec, source), with_kwargs=True)
     return module
 
