@@ -346,3 +346,154 @@ def test_factory_that_raises_is_reported_as_bad_input(tmp_path):
     torch.save({"w": torch.zeros(2)}, tmp_path / "sd.pt")
     with pytest.raises(ValueError, match=r"factory .*broken.* raised RuntimeError: no such architecture"):
         load_model(tmp_path / "sd.pt", factory=broken)
+
+
+# --------------------------------------------------------------------------- exported programs: hierarchy, hooks, inputs
+
+
+def _export(model: nn.Module, x: torch.Tensor, path, **kwargs) -> nn.Module:
+    dyn = ({0: torch.export.Dim("batch", min=1)},)
+    torch.export.save(torch.export.export(model.eval(), (x[:2],), dynamic_shapes=dyn, **kwargs), path)
+    return load_model(path)
+
+
+def _record(model: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, object]:
+    """Every call's output of each named module, cloned at hook time (independent of featurelens' capture)."""
+    seen: dict[str, object] = {}
+    modules = dict(model.named_modules())
+
+    def keep(name):
+        def hook(module, args, output):
+            seen[name] = tuple(o.clone() if isinstance(o, torch.Tensor) else o for o in output) if isinstance(
+                output, (tuple, list)) else output.clone()
+        return hook
+
+    handles = [modules[n].register_forward_hook(keep(n)) for n in names]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def test_export_keeps_layer_names_and_hooks_see_eager_activations(tmp_path):
+    torch.manual_seed(0)
+    eager = MLP(4, (6, 5), 1, activation="gelu").eval()
+    x = _x(9)
+    loaded = _export(eager, x, tmp_path / "m.pt2")
+    names = [n for n, _ in eager.named_modules() if n]
+    assert [n for n, _ in loaded.named_modules() if n] == names
+    got, want = _record(loaded, names, x), _record(eager, names, x)
+    assert list(got) == names
+    for n in names:
+        assert torch.equal(got[n], want[n]), n
+
+
+def test_export_transformer_hooks_match_where_export_kept_the_call(tmp_path):
+    from featurelens.internals import resolve_modules
+    from featurelens.models import SmallTransformer, export_boundary_problems
+
+    torch.manual_seed(0)
+    eager = SmallTransformer(3, n_heads=2, n_layers=2, hidden_dim=8, dropout=0.0).eval()
+    x = torch.randn(6, 5, 3, generator=torch.Generator().manual_seed(2))
+    loaded = _export(eager, x, tmp_path / "t.pt2")
+    problems = export_boundary_problems(loaded)
+    # the dynamic batch size crosses the encoder layers' and attention's boundaries as extra values
+    assert sorted(problems) == ["transformer_layers.0", "transformer_layers.0.self_attn",
+                                "transformer_layers.1", "transformer_layers.1.self_attn"]
+    assert "shape values" in problems["transformer_layers.0"]
+    hooked = list(resolve_modules(loaded, "*"))
+    assert "transformer_layers.1.linear2" in hooked and not set(hooked) & set(problems)
+    got, want = _record(loaded, hooked, x), _record(eager, hooked, x)
+    assert list(got) == list(want) and len(want) == 16  # the ModuleList and out_proj never run, in either model
+    for n in want:  # attention: the exported graph's fused kernel vs the eager math, rounding only
+        torch.testing.assert_close(got[n], want[n], rtol=1e-5, atol=1e-5, msg=n)
+    with pytest.raises(ValueError, match=r"'transformer_layers\.0' of the exported program cannot be hooked: "
+                                         r".*preserve_module_call_signature=\('transformer_layers\.0',\)"):
+        resolve_modules(loaded, "transformer_layers.0")
+
+
+def test_export_with_preserved_signatures_hooks_every_module(tmp_path):
+    from featurelens.models import SmallTransformer, export_boundary_problems
+
+    torch.manual_seed(0)
+    eager = SmallTransformer(3, n_heads=2, n_layers=1, hidden_dim=8, dropout=0.0).eval()
+    x = torch.randn(6, 5, 3, generator=torch.Generator().manual_seed(2))
+    names = ["transformer_layers.0", "transformer_layers.0.self_attn"]
+    loaded = _export(eager, x, tmp_path / "t.pt2", preserve_module_call_signature=tuple(names))
+    assert export_boundary_problems(loaded) == {}
+    got, want = _record(loaded, names, x), _record(eager, names, x)
+    assert want["transformer_layers.0.self_attn"][1] is None and got["transformer_layers.0.self_attn"][1] is None
+    for n in names:
+        torch.testing.assert_close(got[n], want[n], rtol=1e-5, atol=1e-5, msg=n)
+
+
+def test_original_class_of_exported_submodules(tmp_path):
+    from featurelens.models import SmallTransformer, original_class
+
+    torch.manual_seed(0)
+    mlp = _export(_mlp(), _x(), tmp_path / "m.pt2")
+    assert original_class(mlp.layer1) is nn.Linear and original_class(mlp.act1) is nn.ReLU
+    assert original_class(mlp) == "featurelens.models._reference.MLP"  # not imported, only named
+    assert original_class(_mlp()) is MLP and original_class(nn.ReLU()) is nn.ReLU
+    tr = _export(SmallTransformer(3, n_heads=2, n_layers=1, hidden_dim=8, dropout=0.0), torch.randn(4, 5, 3),
+                 tmp_path / "t.pt2")
+    named = dict(tr.named_modules())
+    assert original_class(named["transformer_layers.0.norm1"]) is nn.LayerNorm
+    assert original_class(named["transformer_layers"]) is type(named["transformer_layers"])  # never runs: no claim
+
+
+def test_export_input_width_is_checked_against_the_program(tmp_path):
+    loaded = _export(_mlp(), _x(), tmp_path / "m.pt2")
+    with pytest.raises(ValueError, match=r"the exported program '.*m\.pt2' expects input 'x' of shape \(n, 4\), "
+                                         r"got \(3, 5\): 4 features expected \(axis 1\), 5 received"):
+        loaded(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match=r"of shape \(n, 4\), got \(3, 2, 4\): 2 axes expected, 3 received"):
+        loaded(torch.zeros(3, 2, 4))
+    with pytest.raises(ValueError, match=r"takes 1 input\(s\) \('x'\), got 2"):
+        loaded(torch.zeros(3, 4), torch.zeros(3, 4))
+    assert torch.equal(loaded(_x(3)), _mlp().eval()(_x(3)))  # the check passes inputs that fit
+
+
+def test_export_fixed_and_bounded_batch_are_named(tmp_path):
+    path = tmp_path / "fixed.pt2"
+    torch.export.save(torch.export.export(_mlp().eval(), (_x(),)), path)
+    with pytest.warns(UserWarning, match="fixed batch size of 7"):
+        fixed = load_model(path)
+    with pytest.raises(ValueError, match=r"shape \(7, 4\), got \(3, 4\): axis 0 must be 7, got 3: the program was "
+                                         r"exported with a fixed batch size; re-export it with dynamic_shapes"):
+        fixed(_x(3))
+    dyn = ({0: torch.export.Dim("batch", min=1, max=8)},)
+    torch.export.save(torch.export.export(_mlp().eval(), (_x(),), dynamic_shapes=dyn), tmp_path / "b.pt2")
+    bounded = load_model(tmp_path / "b.pt2")
+    with pytest.raises(ValueError, match=r"shape \(1\.\.8, 4\), got \(9, 4\): axis 0 must be in \[1, 8\], got 9"):
+        bounded(_x(9))
+
+
+def test_export_load_failure_always_gives_a_reason(tmp_path, monkeypatch):
+    path = tmp_path / "m.pt2"
+    _export(_mlp(), _x(), path)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("")
+
+    monkeypatch.setattr(torch.export, "load", fail)
+    with pytest.raises(ValueError, match=r"could not be loaded as an exported program: RuntimeError: no reason given"):
+        load_model(path)
+
+
+def test_exported_model_can_be_copied_and_trained(tmp_path):
+    import copy
+
+    loaded = _export(_mlp(), _x(), tmp_path / "m.pt2")  # mitigations deep-copy a loaded model and train the copy
+    before = loaded(_x(5)).detach().clone()
+    twin = copy.deepcopy(loaded)
+    opt = torch.optim.SGD(twin.parameters(), lr=0.1)
+    twin(_x(5)).pow(2).mean().backward()
+    opt.step()
+    assert not torch.equal(twin(_x(5)), before)  # the copy learned
+    assert torch.equal(loaded(_x(5)), before) and all(p.grad is None for p in loaded.parameters())
+    with pytest.raises(ValueError, match="4 features expected"):
+        twin(torch.zeros(2, 5))  # the copy still checks its inputs

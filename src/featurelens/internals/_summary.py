@@ -24,6 +24,9 @@ from featurelens.internals._modules import (
     ModuleSpec,
     as_input_tensor,
     check_hookable,
+    hookable_modules,
+    is_module_type,
+    module_type_name,
     resolve_single,
 )
 from featurelens.models import find_input_layer
@@ -45,7 +48,7 @@ def default_layers(model: nn.Module) -> list[str]:
     is summarised inside each block too.
     """
     check_hookable(model)
-    return [name for name, m in model.named_modules() if name and isinstance(m, LAYER_TYPES)]
+    return [name for name, m in hookable_modules(model).items() if name and is_module_type(m, LAYER_TYPES)]
 
 
 def _subsample(x: torch.Tensor, max_rows: int | None, rng: np.random.Generator) -> torch.Tensor:
@@ -114,7 +117,7 @@ def layer_summary(
     if x.shape[0] < 2:
         raise ValueError(f"inputs must have at least 2 rows, got {x.shape[0]}")
     acts = collect(model, spec, x, batch_size=batch_size)
-    types = {n: type(m).__name__ for n, m in model.named_modules()}
+    types = {n: module_type_name(m) for n, m in model.named_modules()}
     rows = []
     for name in acts:
         parts = [p for p in acts.calls_of(name) if isinstance(p, torch.Tensor)]

@@ -1,6 +1,7 @@
 """Models: safe loading, output selection, the evaluation core, model structure, training."""
 
 from featurelens.models._evaluate import call_model, default_batch_size, evaluate, logit_accuracy
+from featurelens.models._exported import export_boundary_problems, original_class
 from featurelens.models._loading import load_model, resolve_factory
 from featurelens.models._orthogonal import orthogonality_penalty
 from featurelens.models._output import OutputSelector
@@ -27,11 +28,13 @@ __all__ = [
     "default_batch_size",
     "effective_weight",
     "evaluate",
+    "export_boundary_problems",
     "find_input_layer",
     "linear_chain",
     "load_model",
     "logit_accuracy",
     "model_device_dtype",
+    "original_class",
     "orthogonality_penalty",
     "preserve_model",
     "resolve_factory",

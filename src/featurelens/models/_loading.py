@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from featurelens.models._exported import module_from_program
 from featurelens.models._pruning_masks import _refresh_pruned
 from featurelens.models._state import set_eval
 
@@ -129,34 +130,11 @@ def _load_export(path: Path, trust: bool) -> nn.Module:
     try:
         program = torch.export.load(path)
     except Exception as exc:
-        raise ValueError(f"{str(path)!r} could not be loaded as an exported program: {exc}") from exc
-    inputs = set(program.graph_signature.user_inputs)
-    for node in program.graph.nodes:
-        val = node.meta.get("val") if node.name in inputs else None
-        if isinstance(val, torch.Tensor) and val.dim() > 0 and isinstance(val.shape[0], int):
-            warnings.warn(
-                f"the exported program {str(path)!r} has a fixed batch size of {val.shape[0]} for "
-                f"input {node.name!r}; export with dynamic_shapes (e.g. "
-                "{0: torch.export.Dim('batch')}) to run it on other batch sizes",
-                UserWarning,
-                stacklevel=3,
-            )
-    module = program.module()
-    training = {"dropout": 2, "feature_dropout": 2, "alpha_dropout": 2, "batch_norm": 5}
-    bad = sorted(
-        node.name
-        for node in module.graph.nodes
-        if node.op == "call_function"
-        and (pos := training.get(getattr(node.target, "__name__", "").split(".")[0])) is not None
-        and len(node.args) > pos
-        and node.args[pos] is True
-    )
-    if bad:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no reason given by torch"
         raise ValueError(
-            f"the exported program {str(path)!r} was captured in training mode (dropout or "
-            f"batch-norm in training mode: {_listing(bad)}); export the model after model.eval()"
-        )
-    return module
+            f"{str(path)!r} could not be loaded as an exported program: {type(exc).__name__}: {reason}"
+        ) from exc
+    return module_from_program(program, source=f"the exported program {str(path)!r}")
 
 
 def _as_state_dict(obj: Any, path: Path) -> dict[str, Any]:
@@ -263,9 +241,12 @@ def load_model(
       ``torch.jit.load`` (TorchScript code runs in the TorchScript
       interpreter, not through Python's pickle).
     - ``torch.export`` programs (``torch.export.save``, usually ``.pt2``)
-      give ``torch.export.load(path).module()``. Export in eval mode and with
-      a dynamic batch dimension; archives holding pickled objects need
-      ``trust=True``.
+      give ``torch.export.unflatten(torch.export.load(path))``: the original
+      module hierarchy, so layer names and forward hooks work as on the
+      eager model, and inputs are checked against the program's input spec
+      (``ValueError`` naming expected and received shapes). Export in eval
+      mode and with a dynamic batch dimension; archives holding pickled
+      objects need ``trust=True``.
     - Anything else is read with ``torch.load(weights_only=True)``. A state
       dict (str → tensor), or a checkpoint dict holding ``model_state_dict``
       or ``state_dict``, is loaded into ``factory()``. Pruning
