@@ -162,8 +162,8 @@ def test_reliance(files, tmp_path, fmt):
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_compare(files, tmp_path, fmt):
-    # TorchScript passes once compare's sparsity reads TorchScript modules (the 'OrderedDictWrapper'
-    # crash of the reliability issue); .pt2 once it counts the weights of exported Linear layers
+    # TorchScript crashed in compare's sparsity ('OrderedDictWrapper' has no 'get'); a .pt2 counted
+    # no weights at all (its Linear layers are InterpreterModules): both now count the eager layers
     out = tmp_path / "out"
     assert main(_run("compare", fmt, out)) == 0
     res = _results(out)

@@ -55,9 +55,11 @@ def call_model(model: nn.Module, x: torch.Tensor, *, shape: tuple[int, ...] | No
     """
     try:
         return model(x)
-    except (RuntimeError, IndexError, ValueError, TypeError) as exc:
+    except (RuntimeError, IndexError, ValueError, TypeError, torch.jit.Error) as exc:
         s = tuple(x.shape if shape is None else shape)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        # TorchScript puts its traceback first and the reason on the last line
+        first = (lines[-1] if isinstance(exc, torch.jit.Error) else lines[0]) if lines else type(exc).__name__
         raise ValueError(f"the model failed on inputs of shape {s} ({s[-1]} features): {first}") from exc
 
 

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from featurelens._validation import check_float, check_option
+from featurelens.models._exported import original_class
 
 _PARAM = "weight"
 _DEFAULT_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
@@ -136,8 +137,12 @@ def _subclass_names(classes: Iterable[type]) -> set[str]:
 
 
 def _is_layer_type(module: nn.Module) -> bool:
-    """An ``nn.Linear`` or convolution, also as a TorchScript module (by its original class name)."""
+    """An ``nn.Linear`` or convolution, also as a TorchScript module (by its original class name)
+    or as a submodule of an unflattened exported program (by the class it had before export)."""
     if isinstance(module, _DEFAULT_TYPES):
+        return True
+    cls = original_class(module)
+    if isinstance(cls, type) and issubclass(cls, _DEFAULT_TYPES):
         return True
     return isinstance(module, torch.jit.ScriptModule) and getattr(module, "original_name", None) in _subclass_names(
         _DEFAULT_TYPES
