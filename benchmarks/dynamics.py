@@ -1,5 +1,5 @@
 """Training-dynamics HMMs: featurelens vs hmmlearn 0.3.3 on the authors' model-selection sweep,
-and the vectorised posterior gradient vs the seed's per-step loop (written correctly), in one
+and the vectorised posterior gradient vs the per-step loop of the Hu et al. (2023) notebook (written correctly), in one
 process.
 
 Workload (research note §1.2, §5): 40 runs x 1000 steps x 14 metrics from
@@ -22,7 +22,7 @@ Equality check: for every fit the 32-step log-likelihood paths and the test log-
 compared (max relative difference printed).
 
 Derivative: d p(s_t = k | z_1:t) / d z_t for all t, k on the 40 runs with the K = 5 model.
-"loop" = the seed's structure (precisions inverted once, then a Python loop over steps and
+"loop" = that notebook's structure (precisions inverted once, then a Python loop over steps and
 states) with the corrected formula p_k (g_k - sum_j p_j g_j), forward filter included;
 "vectorised" = ``posterior_gradient`` (forward filter included). Outputs are compared; times
 are medians (5 repeats vectorised, 3 loop).
@@ -115,7 +115,7 @@ def compare_sweep(sel, runs, implementation: str, n_iter: int) -> dict:
 
 
 def gradient_loop(model, runs) -> list[np.ndarray]:
-    """The seed's per-step loop with the correct derivative (for timing and as a reference)."""
+    """The Hu et al. (2023) notebook's per-step loop with the correct derivative (for timing and as a reference)."""
     prec = [np.linalg.inv(model.covars[k]) for k in range(model.n_states)]
     out = []
     for z, p in zip(runs, model.filtered_posterior(runs), strict=True):

@@ -1,4 +1,4 @@
-"""Reliance acceptance numbers: the detector's validation suite and mitigation on seed 002's biased data.
+"""Reliance acceptance numbers: the detector's validation suite and mitigation on the biased data of the superposition and spurious-correlation notebook.
 
 Part 1 (detection): :func:`featurelens.reliance.make_reliance_suite` (24 biased
 data sets: bias 0 to 0.95, tabular and sequence inputs, several group counts,
@@ -6,8 +6,8 @@ sizes and label noise), one model trained per set, :func:`detect_spurious`
 on its evaluation set; prints the AUROC of the "spurious and relied upon"
 score over all groups and the groups flagged on sets with bias 0.
 
-Part 2 (mitigation): :func:`featurelens.reliance.mitigation_benchmark` — seed
-002's biased data (5 genuine groups of 10 standard-normal features and a
+Part 2 (mitigation): :func:`featurelens.reliance.mitigation_benchmark` — the
+notebook's biased data (5 genuine groups of 10 standard-normal features and a
 spurious group, bias 0.8), an MLP trained on it, every mitigation strategy
 judged on shifted test sets where the spurious link is broken
 (``make_shifted``, ``"independent"`` and ``"reversed"``); prints
@@ -62,7 +62,7 @@ def mitigation_part(seed: int, n_train: int, n_test: int, epochs: int, strategie
     result = mitigation_benchmark(n_train=n_train, n_test=n_test, epochs=epochs, random_state=seed, **kwargs)
     seconds = time.perf_counter() - t0
     table = result.table
-    print(f"\nmitigation on seed 002 biased data (bias 0.8, 5 genuine groups of 10 + 'spurious'; "
+    print(f"\nmitigation on the superposition and spurious-correlation notebook's biased data (bias 0.8, 5 genuine groups of 10 + 'spurious'; "
           f"{n_train} training rows, {n_test} validation / test / shifted rows each; {epochs} epochs max), "
           f"{seconds:.1f} s")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

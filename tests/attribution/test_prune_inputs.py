@@ -1,4 +1,4 @@
-"""prune_inputs on seed 003's planted function, exact outputs, persistence, rank plot."""
+"""prune_inputs on the planted function of pykan's feature-attribution tutorial, exact outputs, persistence, rank plot."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from featurelens.attribution import PrunedInputs, attribute, edge_scores, prune_
 from featurelens.models import MLP, load_model
 
 
-def _seed003(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _planted_function(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.rand(n, 4, generator=torch.Generator().manual_seed(seed)) * 2 - 1
     return x, x[:, 0] ** 2 + 0.3 * x[:, 1] + 0.1 * x[:, 2] ** 3 + 0.0 * x[:, 3]
 
@@ -28,7 +28,7 @@ def _silu_mlp() -> MLP:
 @pytest.fixture(scope="module")
 def l1_model() -> nn.Module:
     """4-16-16-1 SiLU MLP, full-batch Adam (cosine lr), loss = MSE + 1e-3 · Σ|W_layer1|."""
-    x, y = _seed003(1000, seed=0)
+    x, y = _planted_function(1000, seed=0)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = _silu_mlp()
@@ -43,8 +43,8 @@ def l1_model() -> nn.Module:
     return model.eval()
 
 
-def test_seed003_ground_truth_ranking_and_pruning(l1_model):
-    x, y = _seed003(1000, seed=1)
+def test_planted_function_ground_truth_ranking_and_pruning(l1_model):
+    x, y = _planted_function(1000, seed=1)
     with torch.no_grad():
         assert float(((l1_model(x) - y) ** 2).mean().sqrt()) < 0.03
     es = edge_scores(l1_model, x)
@@ -58,7 +58,7 @@ def test_seed003_ground_truth_ranking_and_pruning(l1_model):
 
 
 def test_pruned_model_equals_original_with_dropped_weight_columns_deleted(l1_model):
-    x, _ = _seed003(300, seed=2)
+    x, _ = _planted_function(300, seed=2)
     before = {k: v.clone() for k, v in l1_model.state_dict().items()}
     pruned = prune_inputs(l1_model, edge_scores(l1_model, x), threshold=1e-2)
     keep = torch.as_tensor(pruned.keep)

@@ -1,4 +1,4 @@
-"""Tests for featurelens.data._ohlcv (generator, reader, checks) and ._finance (seed 002's features, windows)."""
+"""Tests for featurelens.data._ohlcv (generator, reader, checks) and ._finance (the superposition and spurious-correlation notebook's features, windows)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def test_rsi_equals_loop(bars, method):
 
 
 def test_rsi_simple_equals_seed_formula(bars):
-    """Seed 002's ``_calculate_rsi`` (pandas rolling means), where it is defined."""
+    """The superposition and spurious-correlation notebook's ``_calculate_rsi`` (pandas rolling means), where it is defined."""
     close = bars["Close"]
     delta = close.diff()
     gain = delta.where(delta > 0, 0).rolling(window=14).mean()
@@ -73,7 +73,7 @@ def test_rsi_simple_equals_seed_formula(bars):
     seed = 100 - 100 / (1 + gain / loss)
     got = rsi(close, 14, method="simple")
     np.testing.assert_allclose(got[14:], seed[14:], rtol=1e-10)
-    # Wilder's smoothing differs from the seed's simple mean after the first value
+    # Wilder's smoothing differs from the notebook's simple mean after the first value
     wilder = rsi(close, 14)
     assert wilder.iloc[14] == pytest.approx(got.iloc[14])
     assert np.abs(wilder[30:] - got[30:]).max() > 1.0
@@ -83,7 +83,7 @@ def test_rsi_edge_cases():
     up = np.arange(1.0, 31.0)
     assert (rsi(up, 14).to_numpy()[14:] == 100.0).all()
     assert (rsi(up[::-1], 14).to_numpy()[14:] == 0.0).all()
-    assert (rsi(np.ones(30), 14).to_numpy()[14:] == 50.0).all()  # the seed gives NaN (0 / 0)
+    assert (rsi(np.ones(30), 14).to_numpy()[14:] == 50.0).all()  # the notebook gives NaN (0 / 0)
     # hand value: changes +1, -1 alternating over n = 2 -> gains 0.5, losses 0.5 -> 50
     assert rsi([1.0, 2.0, 1.0], 2).iloc[2] == pytest.approx(50.0)
     # Wilder by hand, n = 2: changes +2, -1, +3: G2 = 1, L2 = 0.5; G3 = (1 + 3) / 2 = 2, L3 = 0.25
@@ -113,7 +113,7 @@ def test_features_match_pandas_and_hand(bars):
 
 
 def test_month_end_on_weekend_is_the_friday():
-    # January 2015 ends on a Saturday: the last trading day is Friday the 30th (seed's
+    # January 2015 ends on a Saturday: the last trading day is Friday the 30th (the notebook's
     # is_month_end marks no day of that month)
     days = pd.bdate_range("2015-01-26", "2015-02-03")
     bars = pd.DataFrame({"Date": days, "Open": 1.0, "High": 1.0, "Low": 1.0,
@@ -121,7 +121,7 @@ def test_month_end_on_weekend_is_the_friday():
     f = ohlcv_features(bars, sma_window=2, rsi_window=1, volume_window=2, dropna=False)
     ends = f.index[f["month_end"] == 1].strftime("%Y-%m-%d").tolist()
     assert ends == ["2015-01-30"]
-    # the seed's yfinance index carries no frequency, so is_month_end means the calendar day
+    # the notebook's yfinance index carries no frequency, so is_month_end means the calendar day
     assert not pd.DatetimeIndex(days.to_numpy()).is_month_end.any()
 
 

@@ -1,4 +1,4 @@
-"""Tests for featurelens.data._synthetic: the seed-002 generators with ground truth."""
+"""Tests for featurelens.data._synthetic: the generators of the superposition and spurious-correlation notebook, with ground truth."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_multifeature_layout_and_rule():
 def test_multifeature_is_standard_normal_and_balanced():
     data = make_multifeature(N, random_state=1)
     assert abs(data.X.mean()) < 0.01 and abs(data.X.std() - 1.0) < 0.01
-    # positive rate is P(chi2_50 > 50) = 0.473 (the seed's k/2 threshold gave 0.998)
+    # positive rate is P(chi2_50 > 50) = 0.473 (the notebook's k/2 threshold gave 0.998)
     assert abs(data.y.mean() - P_G) < TOL
     assert abs(data.y.mean() - 0.5) < 0.05
     assert stats.chi2.sf(25, 50) > 0.99

@@ -70,7 +70,7 @@ def test_gradient_matches_per_step_loop_and_differs_from_seed_formula(planted):
         gbar = p[t] @ g
         for k in range(3):
             np.testing.assert_allclose(grad[t, k], p[t, k] * (g[k] - gbar), atol=1e-10)
-            seed = g[k] - np.sum(p[t][:, None] * g)  # the seed's scalar normaliser, no p_k
+            seed = g[k] - np.sum(p[t][:, None] * g)  # the Hu et al. (2023) notebook's scalar normaliser, no p_k
             worst_seed = max(worst_seed, np.abs(seed - grad[t, k]).max())
     assert worst_seed > 0.1
 

@@ -167,7 +167,7 @@ def test_attacks_order_pgd_fgsm_clean_on_trained_model(trained, eps):
     acc_f, acc_p = _acc(model, x_f, y), _acc(model, x_p, y)
     assert acc_p <= acc_f < clean - 0.05
     assert _mean_loss(model, x_p, y) >= _mean_loss(model, x_f, y) > _mean_loss(model, X, y)
-    # seed 002's defect: stepping up the loss of the flipped labels makes the model *more* accurate
+    # the superposition and spurious-correlation notebook's defect: stepping up the loss of the flipped labels makes the model *more* accurate
     flipped = fgsm(model, X, 1 - y, epsilon=eps)
     assert _acc(model, flipped, y) > clean
 

@@ -1,4 +1,4 @@
-"""Seed 002's transformer variants: shapes, compositions, the hierarchical model's last window."""
+"""The superposition and spurious-correlation notebook's transformer variants: shapes, compositions, the hierarchical model's last window."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_hierarchical_windows_attend_locally_and_last_window_counts():
     want = m.output_proj(m.global_layer(local).mean(1)).squeeze(-1)
     torch.testing.assert_close(m(x), want)
     x2 = x.clone()
-    x2[:, 4] += 1.0  # the seed dropped the last, shorter window: its tokens never reached the output
+    x2[:, 4] += 1.0  # the notebook dropped the last, shorter window: its tokens never reached the output
     assert (m(x2) - m(x)).abs().min() > 0
 
 

@@ -1,7 +1,7 @@
 """Issue 5 acceptance at a small size: two strategies raise shifted accuracy ≥ 10 points and halve reliance.
 
-Seed 002's biased data (``make_biased``, bias 0.8) with one genuine group of 4 features instead of
-five of 10 (the criterion is also checked at seed 002's size by ``benchmarks/reliance.py``); the
+The superposition and spurious-correlation notebook's biased data (``make_biased``, bias 0.8) with one genuine group of 4 features instead of
+five of 10 (the criterion is also checked at the notebook's size by ``benchmarks/reliance.py``); the
 unmitigated model is an ERM MLP; environments for group DRO are inferred from the data, never read
 from the generator.
 """

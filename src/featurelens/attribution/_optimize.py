@@ -1,6 +1,6 @@
 """Input optimisation: find inputs near a start that a model maps to a target output.
 
-The principled version of deepdow's ``explain.gradient_wrt_input`` (seed 001): any model
+The principled version of deepdow's ``explain.gradient_wrt_input``: any model
 and target, several starting points at once, masked entries held exactly, bounds, the
 model's mode and flags restored, and the final loss measured on the returned input.
 """

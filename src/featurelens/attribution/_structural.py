@@ -46,7 +46,7 @@ def _input_weight_sums(problem: Problem) -> tuple[str, np.ndarray]:
 
 
 def weights(problem: Problem) -> Explanation:
-    """First-layer weight importance (seed 000), mask-aware and found by data flow.
+    """First-layer weight importance (the deep-hedging lottery-ticket notebook's score), mask-aware and found by data flow.
 
     Definition: with ``W`` the input layer's effective weight
     (``weight_orig * weight_mask`` for a layer pruned with

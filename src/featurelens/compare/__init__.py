@@ -1,4 +1,4 @@
-"""Compare checkpoints: feature reliance, its shifts, sparsity and weights (seed 000).
+"""Compare checkpoints: feature reliance, its shifts, sparsity and weights (the deep-hedging lottery-ticket notebook's analyses).
 
 :func:`compare` explains several models on the same inputs with several attribution
 methods and returns a :class:`Comparison` (tidy tables, figures, text).

@@ -1,26 +1,26 @@
-"""Seed 002's finance features from OHLCV tables (see :mod:`._ohlcv`): technical vs calendar groups.
+"""Finance features from OHLCV tables (see :mod:`._ohlcv`), as in the superposition and spurious-correlation notebook: technical vs calendar groups.
 
-Seed 002 downloads daily bars with ``yfinance``, builds five features per day
+The notebook downloads daily bars with ``yfinance``, builds five features per day
 (SMA(20) of the close, RSI(14), the 20-day rolling standard deviation of the
 volume, the day of the week and a month-end flag) and cuts 30-day windows
 whose label says whether the next close is above the last one. This module
 builds the same features from any OHLCV table (a CSV with the columns
 ``Date, Open, High, Low, Close, Volume`` as written by common market-data
 downloads, or the synthetic generator :func:`make_ohlcv`) without network
-access, and keeps the seed's feature groups: ``technical`` (SMA, RSI, volume
+access, and keeps the notebook's feature groups: ``technical`` (SMA, RSI, volume
 std) and ``calendar`` (day of week, month end).
 
-Definitions that differ from the seed, and why:
+Definitions that differ from the notebook, and why:
 
 * **RSI** defaults to Wilder's smoothing (the definition of Wilder, 1978):
   the first average gain/loss is the simple mean of the first ``n`` changes,
-  then ``avg_t = (avg_{t-1} * (n - 1) + value_t) / n``. The seed used a
+  then ``avg_t = (avg_{t-1} * (n - 1) + value_t) / n``. The notebook used a
   simple ``n``-day rolling mean (sometimes called Cutler's RSI); it is
   available as ``rsi_method="simple"``. Both give ``RSI = 100`` when the
   average loss is 0 and the average gain positive, and 50 when both are 0
-  (the seed divided 0 by 0 there and produced NaN).
+  (the notebook divided 0 by 0 there and produced NaN).
 * **Month end** marks the last *trading* day of each month present in the
-  data (the next row falls in another month). The seed used
+  data (the next row falls in another month). The notebook used
   ``DatetimeIndex.is_month_end``, the last *calendar* day, which is never a
   trading day when a month ends on a weekend, so about a third of the month
   ends were missed. The final row, whose successor is unknown, is marked when
@@ -109,7 +109,7 @@ def rsi(close: Any, window: int = 14, *, method: str = "wilder") -> pd.Series:
 
     * ``method="wilder"`` (default, Wilder 1978): ``G_n = mean(g_1 .. g_n)``
       and ``G_t = (G_{t-1} (n - 1) + g_t) / n`` for ``t > n``; ``L_t`` alike;
-    * ``method="simple"`` (seed 002): ``G_t = mean(g_{t-n+1} .. g_t)``, ``L_t`` alike;
+    * ``method="simple"`` (as in the superposition and spurious-correlation notebook): ``G_t = mean(g_{t-n+1} .. g_t)``, ``L_t`` alike;
 
     then ``RSI_t = 100 - 100 / (1 + G_t / L_t)``, defined as 100 when
     ``L_t = 0 < G_t`` and as 50 when ``G_t = L_t = 0``.
@@ -160,7 +160,7 @@ def ohlcv_features(
     relative: bool = False,
     dropna: bool = True,
 ) -> pd.DataFrame:
-    """Seed 002's daily features and the next-day-up label from an OHLCV table.
+    """The superposition and spurious-correlation notebook's daily features and the next-day-up label from an OHLCV table.
 
     Columns, for day ``t``:
 
@@ -274,8 +274,8 @@ def finance_windows(features: pd.DataFrame, *, lookback: int = 30, stride: int =
     """Cut :func:`ohlcv_features` output into windows labelled by the next day's direction.
 
     Window ``i`` holds days ``s_i .. s_i + lookback - 1`` and its label is
-    ``next_day_up`` of its last day, ``Close_{t+1} > Close_t`` (seed 002's
-    ``_create_sequences``: the window ``X[t-lookback:t]`` predicts whether
+    ``next_day_up`` of its last day, ``Close_{t+1} > Close_t`` (the superposition and spurious-correlation
+    notebook's ``_create_sequences``: the window ``X[t-lookback:t]`` predicts whether
     ``Close_t > Close_{t-1}``). Built with :func:`featurelens.data.sliding_windows`
     (``horizon=0`` on the already shifted label).
 

@@ -1,4 +1,4 @@
-"""Hedging a European call step by step: seed 000's 8 features, P&L accounting, risk measures.
+"""Hedging a European call step by step: the deep-hedging lottery-ticket notebook's 8 features, P&L accounting, risk measures.
 
 Conventions (the same as pfhedge's ``pl``, plus an optional premium):
 
@@ -25,7 +25,7 @@ from torch import nn
 from featurelens._validation import check_float
 from featurelens.examples._hedging_market import Market, Paths, bs_call_delta
 
-#: seed 000's feature names, in the order of the model's input columns
+#: the deep-hedging lottery-ticket notebook's feature names, in the order of the model's input columns
 FEATURE_NAMES = ("log(S/K)", "Return", "sqrt(v)", "Δv", "Time", "δ_prev", "Trade_vol", "cum_PnL")
 #: the observed market features (perturbed by attacks); the rest is time or the hedger's own book
 MARKET_FEATURES = (0, 1, 2, 3)

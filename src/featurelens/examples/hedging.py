@@ -1,6 +1,6 @@
 """Deep hedging of a European call: simulation, the recurrent MLP hedger, anchors and risk.
 
-Seed 000's study hedges a short call on a Heston underlier with a network fed at each step
+The deep-hedging lottery-ticket notebook hedges a short call on a Heston underlier with a network fed at each step
 with 8 features (:data:`FEATURE_NAMES`): log(S/K), the last log return, sqrt(v), Δv, time
 to maturity, the previous hedge, a trade-volume indicator (the size of the last rebalance,
 ``|δ_{k−1} − δ_{k−2}|``) and the cumulative P&L of the hedge book. This module provides

@@ -95,7 +95,7 @@ def layer_summary(
         Index ``layer`` (dotted module path), columns ``type``, ``units``
         (size of the last axis), ``samples`` (rows of the activation matrix:
         inputs × tokens, token axes are flattened into rows),
-        ``effective_rank``, ``n_significant`` (the seed's 1 % count),
+        ``effective_rank``, ``n_significant`` (the superposition and spurious-correlation notebook's 1 % count),
         ``participation_ratio``, ``compression_ratio``, ``spectral_decay``
         (all from :func:`~featurelens.representation.spectrum` on the
         centred activations), ``interference`` (mean |off-diagonal

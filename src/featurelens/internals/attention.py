@@ -1,6 +1,6 @@
 """Per-head attention probabilities of ``nn.MultiheadAttention`` and their statistics.
 
-Seed 002 (``ScaleAnalyzer``) applied ``softmax`` to attention weights that
+The superposition and spurious-correlation notebook (its ``ScaleAnalyzer``) applied ``softmax`` to attention weights that
 were already probabilities and measured "head diversity" on weights already
 averaged over heads. Here the probabilities are captured per head and every
 statistic is computed on them as given (never re-normalised).

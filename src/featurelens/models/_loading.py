@@ -1,6 +1,6 @@
 """Safe model loading: TorchScript, torch.export, state dicts and pruned checkpoints.
 
-Seed 000 opened checkpoints with ``torch.load`` with weights-only loading switched off,
+The deep-hedging lottery-ticket notebook opened checkpoints with ``torch.load`` with weights-only loading switched off,
 which runs arbitrary code stored in the file, and re-attached pruning masks
 by substring match (``layer1`` matched ``layer10``). Here files are opened
 with ``weights_only=True`` unless the caller explicitly trusts them, and

@@ -1,4 +1,4 @@
-"""Reference architectures: a plain MLP and seed 002's small transformer classifier.
+"""Reference architectures: a plain MLP and the small transformer classifier of the superposition and spurious-correlation notebook.
 
 Both return raw scores (regression values or logits), never probabilities:
 train them with ``BCEWithLogitsLoss``/``CrossEntropyLoss`` (see
@@ -99,7 +99,7 @@ class MLP(nn.Sequential):
 
 
 class SmallTransformer(nn.Module):
-    """Transformer-encoder classifier from seed 002, returning logits.
+    """Transformer-encoder classifier from the superposition and spurious-correlation notebook, returning logits.
 
     ``input_proj`` (Linear ``input_dim → hidden_dim``) embeds every token,
     ``transformer_layers`` (a ``ModuleList`` of ``n_layers``
@@ -127,10 +127,10 @@ class SmallTransformer(nn.Module):
     Notes
     -----
     Input: a tabular row batch ``(B, d)`` is one token per row (as in the
-    seed); a sequence batch ``(B, T, d)`` is ``T`` tokens. Output: logits of
+    notebook); a sequence batch ``(B, T, d)`` is ``T`` tokens. Output: logits of
     shape ``(B,)`` when ``out_features == 1``, else ``(B, out_features)``.
 
-    The seed applied ``sigmoid`` inside ``forward`` and trained with
+    The notebook applied ``sigmoid`` inside ``forward`` and trained with
     ``BCELoss``; computing the loss from logits (``BCEWithLogitsLoss``) is
     numerically stable for confident predictions, and attributions of
     logits are additive on the log-odds scale. To explain probabilities,

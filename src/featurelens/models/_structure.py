@@ -312,7 +312,7 @@ def find_input_layer(model: nn.Module, inputs: Any) -> tuple[str, nn.Linear]:
     it bit for bit up to size-1 axes (e.g. a row turned into one token by
     ``x.unsqueeze(1)``, as in ``SmallTransformer``), with the feature axis last
     in both. Module order and names play no part
-    (seed 000 took "the first Linear by module order", which need not be the
+    (the deep-hedging lottery-ticket notebook took "the first Linear by module order", which need not be the
     input layer). A Linear applied to ``(n, T, d)`` sequences (per time step)
     qualifies.
 

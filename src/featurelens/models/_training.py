@@ -1,6 +1,6 @@
 """Reproducible mini-batch training with a validation split and early stopping.
 
-Seed 002's ``train_model`` stopped on the *training* loss without any
+The superposition and spurious-correlation notebook's ``train_model`` stopped on the *training* loss without any
 validation split and fed ``long`` labels to ``BCELoss``. :func:`train`
 carves a seeded validation split, stops on the validation loss, restores
 the best-validation weights and checks labels against the loss.
@@ -149,13 +149,13 @@ def train(
     progress : bool
         Show a rich progress bar updated once per epoch.
     orthogonal_penalty : float
-        Weight ``λ ≥ 0`` of seed 002's "disentangled" training: the training
+        Weight ``λ ≥ 0`` of the "disentangled" training of the superposition and spurious-correlation notebook: the training
         objective becomes ``task loss + λ Σ_l ‖G_l − I‖_F²`` with ``G_l = W Wᵀ``
         for a layer weight ``W`` of shape ``(out, in)`` with ``out ≤ in``
         (orthonormal rows) and ``G_l = Wᵀ W`` otherwise (orthonormal columns;
-        ``W Wᵀ = I`` is unreachable when ``out > in``). The seed used the mean
-        of the squared entries; the squared Frobenius norm is the issue's
-        definition. Recorded losses and early stopping use the task loss only.
+        ``W Wᵀ = I`` is unreachable when ``out > in``). The notebook used the mean
+        of the squared entries; featurelens uses the squared Frobenius
+        norm. Recorded losses and early stopping use the task loss only.
     orthogonal_layers : sequence of str, optional
         Exact module paths of the penalised layers (each must own a 2-D
         ``weight``). Default with a positive penalty: every ``nn.Linear``.

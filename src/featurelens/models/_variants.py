@@ -1,4 +1,4 @@
-"""Seed 002's transformer architecture variants: parallel, hierarchical and gated.
+"""The superposition and spurious-correlation notebook's transformer architecture variants: parallel, hierarchical and gated.
 
 All three share :class:`~featurelens.models.SmallTransformer`'s interface: the
 input is ``(B, d)`` (one token) or ``(B, T, d)``, it is projected to
@@ -7,11 +7,11 @@ input is ``(B, d)`` (one token) or ``(B, T, d)``, it is projected to
 ``4 * hidden_dim``), is mean-pooled over tokens and mapped to logits by
 ``output_proj`` — ``(B,)`` for one output, else ``(B, out_features)``.
 
-Differences from the seed, on purpose: the seed's default width (768) and
+Differences from the notebook, on purpose: its default width (768) and
 8 heads are replaced by small defaults that train on two CPU cores; the
-outputs are logits (the seed applied ``sigmoid``; see
+outputs are logits (the notebook applied ``sigmoid``; see
 :class:`~featurelens.models.SmallTransformer`); the hierarchical model's last,
-shorter window is processed too (the seed silently dropped it, so tokens at
+shorter window is processed too (the notebook silently dropped it, so tokens at
 the end of a sequence whose length is not a multiple of the window never
 reached the output).
 """

@@ -4,7 +4,7 @@ The functional core is :func:`perturb`: projected sign-gradient *ascent* of
 any scalar objective of the input inside a box ``|x_adv − x| ≤ ε``
 (element-wise, ``ε`` per feature), with optional random start and a mask of
 immutable features. :func:`fgsm` and :func:`pgd` apply it to the loss of a
-model on the **true** labels (seed 002's ``robustness_analysis`` and
+model on the **true** labels (the superposition and spurious-correlation notebook's ``robustness_analysis`` and
 ``adversarial_training`` stepped along the gradient of the loss of the
 *flipped* labels, which pushes predictions toward the correct class and makes
 the model look more robust than it is). :func:`adversarial_train` trains a
@@ -270,7 +270,7 @@ def adversarial_train(
     parameters receive no gradient from it) to get ``x_adv``, and the copy
     takes an Adam step on ``(1 − mix) · L(x, y) + mix · L(x_adv, y)``
     (mean losses over the batch). ``mix=1`` is Madry et al.'s pure
-    adversarial training; seed 002 used 0.3 with the flipped-label attack.
+    adversarial training; the superposition and spurious-correlation notebook used 0.3 with the flipped-label attack.
 
     Parameters
     ----------

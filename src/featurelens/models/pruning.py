@@ -4,7 +4,7 @@ Masks are the standard ``torch.nn.utils.prune`` reparametrisation: a pruned
 parameter ``weight`` becomes the parameter ``weight_orig`` and the buffer
 ``weight_mask``, and a forward-pre-hook computes ``weight = weight_orig * weight_mask``.
 Every function here addresses layers by their exact module path and parameters
-by their exact dotted name (``"layer1.weight"``), never by substring (seed 000
+by their exact dotted name (``"layer1.weight"``), never by substring (the deep-hedging lottery-ticket notebook
 matched masks with ``name in key``, so ``layer1`` also matched ``layer10``).
 Checkpoints written by :func:`save_checkpoint` reload through
 :func:`featurelens.models.load_model` (``weights_only=True``) with bit-identical

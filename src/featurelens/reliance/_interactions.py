@@ -9,7 +9,7 @@ keep their values.
 
 * :func:`interaction_matrix`: per row, the joint-ablation contrast
   ``Δ_ij(x) = f(x) − f(x∖i) − f(x∖j) + f(x∖ij)`` (``x∖S``: the groups in
-  ``S`` at the baseline), averaged over rows. Seed 002's
+  ``S`` at the baseline), averaged over rows. The superposition and spurious-correlation notebook's
   ``feature_interaction_analysis`` subtracted the sum of individual effects
   from the joint effect; this is the same contrast, written per sample.
 * :func:`shapley_interactions`: the exact Shapley interaction index

@@ -18,7 +18,7 @@ from featurelens._validation import check_float
 from featurelens.data._inputs import as_tensor
 
 #: Share of the variance above which a principal component counts as
-#: significant in :attr:`Spectrum.n_significant` (the seed's 1 % rule).
+#: significant in :attr:`Spectrum.n_significant` (the 1 % rule of the superposition and spurious-correlation notebook).
 SIGNIFICANT_VARIANCE = 0.01
 
 
@@ -75,13 +75,13 @@ def spectrum(activations: Any) -> Spectrum:
         ``effective_rank`` : ``exp(-sum p_i log p_i)`` with ``p_i = s_i / sum(s)``
         over the non-zero ``s_i`` (Roy & Vetterli 2007); between 1 and the rank.
         ``n_significant`` : number of components whose explained-variance
-        ratio (of ``s**2``, as in the seed) exceeds 1 %.
+        ratio (of ``s**2``, as in the superposition and spurious-correlation notebook) exceeds 1 %.
         ``participation_ratio`` : ``(sum lambda)**2 / sum(lambda**2)``.
         ``compression_ratio`` : ``s_1**2 / mean(s**2)`` over all ``q`` values,
-        i.e. ``q`` times the first explained-variance ratio (the seed's
+        i.e. ``q`` times the first explained-variance ratio (the notebook's
         definition, on the centred matrix); 1 for a flat spectrum, ``q`` for rank 1.
         ``spectral_decay`` : least-squares slope of ``log s_i`` against
-        ``i = 0, 1, ...`` over the non-zero singular values only (the seed fit
+        ``i = 0, 1, ...`` over the non-zero singular values only (the notebook fit
         ``log 0`` too); ``nan`` with fewer than two non-zero values.
         A zero matrix (all units constant) gives ``effective_rank = 0``,
         ``n_significant = 0`` and ``nan`` for the ratios.
@@ -133,7 +133,7 @@ def interference(activations: Any) -> Interference:
     counts as constant; their correlation is undefined, so they are excluded
     and reported in ``constant_units``/``n_constant``). 0 for uncorrelated
     units, 1 when every unit is an affine copy of the others. ``nan`` when
-    fewer than two units vary. Unlike the seed, the diagonal is not averaged in.
+    fewer than two units vary. Unlike the superposition and spurious-correlation notebook, the diagonal is not averaged in.
     """
     a = as_matrix(activations, min_rows=2)
     x = a - a.mean(axis=0)
