@@ -131,12 +131,8 @@ def reliance_command(
 
     from featurelens.data import FeatureSpec, load_table, read_groups
     from featurelens.models import load_model
-    from featurelens.reliance import (
-        detect_spurious,
-        interaction_matrix,
-        robustness,
-        save_reliance_report,
-    )
+    from featurelens.reliance import RelianceAudit, detect_spurious, interaction_matrix, robustness
+    from featurelens.report import save
 
     start = time.perf_counter()
     check_output_dir(out, force=force)
@@ -203,9 +199,9 @@ def reliance_command(
                "environments": environments or "default",
                **({"shifted data": str(shifted), "accuracy on the shifted data": shifted_acc}
                   if shifted_acc is not None else {})}
-    save_reliance_report(out, force=force, title=f"featurelens: reliance of {model.name}",
-                         detection=report, robustness=curves, interactions=interactions,
-                         mitigation=mitigation, summary=summary, robustness_metric="accuracy")
+    save(RelianceAudit(report, robustness=curves, interactions=interactions, mitigation=mitigation,
+                       title=f"featurelens: reliance of {model.name}", summary=summary,
+                       robustness_metric="accuracy"), out, force=force)
     if not quiet:
         _render(report, out, time.perf_counter() - start, extra)
 

@@ -134,14 +134,15 @@ def run_reliance_study(
     (written as ``data.csv`` with ``model.pt2`` and ``groups.json``).
     """
     from featurelens.reliance import (
+        RelianceAudit,
         detect_spurious,
         evaluate_mitigations,
         importance_over_windows,
         interaction_matrix,
         metrics_by_subgroup,
         robustness,
-        save_reliance_report,
     )
+    from featurelens.report import save
 
     start = time.perf_counter()
     check_output_dir(out, force=force)
@@ -184,11 +185,10 @@ def run_reliance_study(
         **{f"{part} {m}": v for part, s in scores.items() for m, v in s.items()},
     }
     with atomic_output_dir(out, force=force) as tmp:
-        results = save_reliance_report(
-            tmp / "report", title=title, detection=detection, robustness=curves,
-            interactions=interactions, mitigation=mitigation, windows=over_time, subgroups=by_group,
-            summary=info, ground_truth=ground_truth, notes=notes, robustness_metric="accuracy",
-        )
+        audit = RelianceAudit(detection, robustness=curves, interactions=interactions, mitigation=mitigation,
+                              mitigated_group=suspect, windows=over_time, subgroups=by_group, title=title,
+                              summary=info, ground_truth=ground_truth, notes=tuple(notes), robustness_metric="accuracy")
+        results = json.loads((save(audit, tmp / "report") / "results.json").read_text(encoding="utf-8"))
         save_exported(model, det.X[:2], tmp / "model.pt2")
         if table is not None:
             table.to_csv(tmp / "data.csv", index=False)

@@ -1,5 +1,9 @@
-"""Reliance: spurious-correlation detection, robustness, interactions, stability, mitigation, reports."""
+"""Reliance: spurious-correlation detection, robustness, interactions, stability, mitigation.
 
+Results render with ``featurelens.report.save``.
+"""
+
+from featurelens.reliance._audit import RelianceAudit
 from featurelens.reliance._detect import SpuriousReport, Thresholds, detect_spurious, verdict_of
 from featurelens.reliance._interactions import interaction_matrix, shapley_interactions
 from featurelens.reliance._mitigate import Mitigated, infer_environments, mitigate
@@ -9,7 +13,6 @@ from featurelens.reliance._mitigation_eval import (
     mitigation_benchmark,
 )
 from featurelens.reliance._probe import ProbeResult, cross_val_probe
-from featurelens.reliance._report import save_reliance_report, write_reliance_report
 from featurelens.reliance._robustness import RobustnessCurve, robustness, robustness_curve
 from featurelens.reliance._stability import (
     WindowImportance,
@@ -30,6 +33,7 @@ __all__ = [
     "Mitigated",
     "MitigationTable",
     "ProbeResult",
+    "RelianceAudit",
     "RobustnessCurve",
     "SpuriousReport",
     "SuiteCase",
@@ -52,8 +56,6 @@ __all__ = [
     "mitigation_benchmark",
     "robustness",
     "robustness_curve",
-    "save_reliance_report",
     "shapley_interactions",
     "verdict_of",
-    "write_reliance_report",
 ]
