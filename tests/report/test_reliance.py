@@ -109,12 +109,12 @@ def test_detection_table_has_readable_headers(tmp_path):
 
 def test_interactions_table_is_headed_by_what_it_holds(tmp_path):
     """Regression: a feature x feature matrix was headed "group"."""
-    features = _matrix(("f0", "f1"))
+    features = _matrix(("day_of_week", "f1"))
     _, stored, html = _save(tmp_path, RelianceAudit(_detection(), interactions={"ablation": features,
                                                                                   "groups": _matrix(("genuine", "x"))}))
     part = html.split("<h2>Interactions</h2>")[1]
     assert "Pairwise interactions between features (ablation)" in part
-    assert '<th scope="col">feature</th><th scope="col">f0</th>' in part
+    assert '<th scope="col">feature</th><th scope="col">day_of_week</th>' in part  # names are not reworded
     assert '<th scope="col">group</th><th scope="col">genuine</th>' in part
     assert "Rows and columns are features." in part and "Rows and columns are groups." in part
     assert set(stored["interactions"]) == {"ablation", "groups"}

@@ -48,16 +48,19 @@ HEADERS = {
     "wasserstein_mean": "class shift (mean W₁ / sd)", "wasserstein_max": "class shift (max W₁ / sd)",
     "relied_upon": "relied upon", "in_distribution": "in-distribution", "in_distribution_change": "in-distribution change",
     "reliance_reduction": "reliance reduction", "reliance_se": "± SE", "n_repeats": "repeats", "std_error": "± SE",
-    "degradation_auc": "mean degradation", "auc": "AUC", "std": "std",
 }
+#: robustness columns: ``auc``/``degradation_auc`` are normalised areas under the curves, not ROC AUCs
+ROBUSTNESS_HEADERS = {"auc": "mean metric over strengths", "degradation_auc": "mean degradation over strengths"}
 
 
 def _header(column: Any) -> str:
     return HEADERS.get(str(column), str(column).replace("_", " "))
 
 
-def _render(table: pd.DataFrame, highlight: Sequence[bool] | None = None) -> dict[str, Any]:
-    return render_table(table, highlight, headers={str(c): _header(c) for c in table.columns})
+def _render(table: pd.DataFrame, highlight: Sequence[bool] | None = None,
+            headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    shown = {str(c): _header(c) for c in table.columns} | dict(headers or {})
+    return render_table(table, highlight, headers=shown)
 
 
 def _nonempty(table: Any, name: str) -> pd.DataFrame:
@@ -146,13 +149,14 @@ class _Page:
         summary = _robustness_summary(robustness)
         display = RobustnessDisplay(table, metric_name=metric).plot()
         self.figure(display, "robustness", title="Robustness curves", caption=(
-            f"{metric} of the model under each perturbation as its strength grows (0 = clean data); "
+            f"{metric[:1].upper()}{metric[1:]} of the model under each perturbation as its strength grows "
+            "(0 = clean data); "
             "each perturbation has its own line style and marker, so coinciding curves stay visible; "
             "bands are ± one standard deviation over repeats where the perturbation is random."),
             alt=f"Line chart of {metric} against perturbation strength for {', '.join(display.kinds)}.")
         self.results["robustness"] = {"table": records(table, where="robustness"),
                                       "summary": records(summary, where="robustness summary")}
-        self.context["robustness"] = {"table": _render(table),
+        self.context["robustness"] = {"table": _render(table, headers=ROBUSTNESS_HEADERS),
                                       "summary": None if summary is None else _render(summary)}
 
     def interactions(self, interactions: Any, groups: set[str]) -> None:
@@ -173,7 +177,7 @@ class _Page:
                     f"{', '.join(map(str, m.columns))}.")
             self.results["interactions"][str(key)] = jsonable(m.to_dict(orient="index"), where="interactions")
             self.context["interactions"].append({"figure": info["stem"], "label": label, "title": title,
-                                                 "table": _render(m.reset_index(names=label))})
+                                                 "table": render_table(m.reset_index(names=label))})  # names as they are
 
     def windows(self, windows: Any) -> None:
         table = windows.to_frame() if isinstance(windows, WindowImportance) else _nonempty(windows, "windows")
