@@ -1,6 +1,6 @@
 """``detect_spurious``: which feature groups a model relies on, and whether their relation to the label holds.
 
-Seed 002's ``AutomatedDetector``/``EnhancedDetector`` measured "stability" by
+The superposition and spurious-correlation study's ``AutomatedDetector``/``EnhancedDetector`` measured "stability" by
 correlating the model's predictions on different bootstrap resamples (which
 says nothing about the group-label relation) and wrote the permuted group
 into the wrong columns. Here every quantity has one definition:

@@ -1,6 +1,6 @@
 """Mitigation of reliance on a suspect feature group, judged on shifted data.
 
-Seed 002's mitigators edited the original model's weights in place while a
+The superposition and spurious-correlation study's mitigators edited the original model's weights in place while a
 copy was evaluated, and measured "generalisation" on a permutation of the
 training data, where the spurious relation still holds. Here every strategy
 trains or refits a **new** model (the original is never modified), and

@@ -1,4 +1,4 @@
-"""Before/after tables of mitigation strategies, and the seed 002 acceptance benchmark."""
+"""Before/after tables of mitigation strategies, and the acceptance benchmark of the superposition and spurious-correlation study."""
 
 from __future__ import annotations
 
@@ -250,7 +250,7 @@ def mitigation_benchmark(
     random_state: int = 0,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> MitigationTable:
-    """Seed 002's acceptance experiment: mitigate a planted shortcut, judge on shifted data.
+    """The superposition and spurious-correlation study's acceptance experiment: mitigate a planted shortcut, judge on shifted data.
 
     Data: :func:`featurelens.data.make_biased` (``n_groups`` genuine groups
     of ``group_dim`` features and the group ``"spurious"``, ``bias_strength``

@@ -20,7 +20,7 @@ Probes (``probe=``):
 * ``"quadratic"`` (default): the inputs and their squares, standardised, then
   L2 logistic regression (``C=1``) for binary labels or ridge regression
   (``alpha=1``) for continuous ones. Squares let a linear probe see relations
-  carried by magnitudes (seed 002's labels are sums of squares, for which a
+  carried by magnitudes (the superposition and spurious-correlation study's labels are sums of squares, for which a
   plain linear probe scores chance).
 * ``"linear"``: the standardised inputs only, same estimators.
 * ``"mlp"``: a one-hidden-layer (16 ReLU units) scikit-learn MLP with a

@@ -1,6 +1,6 @@
 """Robustness curves: a metric against perturbation strength, and their area summaries.
 
-Seed 002's ``robustness_analysis`` perturbed every feature by absolute
+The superposition and spurious-correlation study's ``robustness_analysis`` perturbed every feature by absolute
 amounts and "attacked" by ascending the loss of the *flipped* labels. Here
 strengths are in units of each feature's standard deviation, perturbations can
 be restricted to feature groups (with features that must never change), and

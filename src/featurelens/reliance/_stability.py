@@ -1,6 +1,6 @@
 """Group importance over time windows and per subgroup; model metrics per subgroup.
 
-Seed 002's finance analysis (``temporal_stability``) computed an accuracy
+The superposition and spurious-correlation study's finance analysis (``temporal_stability``) computed an accuracy
 drop per window of 100 rows and summarised it by a standard deviation; its
 healthcare analysis compared AUC across insurance types. These functions
 compute the same quantities with one definition each, on top of
@@ -257,7 +257,7 @@ def metrics_by_subgroup(
     output: int | None = None,
     batch_size: int | None = None,
 ) -> pd.DataFrame:
-    """Model metrics per subgroup (seed 002's AUC by insurance type), plus all rows together.
+    """Model metrics per subgroup (the superposition and spurious-correlation study's AUC by insurance type), plus all rows together.
 
     Parameters
     ----------

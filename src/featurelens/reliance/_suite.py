@@ -5,7 +5,7 @@ sites or periods). In every environment:
 
 * the genuine groups ``genuine_0 .. genuine_{G-1}`` (``k`` features each,
   per time step for sequences) are i.i.d. N(0, 1) and the clean label is
-  ``g = 1[sum of squares of all genuine values > their number]`` (seed 002's
+  ``g = 1[sum of squares of all genuine values > their number]`` (the superposition and spurious-correlation study's
   rule with the threshold at the expectation, as in
   :func:`featurelens.data.make_biased`); the label ``y`` is ``g`` flipped with
   probability ``label_noise``. This relation is the same in every environment.
