@@ -7,8 +7,7 @@ The most used names in one place; each lives in the subpackage of its concern
 ``featurelens.examples``), where the rest of the API is.
 """
 
-__version__ = "0.1.0"
-
+from featurelens._version import __version__
 from featurelens.attribution import (
     Explanation,
     attribute,
@@ -30,7 +29,6 @@ from featurelens.dynamics import MetricsLogger, load_runs, select_model, weight_
 from featurelens.internals import summarize_internals
 from featurelens.models import MLP, OutputSelector, SmallTransformer, load_model, train
 from featurelens.reliance import detect_spurious, mitigate, robustness_curve
-from featurelens.report import save_attribution_report
 
 __all__ = [
     "MLP",
@@ -54,7 +52,6 @@ __all__ = [
     "prune_inputs",
     "read_groups",
     "robustness_curve",
-    "save_attribution_report",
     "select_model",
     "sliding_windows",
     "summarize_internals",

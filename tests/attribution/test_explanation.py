@@ -31,8 +31,11 @@ def test_importance_is_mean_absolute_value_and_normalises():
     assert norm.sum() == pytest.approx(1.0)
     se = e.importance_std_error()
     np.testing.assert_allclose(se.to_numpy(), np.abs(e.values).std(axis=0, ddof=1) / np.sqrt(50))
-    s = e.summary()
-    assert list(s.index) == ["b", "a", "c"]
+    s = e.to_frame()
+    assert list(s.index) == ["b", "a", "c"] and list(s.columns) == ["importance", "std_error", "normalized"]
+    np.testing.assert_allclose(s.loc[["a", "b", "c"], "importance"], np.abs(e.values).mean(axis=0))
+    np.testing.assert_allclose(s.loc[["a", "b", "c"], "normalized"],
+                               np.abs(e.values).mean(axis=0) / np.abs(e.values).mean(axis=0).sum())
 
 
 def test_scores_define_importance_when_present():
@@ -48,7 +51,7 @@ def test_sequence_values_average_over_time_and_long_frame():
     v = np.arange(2 * 3 * 2, dtype=float).reshape(2, 3, 2)
     e = Explanation(v, names=["f0", "f1"], axes=("sample", "time", "feature"), method="saliency")
     np.testing.assert_allclose(e.importance().to_numpy(), [np.abs(v[..., 0]).mean(), np.abs(v[..., 1]).mean()])
-    frame = e.to_frame()
+    frame = e.values_frame()
     assert list(frame.columns) == ["sample", "time", "feature", "value"]
     assert len(frame) == 12 and frame.loc[(frame["sample"] == 1) & (frame["time"] == 2) & (frame["feature"] == "f1"), "value"].item() == 11.0
 
@@ -59,14 +62,30 @@ def test_output_axis_gives_a_frame_per_output():
     imp = e.importance()
     assert isinstance(imp, pd.DataFrame) and list(imp.columns) == ["u", "v", "w"]
     np.testing.assert_allclose(imp.loc["a"].to_numpy(), [1.0, 2.0, 3.0])
-    with pytest.raises(ValueError, match="single target"):
-        e.summary()
+    frame = e.to_frame()  # one block per output, most important first within it
+    assert frame.index.names == ["group", "output"]
+    assert list(frame.index) == [(g, o) for o in "uvw" for g in "ab"]  # equal importance: stable name order
+    np.testing.assert_allclose(frame.xs("w", level="output")["importance"], [3.0, 3.0])
+    np.testing.assert_allclose(frame.xs("w", level="output")["normalized"], [0.5, 0.5])
 
 
 def test_wide_frame_has_names():
     e = _expl()
-    f = e.to_frame()
+    f = e.values_frame()
     assert list(f.columns) == ["a", "b", "c"] and f.shape == (50, 3)
+    np.testing.assert_array_equal(f.to_numpy(), e.values)
+
+
+def test_to_dict_is_json_and_repr_html_shows_the_table():
+    e = _expl(scores=np.array([[0.1, 0.5, 0.0], [0.3, 0.7, np.nan]]))
+    d = e.to_dict()
+    assert json.loads(json.dumps(d, allow_nan=False)) == d
+    assert d["importance"] == {"a": pytest.approx(0.2), "b": pytest.approx(0.6), "c": None}
+    assert d["std_error"]["a"] == pytest.approx(np.std([0.1, 0.3], ddof=1) / np.sqrt(2))
+    assert (d["method"], d["level"], d["values_shape"], d["n_repeats"]) == ("ablation", "group", [50, 3], 2)
+    assert d["params"] == {"baselines": "zeros"} and d["model_fingerprint"] == "m" * 16
+    html = e._repr_html_()
+    assert html.startswith("<table>") and "<th>importance</th>" in html and "0.6" in html and "—" in html
 
 
 def test_save_load_round_trip_is_exact_and_not_pickle(tmp_path):
@@ -133,4 +152,4 @@ def test_constructor_needs_values_or_scores():
     with pytest.raises(ValueError, match="needs values, scores or both"):
         Explanation(None, names=["a"], axes=("sample", "feature"), method="x")
     with pytest.raises(ValueError, match="only repeat-level scores"):
-        Explanation(None, names=["a"], axes=("sample", "feature"), method="x", scores=np.ones((2, 1))).to_frame()
+        Explanation(None, names=["a"], axes=("sample", "feature"), method="x", scores=np.ones((2, 1))).values_frame()

@@ -1,4 +1,4 @@
-"""prune_inputs on the planted function of pykan's feature-attribution tutorial, exact outputs, persistence, rank plot."""
+"""prune_inputs on the planted function of pykan's feature-attribution tutorial: exact outputs, persistence."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 from torch.nn.utils import prune
 
-from featurelens.attribution import PrunedInputs, attribute, edge_scores, prune_inputs, rank_plot
+from featurelens.attribution import PrunedInputs, attribute, edge_scores, prune_inputs
 from featurelens.models import MLP, load_model
 
 
@@ -146,20 +145,3 @@ def test_prune_inputs_errors(tmp_path):
     torch.save(plain.state_dict(), tmp_path / "plain.pt")
     with pytest.raises(ValueError, match="not a featurelens pruned-inputs file"):
         PrunedInputs.load(tmp_path / "plain.pt", factory=lambda: plain)
-
-
-def test_rank_plot_writes_png_and_draws_into_given_axes(tmp_path):
-    scores = 0.5 ** np.arange(100)
-    scores[7] = 0.0
-    fig = rank_plot(scores, path=tmp_path / "rank.png")
-    assert isinstance(fig, Figure)
-    assert (tmp_path / "rank.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    ax = fig.axes[0]
-    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    assert ax.get_title() == "1 zero score(s) not shown"
-    offsets = ax.collections[0].get_offsets()
-    assert offsets.shape == (99, 2) and offsets[0, 0] == 1 and offsets[0, 1] == 1.0
-    other = Figure()
-    ax2 = other.add_subplot()
-    assert rank_plot(pd.Series([0.3, 0.1, 0.2]), ax=ax2) is other
-    np.testing.assert_array_equal(ax2.collections[0].get_offsets()[:, 1], [0.3, 0.2, 0.1])

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 
 from featurelens._io import atomic_write_npz, read_npz
+from featurelens._protocol import FrameResult, jsonable
+from featurelens._version import __version__
 
 FORMAT_NAME = "featurelens.explanation"
 FORMAT_VERSION = 1
@@ -19,7 +21,7 @@ _PLAYER_AXES = ("feature", "group")
 _META_KEYS = ("method", "params", "target", "names", "axes", "output_names", "model_fingerprint", "data_fingerprint")
 
 
-class Explanation:
+class Explanation(FrameResult):
     """Attributions of one method for one model on one data set.
 
     Parameters
@@ -154,16 +156,31 @@ class Explanation:
             return pd.DataFrame(se, index=pd.Index(self.names, name=self.level), columns=cols)
         return pd.Series(se, index=pd.Index(self.names, name=self.level), name=f"{self.method}_std_error")
 
-    def summary(self) -> pd.DataFrame:
-        """Table with importance, its standard error and the normalised importance."""
-        imp, se = self.importance(), self.importance_std_error()
-        if isinstance(imp, pd.DataFrame):
-            raise ValueError("summary() is for a single target; use importance() when every output was explained")
-        return pd.DataFrame(
-            {"importance": imp, "std_error": se, "normalized": self.importance(normalize=True)}
-        ).sort_values("importance", ascending=False)
-
     def to_frame(self) -> pd.DataFrame:
+        """The main table: importance, its standard error and the normalised importance per player.
+
+        Columns ``importance`` (:meth:`importance`), ``std_error``
+        (:meth:`importance_std_error`) and ``normalized`` (``importance /
+        sum(|importance|)``), indexed by name, most important first. When
+        every output was explained (an ``"output"`` axis) the index is
+        ``(name, output)`` and rows are sorted by importance within each
+        output, outputs in their order. The per-sample values are
+        :meth:`values_frame`.
+        """
+        imp, se, norm = self.importance(), self.importance_std_error(), self.importance(normalize=True)
+        if isinstance(imp, pd.Series):
+            return pd.DataFrame(
+                {"importance": imp, "std_error": se, "normalized": norm}
+            ).sort_values("importance", ascending=False)
+        parts = []
+        for out in imp.columns:
+            part = pd.DataFrame({"importance": imp[out], "std_error": se[out], "normalized": norm[out]})
+            part = part.sort_values("importance", ascending=False)
+            part.index = pd.MultiIndex.from_arrays([part.index, [out] * len(part)], names=[self.level, "output"])
+            parts.append(part)
+        return pd.concat(parts)
+
+    def values_frame(self) -> pd.DataFrame:
         """Per-sample values as a DataFrame.
 
         ``(sample, player)`` values give a wide frame (one column per name);
@@ -171,7 +188,7 @@ class Explanation:
         (integer positions, names on the player axis) and a ``value`` column.
         """
         if self.values is None:
-            raise ValueError(f"this {self.method!r} explanation holds only repeat-level scores; use importance()")
+            raise ValueError(f"this {self.method!r} explanation holds only repeat-level scores; use to_frame()")
         if self.axes == ("sample", self.level):
             return pd.DataFrame(self.values, columns=pd.Index(self.names, name=self.level))
         grids = np.meshgrid(*[np.arange(s) for s in self.values.shape], indexing="ij")
@@ -187,14 +204,39 @@ class Explanation:
         data["value"] = self.values.ravel()
         return pd.DataFrame(data)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description and importance (the per-sample arrays stay in :meth:`save`'s file).
+
+        Keys: the file metadata (``method``, ``params``, ``target``,
+        ``names``, ``axes``, ``output_names``, fingerprints), ``level``,
+        ``values_shape`` (``None`` without values), ``n_repeats`` (rows of
+        ``scores``, ``None`` without), and ``importance``, ``std_error``:
+        ``{name: float}``, or ``{output: {name: float}}`` with an ``"output"``
+        axis. NaN becomes ``None``.
+        """
+        def table(frame: pd.Series | pd.DataFrame) -> dict[str, Any]:
+            return jsonable(frame.to_dict(), where=f"{self.method} importance")
+
+        meta = {k: v for k, v in self._meta().items() if k not in ("format", "version", "featurelens_version",
+                                                                    "extras")}
+        return {
+            **jsonable(meta, where=f"{self.method} explanation"),
+            "level": self.level,
+            "values_shape": None if self.values is None else list(self.values.shape),
+            "n_repeats": None if self.scores is None else int(self.scores.shape[0]),
+            "importance": table(self.importance()),
+            "std_error": table(self.importance_std_error()),
+        }
+
+    def _html_title(self) -> str:
+        return f"Explanation: {self.method}, importance per {self.level}"
+
     def __repr__(self) -> str:
         shape = None if self.values is None else self.values.shape
         return f"Explanation(method={self.method!r}, {self.level}s={len(self.names)}, values_shape={shape}, axes={self.axes})"
 
     # -- persistence -------------------------------------------------------------
     def _meta(self) -> dict[str, Any]:
-        from featurelens import __version__
-
         return {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,

@@ -13,9 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from torch import nn
 
 from featurelens._io import atomic_write_bytes
@@ -31,8 +28,27 @@ FORMAT_NAME = "featurelens.pruned_inputs"
 FORMAT_VERSION = 1
 
 
-def _score_vector(scores: Any) -> tuple[np.ndarray, list[str] | None, str | None]:
-    """(per-feature scores, their names or None, the input layer's path or None)."""
+def score_vector(scores: Any) -> tuple[np.ndarray, list[str] | None, str | None]:
+    """One score per input feature from any score container.
+
+    Parameters
+    ----------
+    scores : EdgeScores, Explanation, pandas Series or 1-D array
+        An :class:`Explanation` must be per feature and for one target
+        (its :meth:`~Explanation.importance`).
+
+    Returns
+    -------
+    tuple
+        ``(values, names, layer)``: float64 scores ``(n_features,)``, their
+        names (``None`` for a bare array) and the input layer's path when the
+        scores know it (else ``None``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For another type, non-numbers, a shape other than 1-D, NaN or inf.
+    """
     layer = None
     if isinstance(scores, EdgeScores):
         vals, names, layer = scores.feature_scores, list(scores.feature_names), scores.input_layer
@@ -276,7 +292,7 @@ def prune_inputs(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     threshold = check_float(threshold, name="threshold")
-    vals, names, hint = _score_vector(scores)
+    vals, names, hint = score_vector(scores)
     d = vals.size
     if feature_names is not None:
         if isinstance(feature_names, str):
@@ -297,45 +313,3 @@ def prune_inputs(
     new = copy.deepcopy(model)
     _narrow(new, path, torch.as_tensor(keep))
     return PrunedInputs(new, keep, names, vals, threshold, path)
-
-
-def rank_plot(scores: Any, path: str | os.PathLike | None = None, ax: Axes | None = None) -> Figure:
-    """Scores against their rank on log–log axes (the plot for many inputs in pykan's feature-attribution tutorial).
-
-    Rank 1 is the largest score. Zero scores cannot be drawn on a log axis and
-    are left out (the title says how many). Drawn with matplotlib's object API
-    (no pyplot); with ``path`` the figure is written as PNG (atomically).
-
-    Parameters
-    ----------
-    scores : EdgeScores, Explanation, pandas Series or 1-D array
-    path : str or PathLike, optional
-    ax : matplotlib Axes, optional
-        Draw into these axes instead of a new figure.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    vals = _score_vector(scores)[0]
-    ranked = np.sort(vals)[::-1]
-    ranks = np.arange(1, ranked.size + 1)
-    pos = ranked > 0
-    if ax is None:
-        fig = Figure(figsize=(5, 4), layout="constrained")
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-    else:
-        fig = ax.figure
-    ax.scatter(ranks[pos], ranked[pos], s=14, color="#0072B2")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("rank of input feature")
-    ax.set_ylabel("feature score")
-    if not pos.all():
-        ax.set_title(f"{int((~pos).sum())} zero score(s) not shown")
-    if path is not None:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        atomic_write_bytes(Path(path), buf.getvalue())
-    return fig

@@ -79,7 +79,7 @@ def demo_command(
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
-    """Train seed 002's transformer on data with a planted spurious group, attribute it, write a report."""
+    """Train the spurious-correlation study's transformer on data with a planted spurious group, attribute it, write a report."""
     from featurelens.examples import run_spurious_demo
 
     result = run_spurious_demo(out, n_samples=n_samples, bias_strength=bias_strength, random_state=seed,
@@ -127,10 +127,10 @@ def attribute_command(
     """Attribute a saved model's output on a table to its features or feature groups."""
     import sys
 
-    from featurelens.attribution import METHODS, attribute, method_options
+    from featurelens.attribution import METHODS, AttributionReport, attribute, method_options
     from featurelens.data import FeatureSpec, load_table, read_groups
     from featurelens.models import load_model
-    from featurelens.report import save_attribution_report
+    from featurelens.report import save
 
     check_output_dir(out, force=force)
     methods = list(dict.fromkeys(method))
@@ -178,6 +178,6 @@ def attribute_command(
         "groups": ", ".join(spec.group_names) if spec.has_groups else "none (one player per feature)",
         "output": f"target={target or 'default'}, link={link}",
     }
-    save_attribution_report(out, force=force, title=f"featurelens: attributions of {model.name}",
-                            explanations=explanations, summary=summary)
+    save(AttributionReport(explanations, title=f"featurelens: attributions of {model.name}", summary=summary),
+         out, force=force)
     _render(explanations, out, quiet=quiet)

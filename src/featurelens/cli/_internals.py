@@ -63,9 +63,9 @@ def internals_command(
 ) -> None:
     """Per-layer representation metrics, input-group overlap and attention statistics of a saved model."""
     from featurelens.data import load_table, read_groups
-    from featurelens.internals import summarize_internals
+    from featurelens.internals import InternalsReport, summarize_internals
     from featurelens.models import load_model
-    from featurelens.report import save_internals_report
+    from featurelens.report import save
 
     check_output_dir(out, force=force)
     if max_rows < 2:
@@ -82,8 +82,7 @@ def internals_command(
     info = {"model file": str(model), "data file": str(data), "rows in the table": len(table.X),
             "rows used": min(len(table.X), max_rows), "features": len(table.feature_names),
             "groups": ", ".join(group_map) if group_map else "none (no overlap heatmap)"}
-    save_internals_report(out, internals=summary, title=f"featurelens: internals of {model.name}",
-                          summary=info, force=force)
+    save(InternalsReport(summary, title=f"featurelens: internals of {model.name}", summary=info), out, force=force)
     if quiet:
         return
     console = Console()

@@ -29,9 +29,9 @@ from featurelens.reliance import (
     PERTURBATIONS,
     RelianceAudit,
     audit,
-    save_reliance_report,
     verdict_of,
 )
+from featurelens.report import save
 
 #: audit()'s argument names -> the options that set them, to say library errors in CLI words
 _OPTION_OF = {"strategies": "--mitigate", "suspect": "--suspect", "init": "--init", "perturbations": "--perturbation",
@@ -179,14 +179,6 @@ def _render(result: RelianceAudit, out: Path, seconds: float) -> None:
     console.print(f"report written to {out / 'index.html'} in {seconds:.1f} s")
 
 
-def _save(result: RelianceAudit, out: Path, *, force: bool) -> None:
-    save_reliance_report(out, force=force, title=result.title, detection=result.detection,
-                         robustness=result.robustness_frame(), robustness_metric=result.robustness_metric,
-                         interactions=result.interactions, mitigation=result.mitigation, windows=result.windows,
-                         subgroups=result.subgroups, summary={**result.summary, **result.scores},
-                         ground_truth=result.ground_truth, notes=result.notes)
-
-
 def reliance_command(
     model: Path = typer.Option(..., "--model", help="TorchScript, torch.export (.pt2) or state_dict/checkpoint file."),
     data: Path = typer.Option(..., "--data", help="CSV or Parquet table with the features and the label column."),
@@ -252,7 +244,7 @@ def reliance_command(
                        random_state=seed)
     except (ValueError, TypeError) as exc:
         raise type(exc)(_cli_words(str(exc))) from None
-    _save(result, out, force=force)
+    save(result, out, force=force)
     if not quiet:
         _render(result, out, time.perf_counter() - start)
 

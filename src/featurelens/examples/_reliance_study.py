@@ -39,8 +39,8 @@ from featurelens.reliance import (
     RelianceAudit,
     SpuriousReport,
     audit,
-    save_reliance_report,
 )
+from featurelens.report import save
 
 
 @dataclass(frozen=True)
@@ -164,12 +164,7 @@ def run_reliance_study(
         ground_truth=ground_truth, notes=notes, random_state=random_state,
     )
     with atomic_output_dir(out, force=force) as tmp:
-        results = save_reliance_report(
-            tmp / "report", title=result.title, detection=result.detection, robustness=result.robustness_frame(),
-            robustness_metric=result.robustness_metric, interactions=result.interactions,
-            mitigation=result.mitigation, windows=result.windows, subgroups=result.subgroups,
-            summary={**result.summary, **result.scores}, ground_truth=result.ground_truth, notes=result.notes,
-        )
+        results = json.loads((save(result, tmp / "report") / "results.json").read_text(encoding="utf-8"))
         save_exported(model, te.X[:2], tmp / "model.pt2")
         if table is not None:
             table.to_csv(tmp / "data.csv", index=False)

@@ -1,15 +1,16 @@
 """The default demo: does a small transformer rely on a planted spurious group?
 
-Seed 002's biased data set (five genuine 10-dimensional groups and one
-spurious group whose link to the label has ``bias_strength``), seed 002's
-small transformer trained with a validation split and early stopping on
-validation loss, group attributions by ablation and permutation importance,
-and an HTML report. The planted truth is stored with the numbers so anyone
-can check the verdict.
+The biased data set of the superposition and spurious-correlation study (five
+genuine 10-dimensional groups and one spurious group whose link to the label
+has ``bias_strength``), that study's small transformer trained with a
+validation split and early stopping on validation loss, group attributions by
+ablation and permutation importance, and an HTML report. The planted truth is
+stored with the numbers so anyone can check the verdict.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -20,11 +21,11 @@ import torch
 
 from featurelens._io import check_output_dir
 from featurelens._validation import check_float, check_int
-from featurelens.attribution import Explanation, attribute
+from featurelens.attribution import AttributionReport, Explanation, attribute
 from featurelens.data import make_biased, make_shifted, train_val_test_split
 from featurelens.internals import summarize_internals
 from featurelens.models import SmallTransformer, logit_accuracy, train
-from featurelens.report import save_attribution_report
+from featurelens.report import save
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def run_spurious_demo(
     force: bool = False,
     progress: bool = False,
 ) -> DemoResult:
-    """Train seed 002's transformer on biased data, attribute it, write a report.
+    """Train the spurious-correlation study's transformer on biased data, attribute it, write a report.
 
     Parameters
     ----------
@@ -100,7 +101,8 @@ def run_spurious_demo(
                                     random_state=random_state)
     n_params = sum(p.numel() for p in model.parameters())
     summary = {
-        "data": "seed 002 biased set: 5 genuine groups of 10 standard-normal features + 1 spurious group",
+        "data": ("biased set of the superposition and spurious-correlation study: 5 genuine groups of "
+                 "10 standard-normal features + 1 spurious group"),
         "rows (train / validation / test)": f"{len(x_tr)} / {len(x_va)} / {len(x_te)}",
         "features": data.X.shape[1],
         "groups": len(spec.group_names),
@@ -121,15 +123,15 @@ def run_spurious_demo(
         f"Ground truth: group {truth.spurious_group!r} was planted with bias strength {truth.bias_strength}; "
         "on the shifted test set its link to the label is broken, so a model relying on it loses accuracy there.",
     ]
-    results = save_attribution_report(
-        out,
-        force=force,
+    report = AttributionReport(
+        explanations,
         title="featurelens demo: reliance on a planted spurious feature group",
-        explanations=explanations,
         summary=summary,
         ground_truth={"spurious_group": truth.spurious_group, "bias_strength": truth.bias_strength},
         history=fit.history,
         notes=notes,
         internals=internals,
     )
-    return DemoResult(Path(out), explanations, results, time.perf_counter() - start)
+    path = save(report, out, force=force)
+    results = json.loads((path / "results.json").read_text(encoding="utf-8"))
+    return DemoResult(path, explanations, results, time.perf_counter() - start)

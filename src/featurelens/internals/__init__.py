@@ -5,6 +5,7 @@ exit, also when the block raises.
 """
 
 from featurelens.internals._capture import Activations, capture, collect
+from featurelens.internals._internals_report import InternalsReport
 from featurelens.internals._modules import resolve_modules
 from featurelens.internals._patch import neuron_importance, patch
 from featurelens.internals._paths import path_effects
@@ -26,6 +27,7 @@ from featurelens.internals._weights import intervene_weights, zero_input_group
 
 __all__ = [
     "Activations",
+    "InternalsReport",
     "InternalsSummary",
     "SweepResult",
     "architecture_sweep",

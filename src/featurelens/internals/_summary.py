@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from featurelens._protocol import FrameResult, jsonable
 from featurelens._validation import RandomState, check_int, check_option, check_random_state
 from featurelens.data._spec import GroupMembers
 from featurelens.internals._capture import capture, collect, iter_batches, probe_batch_axis
@@ -216,8 +217,21 @@ def gradient_norms(
 
 
 @dataclass(frozen=True)
-class InternalsSummary:
-    """What ``featurelens internals`` reports (see :func:`summarize_internals`)."""
+class InternalsSummary(FrameResult):
+    """What ``featurelens internals`` reports (see :func:`summarize_internals`).
+
+    Attributes
+    ----------
+    layers : pandas.DataFrame
+        One row per layer (indexed by its dotted name): ``type``, ``units``,
+        ``samples`` and the representation metrics of :func:`layer_summary`.
+    overlap : dict of str to DataFrame
+        Square group x group overlap matrices (see :func:`summarize_internals`).
+    attention : DataFrame or None
+        Per (module, head) attention statistics, ``None`` without attention.
+    notes : tuple of str
+        Why an analysis was skipped.
+    """
 
     layers: pd.DataFrame
     overlap: dict[str, pd.DataFrame] = field(default_factory=dict)
@@ -231,12 +245,19 @@ class InternalsSummary:
             out = df.reset_index().astype(object).where(df.reset_index().notna(), None)
             return out.to_dict(orient="records")
 
-        return {
+        return jsonable({
             "layers": records(self.layers),
             "overlap": {k: {"groups": list(v.index), "matrix": v.to_numpy().tolist()} for k, v in self.overlap.items()},
             "attention": None if self.attention is None else records(self.attention),
             "notes": list(self.notes),
-        }
+        }, where="internals")
+
+    def to_frame(self) -> pd.DataFrame:
+        """The main table: :attr:`layers` (a copy), one row per layer."""
+        return self.layers.copy()
+
+    def _html_title(self) -> str:
+        return f"InternalsSummary: {len(self.layers)} layers"
 
 
 def _jacobian_layer(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> str | None:

@@ -1,4 +1,7 @@
-"""Reliance: spurious-correlation detection, robustness, interactions, stability, mitigation, reports."""
+"""Reliance: spurious-correlation detection, robustness, interactions, stability, mitigation.
+
+Results render with ``featurelens.report.save``.
+"""
 
 from featurelens.reliance._audit import MITIGATION_STRATEGIES, RelianceAudit, audit
 from featurelens.reliance._detect import SpuriousReport, Thresholds, detect_spurious, verdict_of
@@ -10,7 +13,6 @@ from featurelens.reliance._mitigation_eval import (
     mitigation_benchmark,
 )
 from featurelens.reliance._probe import ProbeResult, cross_val_probe
-from featurelens.reliance._report import save_reliance_report, write_reliance_report
 from featurelens.reliance._robustness import (
     PERTURBATIONS,
     RobustnessCurve,
@@ -62,8 +64,6 @@ __all__ = [
     "mitigation_benchmark",
     "robustness",
     "robustness_curve",
-    "save_reliance_report",
     "shapley_interactions",
     "verdict_of",
-    "write_reliance_report",
 ]

@@ -31,6 +31,7 @@ import torch
 from scipy.stats import wasserstein_distance
 from torch import nn
 
+from featurelens._protocol import FrameResult, jsonable
 from featurelens._validation import (
     RandomState,
     check_float,
@@ -51,7 +52,6 @@ from featurelens.reliance._probe import (
     relation,
     relation_by_environment,
 )
-from featurelens.report._results import jsonable
 
 ENVIRONMENT_MODES = ("windows", "bootstrap")
 
@@ -107,7 +107,7 @@ def verdict_of(row: pd.Series) -> str:
 
 
 @dataclass(frozen=True, eq=False)
-class SpuriousReport:
+class SpuriousReport(FrameResult):
     """Result of :func:`detect_spurious`.
 
     Attributes
@@ -143,6 +143,13 @@ class SpuriousReport:
     def flagged(self) -> list[str]:
         """Groups with the ``spurious`` verdict."""
         return list(self.table.loc[self.table["spurious"], "group"])
+
+    def to_frame(self) -> pd.DataFrame:
+        """The main table: :attr:`table` (a copy), one row per group."""
+        return self.table.copy()
+
+    def _html_title(self) -> str:
+        return f"SpuriousReport: flagged {', '.join(map(str, self.flagged)) or 'none'}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable content (table records, evidence, thresholds)."""

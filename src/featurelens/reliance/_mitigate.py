@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from featurelens._protocol import FrameResult, jsonable, records
 from featurelens._validation import RandomState, check_int, check_option, check_random_state
 from featurelens.data._inputs import as_tensor, resolve_names
 from featurelens.data._spec import FeatureSpec
@@ -39,7 +40,7 @@ _TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "val
 
 
 @dataclass
-class Mitigated:
+class Mitigated(FrameResult):
     """A mitigated model.
 
     Attributes
@@ -60,6 +61,18 @@ class Mitigated:
     options: dict[str, Any]
     history: pd.DataFrame = field(repr=False)
     environments: np.ndarray | None = field(default=None, repr=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The main table: the training record :attr:`history` (a copy)."""
+        return self.history.copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready content: ``strategy``, ``options``, ``history`` records and ``environments`` (the model is not JSON)."""
+        return jsonable({"strategy": self.strategy, "options": self.options, "history": records(self.history),
+                         "environments": self.environments}, where="mitigated")
+
+    def _html_title(self) -> str:
+        return f"Mitigated: {self.strategy}"
 
 
 def _strategy_defaults(name: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from featurelens._metrics import METRICS, get_metric
+from featurelens._protocol import FrameResult, records
 from featurelens._validation import RandomState, check_float, check_int, check_random_state
 from featurelens.attribution import attribute
 from featurelens.data._inputs import as_tensor, resolve_names
@@ -24,7 +25,7 @@ Split = tuple[Any, Any]
 
 
 @dataclass
-class MitigationTable:
+class MitigationTable(FrameResult):
     """Before/after comparison of mitigation strategies.
 
     Attributes
@@ -53,6 +54,17 @@ class MitigationTable:
     results: dict[str, Mitigated] = field(repr=False)
     metric: str
     suspect: str
+
+    def to_frame(self) -> pd.DataFrame:
+        """The main table: :attr:`table` (a copy), one row per model, the unmitigated one first."""
+        return self.table.copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready content: ``metric``, ``suspect`` and the table as records (the models are not JSON)."""
+        return {"metric": self.metric, "suspect": self.suspect, "table": records(self.table, where="mitigation")}
+
+    def _html_title(self) -> str:
+        return f"MitigationTable: strategies acting on group {self.suspect!r} ({self.metric})"
 
     def meets(self, *, shifted_gain: float = 0.10, reliance_cut: float = 0.5, shifted: str | None = None) -> pd.Series:
         """Per strategy: does it raise the shifted metric by ``shifted_gain`` and cut reliance by ``reliance_cut``?"""

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,6 +58,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from featurelens._metrics import auc
+from featurelens._protocol import FrameResult, jsonable
 from featurelens._validation import RandomState, check_int, check_option, check_random_state
 
 PROBES = ("quadratic", "linear", "mlp")
@@ -130,7 +132,7 @@ def relation(scores: np.ndarray, y: np.ndarray, kind: str) -> float:
 
 
 @dataclass(frozen=True)
-class ProbeResult:
+class ProbeResult(FrameResult):
     """A cross-validated probe of one group.
 
     Attributes
@@ -150,6 +152,18 @@ class ProbeResult:
     metric: str
     oof: np.ndarray
     fold_scores: np.ndarray
+
+    def to_frame(self) -> pd.DataFrame:
+        """The main table: one row per fold, columns ``fold`` (0-based) and the metric (``auc`` or ``r2``)."""
+        return pd.DataFrame({"fold": np.arange(len(self.fold_scores)), self.metric: self.fold_scores})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready content: ``score``, ``metric``, ``fold_scores`` and the ``oof`` scores (NaN as ``None``)."""
+        return jsonable({"score": self.score, "metric": self.metric, "fold_scores": self.fold_scores,
+                         "oof": self.oof}, where="probe")
+
+    def _html_title(self) -> str:
+        return f"ProbeResult: pooled out-of-fold {self.metric} {self.score:.4g}"
 
 
 def cross_val_probe(

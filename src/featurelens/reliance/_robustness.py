@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from featurelens._metrics import Metric, get_metric
+from featurelens._protocol import FrameResult, jsonable, records
 from featurelens._validation import RandomState, check_int, check_option, check_random_state
 from featurelens.data._inputs import as_tensor, resolve_names
 from featurelens.data._spec import FeatureSpec
@@ -37,7 +38,7 @@ _LINKS = ("auto", "identity", "sigmoid", "softmax")
 
 
 @dataclass(frozen=True)
-class RobustnessCurve:
+class RobustnessCurve(FrameResult):
     """A metric measured under one perturbation at increasing strengths.
 
     Attributes
@@ -75,6 +76,21 @@ class RobustnessCurve:
     auc: float
     degradation_auc: float
     perturbed: list[str] = field(repr=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The main table: :attr:`table` (a copy), one row per strength."""
+        return self.table.copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready content: the scalars, ``perturbed`` and the table as records."""
+        return jsonable({
+            "perturbation": self.perturbation, "metric": self.metric, "higher_is_better": self.higher_is_better,
+            "clean": self.clean, "auc": self.auc, "degradation_auc": self.degradation_auc,
+            "perturbed": list(self.perturbed), "table": records(self.table),
+        }, where="robustness curve")
+
+    def _html_title(self) -> str:
+        return f"RobustnessCurve: {self.metric} under {self.perturbation}"
 
 
 def normalised_area(strengths: Sequence[float], values: Sequence[float]) -> float:

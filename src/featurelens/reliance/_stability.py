@@ -33,6 +33,7 @@ from scipy import stats
 from torch import nn
 
 from featurelens._metrics import METRICS, get_metric
+from featurelens._protocol import FrameResult, records
 from featurelens._validation import RandomState, check_int, check_option, check_random_state
 from featurelens.attribution import attribute
 from featurelens.attribution._problem import build_problem
@@ -45,7 +46,7 @@ METHODS = ("permutation", "ablation")
 
 
 @dataclass(frozen=True, eq=False)
-class WindowImportance:
+class WindowImportance(FrameResult):
     """Result of :func:`importance_over_windows`.
 
     Attributes
@@ -61,6 +62,14 @@ class WindowImportance:
 
     table: pd.DataFrame
     summary: pd.DataFrame = field(repr=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The main table: :attr:`table` (a copy), one row per (window, group)."""
+        return self.table.copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready content: ``table`` and ``summary`` as records."""
+        return {"table": records(self.table, where="windows"), "summary": records(self.summary, where="summary")}
 
 
 def _setup(X: Any, y: Any, groups: Any, feature_names: Any) -> tuple[torch.Tensor, np.ndarray | None, FeatureSpec]:

@@ -5,7 +5,7 @@ sites or periods). In every environment:
 
 * the genuine groups ``genuine_0 .. genuine_{G-1}`` (``k`` features each,
   per time step for sequences) are i.i.d. N(0, 1) and the clean label is
-  ``g = 1[sum of squares of all genuine values > their number]`` (seed 002's
+  ``g = 1[sum of squares of all genuine values > their number]`` (the superposition and spurious-correlation study's
   rule with the threshold at the expectation, as in
   :func:`featurelens.data.make_biased`); the label ``y`` is ``g`` flipped with
   probability ``label_noise``. This relation is the same in every environment.
@@ -39,6 +39,7 @@ from torch import nn
 
 from featurelens._metrics import auc
 from featurelens._progress import progress_bar
+from featurelens._protocol import FrameResult, jsonable, records
 from featurelens._validation import (
     RandomState,
     check_float,
@@ -223,7 +224,7 @@ def fit_suite_model(case: SuiteCase, *, epochs: int = 30, random_state: RandomSt
 
 
 @dataclass(frozen=True, eq=False)
-class SuiteResult:
+class SuiteResult(FrameResult):
     """Outcome of :func:`evaluate_suite`.
 
     Attributes
@@ -247,6 +248,22 @@ class SuiteResult:
     flagged_at_zero_bias: list[tuple[str, str]]
     reports: dict[str, SpuriousReport] = field(repr=False)
     thresholds: Thresholds = field(default_factory=Thresholds)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The main table: :attr:`table` (a copy), one row per (case, group)."""
+        return self.table.copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready content: ``auroc``, ``flagged_at_zero_bias``, ``thresholds``, the table as records and
+        each case's detection (:meth:`SpuriousReport.to_dict`) under ``reports``."""
+        return jsonable({
+            "auroc": self.auroc, "flagged_at_zero_bias": [list(p) for p in self.flagged_at_zero_bias],
+            "thresholds": self.thresholds.to_dict(), "table": records(self.table),
+            "reports": {k: r.to_dict() for k, r in self.reports.items()},
+        }, where="suite")
+
+    def _html_title(self) -> str:
+        return f"SuiteResult: AUROC {self.auroc:.4g} over {len(self.table)} groups"
 
     @property
     def flag_rates(self) -> pd.DataFrame:

@@ -1,13 +1,46 @@
-"""Static, offline HTML reports of attributions.
+"""Rendering: every HTML page, figure and ``results.json`` of featurelens, and notebook Displays.
 
-A report directory holds ``index.html`` (inline CSS, no scripts, no network
-resources), PNG figures, ``results.json`` with every number shown on the
-page (schema in :mod:`featurelens.report._results` and
-``docs/report_schema.md``) and each explanation as
-``explanations/<method>.npz`` (readable with :meth:`Explanation.load`).
+``save(result, out)`` writes any result (an attribution report or explanation,
+an internals summary, a reliance audit or detection, ...) to a new directory,
+all or nothing. The Display classes draw the same figures into a notebook:
+``ImportanceDisplay.from_explanation(expl).plot(ax=ax)``; each stores the
+computed data, and ``plot`` returns the display with ``figure_`` and ``ax_``.
 """
 
-from featurelens.report._api import save_attribution_report, write_attribution_report
-from featurelens.report._internals import save_internals_report
+from featurelens.report._attribution_displays import (
+    DistributionDisplay,
+    ImportanceDisplay,
+    RankDisplay,
+    RepeatsDisplay,
+    TrainingDisplay,
+)
+from featurelens.report._figures import Display
+from featurelens.report._internals_displays import LayerSummaryDisplay, OverlapDisplay
+from featurelens.report._reliance_displays import (
+    DetectionDisplay,
+    InteractionDisplay,
+    MitigationDisplay,
+    RobustnessDisplay,
+    SubgroupDisplay,
+    WindowsDisplay,
+)
+from featurelens.report._save import WRITERS, save
 
-__all__ = ["save_attribution_report", "save_internals_report", "write_attribution_report"]
+__all__ = [
+    "WRITERS",
+    "DetectionDisplay",
+    "Display",
+    "DistributionDisplay",
+    "ImportanceDisplay",
+    "InteractionDisplay",
+    "LayerSummaryDisplay",
+    "MitigationDisplay",
+    "OverlapDisplay",
+    "RankDisplay",
+    "RepeatsDisplay",
+    "RobustnessDisplay",
+    "SubgroupDisplay",
+    "TrainingDisplay",
+    "WindowsDisplay",
+    "save",
+]

@@ -1,242 +1,233 @@
-"""Report figures, drawn with matplotlib's object API and the Agg canvas.
+"""Shared figure plumbing: colours, fonts, new figures and atomic figure files.
 
 No pyplot and no global backend state: every figure is a
-:class:`matplotlib.figure.Figure` printed by :class:`FigureCanvasAgg` into a
-PNG written atomically next to ``index.html``. Each function returns a
-``{"file", "title", "caption", "alt"}`` dict, or ``None`` when its data is
-absent.
+:class:`matplotlib.figure.Figure` printed by :class:`FigureCanvasAgg` and
+written atomically next to ``index.html``. The figures themselves are drawn
+by the Display objects (``_attribution_displays.py``, ``_reliance_displays.py``,
+``_internals_displays.py``), so a figure in a notebook equals the report's.
+
+Fonts: names that DejaVu Sans (matplotlib's default) cannot draw, e.g. CJK
+column names, are drawn with the first installed font of
+:data:`FONT_FALLBACK` (per glyph, matplotlib's font fallback). When no
+installed font has a glyph, :func:`write_figure` silences matplotlib's
+one-warning-per-glyph and reports it, and the page says so once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
-from collections.abc import Mapping
+import re
+import textwrap
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import numpy as np
+from matplotlib import font_manager
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ft2font import FT2Font
+from matplotlib.text import Text
 
 from featurelens._io import atomic_write_bytes
-from featurelens.attribution._explanation import Explanation
-from featurelens.report._results import format_number, importance_label, unit_of
 
-MAX_PLAYERS = 40  # players drawn per figure (the most important ones, in report order)
-MAX_POINTS = 2000  # strip-plot points per player and method
 # Okabe–Ito: distinguishable with the common colour-vision deficiencies.
 COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 HIGHLIGHT = "#B2182B"
-_BOX_KW = (
-    {"orientation": "horizontal"} if matplotlib.__version_info__ >= (3, 10) else {"vert": False}
-)
+#: line styles and markers cycled with the colours, so overlapping curves stay distinguishable
+LINESTYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 FigureInfo = dict[str, str]
+FORMATS = ("png", "svg", "pdf")
+#: families tried, in order, for glyphs DejaVu Sans lacks (the first installed ones are used)
+FONT_FALLBACK = (
+    "Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK TC", "Noto Sans CJK KR", "Source Han Sans",
+    "WenQuanYi Zen Hei", "Droid Sans Fallback", "Noto Sans", "Arial Unicode MS",
+)
+_BASE_FONT = "DejaVu Sans"
+_FALLBACK_FILES = re.compile(r"(NotoSans[^/]*CJK|SourceHanSans|wqy-zenhei|DroidSansFallback)[^/]*\.(ttc|otf|ttf)$",
+                             re.IGNORECASE)
+_GLYPH_WARNING = r"Glyph \d+ .*missing from font"
+MISSING_GLYPHS_NOTE = (
+    "Some names contain characters that no installed font can draw (install a font such as Noto Sans CJK); "
+    "the figures show them as boxes, the tables on this page show them correctly."
+)
+
+
+@functools.cache
+def _base_charmap() -> frozenset[int]:
+    return frozenset(FT2Font(font_manager.findfont(_BASE_FONT)).get_charmap())
+
+
+@functools.cache
+def fallback_families() -> tuple[str, ...]:
+    """Installed families of :data:`FONT_FALLBACK`, in that order.
+
+    matplotlib's font list is cached when matplotlib is installed, so a font
+    installed later (e.g. Noto Sans CJK) is missing from it; such fonts are
+    found on the system once and registered with ``fontManager.addfont``.
+    """
+    known = {f.name for f in font_manager.fontManager.ttflist}
+    if not known & set(FONT_FALLBACK):
+        for path in font_manager.findSystemFonts():
+            if _FALLBACK_FILES.search(path):
+                with contextlib.suppress(Exception):  # an unreadable font file is simply not used
+                    font_manager.fontManager.addfont(path)
+        known = {f.name for f in font_manager.fontManager.ttflist}
+    return tuple(f for f in FONT_FALLBACK if f in known)
+
+
+def needs_fallback(texts: Iterable[str]) -> bool:
+    """Whether any character of ``texts`` is missing from DejaVu Sans."""
+    chars = _base_charmap()
+    return any(ord(c) not in chars for t in texts for c in str(t) if not c.isspace())
+
+
+def apply_fonts(fig: Figure) -> None:
+    """Give every text of ``fig`` the fallback fonts when some text needs a glyph DejaVu Sans lacks.
+
+    Called at the end of each Display's ``plot`` and before a figure is
+    written; figures whose texts DejaVu Sans can draw are left as they are.
+    """
+    texts = fig.findobj(Text)
+    if not needs_fallback(t.get_text() for t in texts):
+        return
+    families = [_BASE_FONT, *fallback_families()]
+    for t in texts:
+        t.set_fontfamily(families)
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A constrained-layout figure with an Agg canvas (no pyplot)."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def wrap(text: str, width: int = 42) -> str:
+    """``text`` broken into lines of at most ``width`` characters (axis labels of narrow panels)."""
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def write_figure(fig: Figure, directory: Path, stem: str, *, formats: Sequence[str], dpi: int) -> tuple[list[str], bool]:
+    """Write ``fig`` as ``<stem>.<format>`` for each format, atomically.
+
+    Returns the file names written and whether a glyph could not be drawn by
+    any installed font (the warnings matplotlib gives for it are silenced).
+    """
+    files, missing = [], False
+    apply_fonts(fig)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for fmt in formats:
+            buf = io.BytesIO()
+            fig.savefig(buf, format=fmt, dpi=dpi, metadata=_metadata(fmt))
+            atomic_write_bytes(directory / f"{stem}.{fmt}", buf.getvalue())
+            files.append(f"{stem}.{fmt}")
+    for w in caught:
+        if re.search(_GLYPH_WARNING, str(w.message)):
+            missing = True  # one note on the page instead of one warning per glyph
+        else:  # anything else is the user's business: let it through
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return files, missing
+
+
+def _metadata(fmt: str) -> dict[str, str | None]:
+    """No creation dates in the files, so the same figure gives the same bytes."""
+    if fmt == "pdf":
+        return {"CreationDate": None}
+    if fmt == "svg":
+        return {"Date": None}
+    return {}
 
 
 def _save(fig: Figure, path: Path, dpi: int) -> None:
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    atomic_write_bytes(path, buf.getvalue())
+    """Write ``fig`` as a PNG at ``path`` (atomically), CJK-capable fonts as needed."""
+    write_figure(fig, path.parent, path.stem, formats=("png",), dpi=dpi)
 
 
-def _shown(players: list[str], level: str) -> tuple[list[str], str]:
-    shown = players[:MAX_PLAYERS]
-    extra = "" if len(shown) == len(players) else (
-        f" Only the {len(shown)} most important of {len(players)} {level}s are drawn; the table lists all."
-    )
-    return shown, extra
+class Display:
+    """Base of the report's Display objects (scikit-learn's Display convention).
+
+    ``__init__`` stores computed data; a ``from_<result>`` classmethod
+    computes it from a featurelens result and calls :meth:`plot`; ``plot(ax=None)``
+    draws into ``ax`` (a new figure when ``None``) and returns ``self`` with
+    ``figure_``, ``ax_`` (the first axes) and ``axes_`` (all of them) set.
+    Displays with several panels (``n_panels > 1``) take a sequence of that
+    many axes.
+    """
+
+    figure_: Figure
+    ax_: Any
+    axes_: np.ndarray
+
+    def _n_panels(self) -> int:
+        return 1
+
+    def _size(self) -> tuple[float, float]:
+        return 6.5, 4.0
+
+    def _axes(self, ax: Any, *, sharey: bool = False) -> np.ndarray:
+        n = self._n_panels()
+        if ax is None:
+            fig = new_figure(*self._size())
+            axes = fig.subplots(1, n, sharey=sharey, squeeze=False)[0]
+            self._own_figure = True
+        else:
+            axes = np.array(ax, dtype=object).ravel() if isinstance(ax, Sequence | np.ndarray) else np.array([ax])
+            if len(axes) != n or not all(isinstance(a, Axes) for a in axes):
+                raise ValueError(f"ax must be {'one matplotlib Axes' if n == 1 else f'a sequence of {n} Axes'} "
+                                 f"for {type(self).__name__}, got {len(axes)} item(s)")
+            fig = axes[0].figure
+            self._own_figure = False
+        self.figure_, self.axes_, self.ax_ = fig, axes, axes[0]
+        return axes
+
+    def _legend(self, handles: Any = None, labels: Any = None, *, ncols: int = 1, title: str | None = None) -> None:
+        """A legend below the figure when the display owns it, else inside the first axes."""
+        if handles is None:
+            handles, labels = self.ax_.get_legend_handles_labels()
+        if not handles:
+            return
+        if self._own_figure:
+            self.figure_.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False, title=title)
+        else:
+            self.ax_.legend(handles, labels, frameon=False, title=title, fontsize=8)
+
+    def _done(self) -> Display:
+        apply_fonts(self.figure_)
+        return self
 
 
-def _player_axis(ax: Any, names: list[str], spurious: str | None, level: str) -> None:
-    """Players on the y axis, most important at the top, the planted one highlighted."""
-    ax.set_ylim(len(names) - 0.5, -0.5)
-    labels = [f"{n} (planted)" if n == spurious else n for n in names]
-    ticks = ax.set_yticks(np.arange(len(names)), labels)
-    for tick, name in zip(ticks, names, strict=True):
-        if name == spurious:
-            tick.label1.set_color(HIGHLIGHT)
-            tick.label1.set_fontweight("bold")
-    ax.set_ylabel(level)
-    ax.grid(axis="x", alpha=0.3)
+def write_display(display: Display, directory: Path, stem: str, *, formats: Sequence[str], dpi: int,
+                  title: str, caption: str, alt: str) -> dict[str, Any]:
+    """Write a display's figure in every format and describe it for the page.
+
+    Returns ``{"stem", "file", "files", "title", "caption", "alt",
+    "missing_glyphs"}``; ``file`` is the one the page shows (the PNG, else
+    the SVG, else the first format, which the page links to).
+    """
+    files, missing = write_figure(display.figure_, directory, stem, formats=formats, dpi=dpi)
+    shown = next((f for f in files if f.endswith((".png", ".svg"))), files[0])
+    return {"stem": stem, "file": shown, "files": files, "title": title, "caption": caption, "alt": alt,
+            "missing_glyphs": missing}
 
 
-def _height(n_players: int, per_player: float = 0.3) -> float:
-    return 1.8 + n_players * per_player
+def check_formats(formats: Any) -> tuple[str, ...]:
+    """``formats`` as a tuple of distinct names from :data:`FORMATS`; ``ValueError``/``TypeError`` otherwise."""
+    if isinstance(formats, str) or not isinstance(formats, Sequence):
+        raise TypeError(f"formats must be a sequence of format names such as ('png', 'pdf'), got {formats!r}")
+    out = tuple(formats)
+    bad = [f for f in out if f not in FORMATS]
+    if not out or bad or len(set(out)) != len(out):
+        raise ValueError(f"formats must be distinct names from {list(FORMATS)}, got {list(out)}")
+    return out
 
 
-def importance_figure(directory: Path, results: Mapping[str, Any], spurious: str | None, dpi: int) -> FigureInfo:
-    """Grouped horizontal bars of normalised importance, ± scaled standard error."""
-    methods = list(results["importance"])
-    level = results["level"]
-    names, extra = _shown(results["players"], level)
-    m = len(methods)
-    fig = Figure(figsize=(7.5, _height(len(names), 0.12 + 0.1 * m)), layout="constrained")
-    ax = fig.add_subplot()
-    height = 0.8 / m
-    y = np.arange(len(names))
-    for j, method in enumerate(methods):
-        imp = np.array([results["importance"][method][n] for n in results["players"]], dtype=np.float64)
-        total = float(np.nansum(np.abs(imp)))
-        scale = 1.0 / total if total > 0 else 0.0
-        vals = np.array([results["importance_normalized"][method][n] for n in names], dtype=np.float64)
-        err = np.array([results["std_error"][method][n] for n in names], dtype=np.float64) * scale
-        ax.barh(y - 0.4 + height * (j + 0.5), vals, height=height, xerr=err, color=COLOURS[j % len(COLOURS)],
-                label=method, error_kw={"ecolor": "0.2", "capsize": 2, "elinewidth": 0.8})
-    ax.axvline(0, color="0.3", lw=0.8)
-    _player_axis(ax, names, spurious, level)
-    ax.set_xlabel("normalised importance (share of total |importance|, unitless)")
-    ax.set_title(f"Importance per {level}")
-    fig.legend(loc="outside lower center", ncols=min(m, 4), title="method", frameon=False)
-    _save(fig, directory / "importance.png", dpi)
-    averaged = [k for k, e in results["explanations"].items() if e["reduction"]]
-    note = f" For {', '.join(averaged)} the importance is the mean over model outputs." if averaged else ""
-    return {
-        "file": "importance.png",
-        "title": f"Normalised importance per {level}",
-        "caption": (
-            f"Importance of each {level} divided by the sum of absolute importances of its method, "
-            "so methods with different units can be compared; error bars are ± one standard error "
-            f"scaled the same way. {level.capitalize()}s are sorted by the importance of {methods[0]}.{note}{extra}"
-        ),
-        "alt": (
-            f"Horizontal bar chart of normalised importance for {len(results['players'])} {level}s and "
-            f"methods {', '.join(methods)}; {results['players'][0]} ranks first for {methods[0]}."
-        ),
-    }
-
-
-def distribution_figure(directory: Path, results: Mapping[str, Any], explanations: Mapping[str, Explanation],
-                        spurious: str | None, dpi: int) -> FigureInfo | None:
-    """Box plot with a seeded jittered strip of per-sample values, one panel per method."""
-    level = results["level"]
-    usable = {k: e for k, e in explanations.items() if e.values is not None and e.axes == ("sample", e.level)}
-    if not usable:
-        return None
-    names, extra = _shown(results["players"], level)
-    rng = np.random.default_rng(0)
-    k = len(usable)
-    fig = Figure(figsize=(1.8 + 3.6 * k, _height(len(names), 0.32)), layout="constrained")
-    axes = fig.subplots(1, k, sharey=True, squeeze=False)[0]
-    for j, (ax, (key, expl)) in enumerate(zip(axes, usable.items(), strict=True)):
-        colour = COLOURS[list(explanations).index(key) % len(COLOURS)]
-        data = []
-        for i, name in enumerate(names):
-            col = expl.values[:, expl.names.index(name)].astype(np.float64)
-            col = col[np.isfinite(col)]
-            data.append(col)
-            strip = col if col.size <= MAX_POINTS else col[rng.choice(col.size, MAX_POINTS, replace=False)]
-            jitter = rng.uniform(-0.28, 0.28, size=strip.size)
-            ax.scatter(strip, i + jitter, s=3, alpha=0.25, color=colour, linewidths=0, zorder=1)
-        ax.boxplot([d if d.size else np.array([np.nan]) for d in data], positions=np.arange(len(names)),
-                   widths=0.6, showfliers=False, manage_ticks=False, zorder=2,
-                   medianprops={"color": "black", "lw": 1.6}, **_BOX_KW)
-        ax.axvline(0, color="0.3", lw=0.8)
-        _player_axis(ax, names, spurious, level)
-        if j:
-            ax.set_ylabel("")
-            ax.tick_params(axis="y", labelleft=False)
-        ax.set_xlabel(f"attribution value ({unit_of(expl)})")
-        ax.set_title(key)
-    fig.suptitle(f"Per-sample attributions per {level}")
-    _save(fig, directory / "distribution.png", dpi)
-    skipped = [k for k in explanations if k not in usable]
-    skip = f" Not drawn (no per-sample (sample, {level}) values): {', '.join(skipped)}." if skipped else ""
-    return {
-        "file": "distribution.png",
-        "title": "Per-sample attributions",
-        "caption": (
-            "Distribution of signed per-sample attributions. Boxes show the quartiles and median, "
-            f"whiskers extend to 1.5 × the interquartile range; dots are samples (at most {MAX_POINTS} per "
-            f"{level}, vertical jitter, seed 0). {level.capitalize()}s in report order.{skip}{extra}"
-        ),
-        "alt": f"Box and strip plots of per-sample attributions for methods {', '.join(usable)}.",
-    }
-
-
-def repeats_figure(directory: Path, results: Mapping[str, Any], explanations: Mapping[str, Explanation],
-                   spurious: str | None, dpi: int) -> FigureInfo | None:
-    """Repeat-level metric degradation: the repeats as dots, mean ± standard error."""
-    level = results["level"]
-    usable = {k: e for k, e in explanations.items() if e.scores is not None and e.scores.shape[0] > 1}
-    if not usable:
-        return None
-    names, extra = _shown(results["players"], level)
-    rng = np.random.default_rng(0)
-    k = len(usable)
-    fig = Figure(figsize=(1.8 + 3.6 * k, _height(len(names), 0.3)), layout="constrained")
-    axes = fig.subplots(1, k, sharey=True, squeeze=False)[0]
-    for j, (ax, (key, expl)) in enumerate(zip(axes, usable.items(), strict=True)):
-        colour = COLOURS[list(explanations).index(key) % len(COLOURS)]
-        cols = [expl.names.index(n) for n in names]
-        scores = expl.scores[:, cols].astype(np.float64)
-        y = np.arange(len(names))
-        for i in range(len(names)):
-            ax.scatter(scores[:, i], i + rng.uniform(-0.15, 0.15, size=scores.shape[0]), s=14,
-                       color=colour, alpha=0.6, linewidths=0, zorder=2)
-        means = [results["importance"][key][n] for n in names]
-        errs = [results["std_error"][key][n] for n in names]
-        means = np.array([np.nan if v is None else v for v in means], dtype=np.float64)
-        errs = np.array([np.nan if v is None else v for v in errs], dtype=np.float64)
-        ax.errorbar(means, y, xerr=errs, fmt="D", color="black", ms=4, capsize=3, lw=1, zorder=3,
-                    label="mean ± standard error")
-        ax.axvline(0, color="0.3", lw=0.8)
-        _player_axis(ax, names, spurious, level)
-        if j:
-            ax.set_ylabel("")
-            ax.tick_params(axis="y", labelleft=False)
-        ax.set_xlabel(importance_label(expl))
-        ax.set_title(f"{key} ({scores.shape[0]} repeats)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", frameon=False)
-    fig.suptitle(f"Permutation repeats per {level}")
-    _save(fig, directory / "permutation_repeats.png", dpi)
-    return {
-        "file": "permutation_repeats.png",
-        "title": "Permutation repeats",
-        "caption": (
-            "Degradation of the model's metric when each "
-            f"{level} is permuted (positive = the {level} matters). Dots are individual repeats "
-            f"(vertical jitter, seed 0); diamonds the mean with ± one standard error over repeats.{extra}"
-        ),
-        "alt": f"Dot plot of repeat-level metric degradation for methods {', '.join(usable)}.",
-    }
-
-
-def training_figure(directory: Path, results: Mapping[str, Any], dpi: int) -> FigureInfo | None:
-    """Training and validation loss per epoch with the best (lowest validation loss) epoch."""
-    training = results["training"]
-    if training is None:
-        return None
-    rows = training["history"]
-
-    def col(c: str) -> np.ndarray:
-        return np.array([np.nan if r[c] is None else r[c] for r in rows], dtype=np.float64)
-
-    epoch, train, val = col("epoch"), col("train_loss"), col("val_loss")
-    fig = Figure(figsize=(6.5, 3.8), layout="constrained")
-    ax = fig.add_subplot()
-    ax.plot(epoch, train, marker="o", ms=3, color=COLOURS[0], label="training loss")
-    ax.plot(epoch, val, marker="o", ms=3, color=COLOURS[1], label="validation loss")
-    best = training["best_epoch"]
-    if best is not None:
-        i = int(np.flatnonzero(epoch == best)[0])
-        ax.axvline(best, color="0.4", ls="--", lw=1)
-        ax.scatter([best], [val[i]], s=90, marker="*", color=HIGHLIGHT, zorder=3,
-                   label=f"best epoch ({format_number(best)})")
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("loss (training objective, mean per sample)")
-    ax.set_title("Training history")
-    ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=3, frameon=False)
-    _save(fig, directory / "training.png", dpi)
-    return {
-        "file": "training.png",
-        "title": "Training history",
-        "caption": "Training and validation loss per epoch; the dashed line and star mark the epoch with "
-                   "the lowest validation loss.",
-        "alt": f"Line chart of training and validation loss over {len(rows)} epochs.",
-    }
+def font_note(figures: Sequence[Mapping[str, Any]]) -> str | None:
+    """The page's one note when some figure has glyphs no installed font can draw (else ``None``)."""
+    return MISSING_GLYPHS_NOTE if any(f.get("missing_glyphs") for f in figures) else None

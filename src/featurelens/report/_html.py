@@ -1,8 +1,8 @@
-"""Render ``index.html`` from the results dict with a jinja2 template (autoescape on).
+"""The jinja2 environment of every report page, and the helpers the pages share.
 
-The page is static and self-contained: inline CSS, no scripts, no network
-resources; figures are PNG files next to it. Every number is printed by
-:func:`featurelens.report._results.format_number` (the ``num`` filter).
+Pages are static and self-contained: inline CSS, no scripts, no network
+resources; figures are files next to ``index.html``. Every number is printed
+by :func:`featurelens._protocol.format_number` (the ``num`` filter).
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
+import pandas as pd
 
-from featurelens.attribution._explanation import Explanation
-from featurelens.report._results import format_number, importance_label
+from featurelens._protocol import format_number, jsonable
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-TEMPLATE = "report.html.j2"
 
 
 def _environment() -> jinja2.Environment:
+    """The environment of the report templates (autoescape on, undefined names are errors)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         autoescape=True,
@@ -35,86 +36,34 @@ def _environment() -> jinja2.Environment:
 
 
 def _display(value: Any) -> str:
-    """A summary or ground-truth value as text (numbers via ``format_number``)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return format_number(value)
-    return json.dumps(value, sort_keys=True)
+    """A summary or ground-truth value as text (numbers via ``format_number``, others as JSON)."""
+    if value is None or isinstance(value, bool | int | float | str | np.number):
+        return format_number(value.item() if isinstance(value, np.generic) else value)
+    return json.dumps(jsonable(value), sort_keys=True)
 
 
-def _check_rows(results: Mapping[str, Any], spurious: str | None) -> list[dict[str, Any]]:
-    rows = []
-    for method, check in (results["checks"] or {}).items():
-        rows.append({
-            "method": method,
-            "ok": check["top"] == spurious,
-            "top": check["top"],
-            "rank": check["spurious_rank"],
-            "share": check["spurious_share"],
-            "importance": results["importance"][method][spurious],
-        })
-    return rows
+def rows(mapping: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """``(label, text)`` rows of a label → value table."""
+    return [(str(k), _display(v)) for k, v in (mapping or {}).items()]
 
 
-def _training(results: Mapping[str, Any]) -> dict[str, Any] | None:
-    training = results["training"]
-    if training is None:
-        return None
-    best = training["best_epoch"]
-    row = next((r for r in training["history"] if r["epoch"] == best), None)
-    return {"n_epochs": len(training["history"]), "best_epoch": best, "best": row}
+def render_table(table: pd.DataFrame, highlight: Sequence[bool] | None = None,
+                 headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A DataFrame as the ``table`` macro's input: column headers, cells (text, numeric?), highlighted rows.
+
+    ``headers`` maps column names to the header shown (others are shown as they are).
+    """
+    out = []
+    for i, (_, row) in enumerate(table.iterrows()):
+        cells = []
+        for v in row.tolist():
+            is_num = isinstance(v, int | float | np.number) and not isinstance(v, bool | np.bool_)
+            cells.append({"text": format_number(v.item() if isinstance(v, np.generic) else v), "num": is_num})
+        out.append({"cells": cells, "highlight": bool(highlight[i]) if highlight is not None else False})
+    headers = headers or {}
+    return {"columns": [headers.get(str(c), str(c)) for c in table.columns], "rows": out}
 
 
-def _internals_context(section: Mapping[str, Any]) -> dict[str, Any]:
-    from featurelens.report._internals import _context
-
-    return _context(section)
-
-
-def render_html(
-    results: Mapping[str, Any],
-    explanations: Mapping[str, Explanation],
-    figures: Sequence[Mapping[str, str]],
-    spurious: str | None,
-) -> str:
-    """Return the HTML text of the report page."""
-    methods = list(results["importance"])
-    table = [
-        {
-            "name": name,
-            "planted": name == spurious,
-            "cells": [
-                (
-                    results["importance"][m][name],
-                    results["std_error"][m][name],
-                    results["importance_normalized"][m][name],
-                )
-                for m in methods
-            ],
-        }
-        for name in results["players"]
-    ]
-    details = [
-        {
-            "key": key,
-            "info": info,
-            "unit": importance_label(explanations[key]),
-            "params": json.dumps(info["params"], sort_keys=True),
-            "target": json.dumps(info["target"], sort_keys=True),
-        }
-        for key, info in results["explanations"].items()
-    ]
-    context = {
-        "r": results,
-        "methods": methods,
-        "level": results["level"],
-        "summary_rows": [(k, _display(v)) for k, v in results["summary"].items()],
-        "ground_truth_rows": [(k, _display(v)) for k, v in (results["ground_truth"] or {}).items()],
-        "spurious": spurious,
-        "checks": _check_rows(results, spurious),
-        "table": table,
-        "figures": {f["file"]: f for f in figures},
-        "training": _training(results),
-        "details": details,
-        "internals": None if results.get("internals") is None else _internals_context(results["internals"]),
-    }
-    return _environment().get_template(TEMPLATE).render(**context)
+def figure_map(figures: Sequence[Mapping[str, str]]) -> dict[str, Mapping[str, str]]:
+    """Figure descriptions by their stem (``"importance"`` for ``importance.png``)."""
+    return {f["stem"]: f for f in figures}

@@ -1,4 +1,4 @@
-"""The model-internals section: stand-alone report and the section inside the attribution report."""
+"""The model-internals page and section: stand-alone report and the section inside the attribution report."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from featurelens.internals import InternalsSummary, summarize_internals
+from featurelens.attribution import AttributionReport
+from featurelens.internals import InternalsReport, InternalsSummary, summarize_internals
 from featurelens.models import SmallTransformer
-from featurelens.report import save_attribution_report, save_internals_report
+from featurelens.report import save
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +22,17 @@ def summary() -> InternalsSummary:
     return summarize_internals(model, x, groups={"age": [0, 1], "spurious": [2, 3]}, jacobian_rows=16)
 
 
+def _results(out):
+    return json.loads((out / "results.json").read_text())
+
+
 def test_standalone_report(tmp_path, summary):
     out = tmp_path / "r"
-    results = save_internals_report(out, internals=summary, summary={"rows": 60})
+    save(InternalsReport(summary, title="internals", summary={"rows": 60}), out)
     assert sorted(p.name for p in out.iterdir()) == ["group_overlap.png", "index.html", "layers.png", "results.json"]
-    on_disk = json.loads((out / "results.json").read_text())
-    assert on_disk == results
+    on_disk = _results(out)
+    assert on_disk["title"] == "internals" and on_disk["summary"] == {"rows": 60}
+    assert on_disk["figures"] == ["layers.png", "group_overlap.png"]
     layers = on_disk["internals"]["layers"]
     assert [r["layer"] for r in layers] == list(summary.layers.index)
     assert layers[0]["effective_rank"] == pytest.approx(summary.layers["effective_rank"].iloc[0])
@@ -39,15 +45,34 @@ def test_standalone_report(tmp_path, summary):
         assert text in html
 
 
+def test_a_bare_summary_gets_the_default_title(tmp_path, summary):
+    save(summary, tmp_path / "r")
+    assert _results(tmp_path / "r")["title"] == "featurelens internals report"
+
+
 def test_section_in_attribution_report(tmp_path, summary, attribution):
     out = tmp_path / "a"
-    res = save_attribution_report(out, title="t", explanations={"shap": attribution}, internals=summary)
+    save(AttributionReport({"shap": attribution}, internals=summary), out)
+    res = _results(out)
     assert res["internals"]["overlap"].keys() == summary.overlap.keys()
     assert {"layers.png", "group_overlap.png"} <= set(res["figures"])
     assert "Input-group overlap" in (out / "index.html").read_text()
-    plain = save_attribution_report(tmp_path / "b", title="t", explanations={"shap": attribution})
-    assert plain["internals"] is None
+    save(AttributionReport({"shap": attribution}), tmp_path / "b")
+    assert _results(tmp_path / "b")["internals"] is None
     assert "Model internals" not in (tmp_path / "b" / "index.html").read_text()
+
+
+def test_single_token_attention_is_left_out_and_explained(tmp_path):
+    """Regression: one token per row gave an attention table of zeros (entropy, max entropy, sparsity)."""
+    torch.manual_seed(0)
+    model = SmallTransformer(6, hidden_dim=8, n_heads=2, n_layers=1, dropout=0.0).eval()
+    single = summarize_internals(model, torch.randn(40, 6), jacobian_rows=8)  # (n, d): a single token
+    assert (single.attention["max_entropy"] == 0).all()
+    save(single, tmp_path / "r")
+    html = (tmp_path / "r" / "index.html").read_text()
+    assert "entropy (nats)" not in html  # no table of zeros
+    assert "each input is a single token" in html and "transformer_layers.0.self_attn" in html
+    assert _results(tmp_path / "r")["internals"]["attention"] is not None  # the numbers stay in results.json
 
 
 def test_nan_values_become_null(tmp_path):
@@ -55,20 +80,20 @@ def test_nan_values_become_null(tmp_path):
                             "n_significant": 1, "participation_ratio": float("nan"), "compression_ratio": 1.0,
                             "spectral_decay": float("nan"), "interference": 0.5, "fraction_inactive": 0.0,
                             "dead_units": 0}]).set_index("layer")
-    res = save_internals_report(tmp_path / "n", internals=InternalsSummary(layers=layers))
+    save(InternalsSummary(layers=layers), tmp_path / "n")
+    res = _results(tmp_path / "n")
     assert res["internals"]["layers"][0]["participation_ratio"] is None
     assert res["internals"]["attention"] is None
 
 
-def test_errors(tmp_path, summary, attribution):
+def test_errors(tmp_path, summary):
     with pytest.raises(TypeError, match="internals must be an InternalsSummary"):
-        save_internals_report(tmp_path / "x", internals={"layers": []})
-    assert not (tmp_path / "x").exists()
-    with pytest.raises(TypeError, match="internals must be an InternalsSummary"):
-        save_attribution_report(tmp_path / "y", title="t", explanations={"shap": attribution}, internals=3)
-    assert not (tmp_path / "y").exists()
+        InternalsReport({"layers": []})
+    with pytest.raises(ValueError, match="title must be a non-empty string"):
+        InternalsReport(summary, title=" ")
+    with pytest.raises(TypeError, match=r"summary\['x'\] must be JSON-serialisable"):
+        InternalsReport(summary, summary={"x": object()})
     (tmp_path / "z").mkdir()
     with pytest.raises(ValueError, match="already exists"):
-        save_internals_report(tmp_path / "z", internals=summary)
-    with pytest.raises(ValueError, match="title"):
-        save_internals_report(tmp_path / "w", internals=summary, title=" ")
+        save(summary, tmp_path / "z")
+    assert list((tmp_path / "z").iterdir()) == []

@@ -1,4 +1,4 @@
-"""The report's files and numbers: results.json agrees with the explanations and the page."""
+"""The attribution report's files and numbers: results.json agrees with the explanations and the page."""
 
 from __future__ import annotations
 
@@ -7,18 +7,24 @@ import json
 import numpy as np
 import pytest
 
-from featurelens.attribution._explanation import Explanation
-from featurelens.report import save_attribution_report, write_attribution_report
-from featurelens.report._results import format_number
+from featurelens._protocol import format_number
+from featurelens.attribution import AttributionReport, Explanation
+from featurelens.report import save
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GT = {"spurious_group": "spurious", "bias_strength": 0.8}
 
 
+def save_report(out, explanations, *, dpi=50, **kwargs):
+    """Save an AttributionReport of ``explanations``; returns results.json's content."""
+    kwargs.setdefault("title", "t")
+    save(AttributionReport(explanations, **kwargs), out, dpi=dpi)
+    return json.loads((out / "results.json").read_text())
+
+
 def _save(out, attribution, permutation, **kwargs):
     kwargs.setdefault("dpi", 50)
-    return save_attribution_report(out, title="Test report", explanations={"shap": attribution, "perm": permutation},
-                                   **kwargs)
+    return save_report(out, {"shap": attribution, "perm": permutation}, title="Test report", **kwargs)
 
 
 def test_files_exist_and_pngs_are_valid(tmp_path, attribution, permutation, history):
@@ -104,9 +110,9 @@ def test_html_escapes_names_title_and_notes(tmp_path):
     names = ["<script>", "a&b", "plain"]
     expl = Explanation(rng.normal(size=(50, 3)) * [2.0, 1.0, 0.5], names=names, axes=("sample", "feature"),
                        method="ig")
-    results = save_attribution_report(tmp_path / "rep", title="<b>bold</b>", explanations={"ig": expl},
-                                      notes=["<img src=x>"], ground_truth={"spurious_feature": "<script>"},
-                                      summary={"<i>label</i>": "<u>v</u>"}, dpi=50)
+    results = save_report(tmp_path / "rep", {"ig": expl}, title="<b>bold</b>",
+                          notes=["<img src=x>"], ground_truth={"spurious_feature": "<script>"},
+                          summary={"<i>label</i>": "<u>v</u>"})
     html = (tmp_path / "rep" / "index.html").read_text()
     assert "<script" not in html and "<b>bold" not in html and "<img src=x>" not in html
     assert "&lt;script&gt;" in html and "a&amp;b" in html and "&lt;b&gt;bold&lt;/b&gt;" in html
@@ -152,7 +158,7 @@ def test_output_axis_and_sequence_layouts(tmp_path, attribution):
                         method="occlusion", target={"target": "all", "link": "softmax"})
     seq = Explanation(rng.normal(size=(60, 5, 4)), names=names, axes=("sample", "time", "group"),
                       method="saliency")
-    results = save_attribution_report(tmp_path / "rep", title="t", explanations={"occ": multi, "sal": seq}, dpi=50)
+    results = save_report(tmp_path / "rep", {"occ": multi, "sal": seq})
     np.testing.assert_allclose([results["importance"]["occ"][n] for n in names],
                                multi.importance().mean(axis=1).to_numpy(), rtol=1e-12)
     per_sample = np.abs(multi.values).mean(axis=2)  # (sample, group)
@@ -170,8 +176,7 @@ def test_distribution_skips_unsuitable_methods(tmp_path, attribution):
     rng = np.random.default_rng(5)
     seq = Explanation(rng.normal(size=(30, 5, 4)), names=attribution.names, axes=("sample", "time", "group"),
                       method="saliency")
-    results = save_attribution_report(tmp_path / "rep", title="t", explanations={"shap": attribution, "sal": seq},
-                                      dpi=50)
+    results = save_report(tmp_path / "rep", {"shap": attribution, "sal": seq})
     assert "distribution.png" in results["figures"]
     assert "Not drawn (no per-sample (sample, group) values): sal." in (tmp_path / "rep" / "index.html").read_text()
 
@@ -180,8 +185,7 @@ def test_nan_is_null_in_json_and_a_dash_in_html(tmp_path):
     values = np.random.default_rng(6).normal(size=(20, 3))
     values[:, 2] = np.nan
     expl = Explanation(values, names=["a", "b", "c"], axes=("sample", "feature"), method="ig")
-    results = save_attribution_report(tmp_path / "rep", title="t", explanations={"ig": expl},
-                                      ground_truth={"spurious_feature": "c"}, dpi=50)
+    results = save_report(tmp_path / "rep", {"ig": expl}, ground_truth={"spurious_feature": "c"})
     text = (tmp_path / "rep" / "results.json").read_text()
     assert "NaN" not in text
     assert results["importance"]["ig"]["c"] is None and results["std_error"]["ig"]["c"] is None
@@ -199,9 +203,25 @@ def test_rendering_is_deterministic(tmp_path, attribution, permutation, history)
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
 
 
-def test_write_into_existing_directory(tmp_path, attribution):
-    (tmp_path / "keep.txt").write_text("x")
-    results = write_attribution_report(tmp_path, title="t", explanations={"shap": attribution}, dpi=50)
-    assert (tmp_path / "keep.txt").read_text() == "x"
-    assert json.loads((tmp_path / "results.json").read_text()) == results
+def test_one_explanation_saves_as_a_report_titled_after_its_method(tmp_path, attribution):
+    save(attribution, tmp_path / "rep", dpi=50)
+    results = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert results["title"] == "featurelens: shap attributions"
     assert results["figures"] == ["importance.png", "distribution.png"]
+    assert results["importance"]["shap"] == {k: pytest.approx(v) for k, v in attribution.importance().items()}
+    assert (tmp_path / "rep" / "explanations" / "shap.npz").is_file()
+
+
+def test_every_format_is_written_and_the_page_shows_the_png(tmp_path, attribution, permutation):
+    save(AttributionReport({"shap": attribution, "perm": permutation}), tmp_path / "rep", formats=("pdf", "png", "svg"),
+         dpi=40)
+    results = json.loads((tmp_path / "rep" / "results.json").read_text())
+    stems = ["importance", "distribution", "permutation_repeats"]
+    assert results["figures"] == [f"{s}.{fmt}" for s in stems for fmt in ("pdf", "png", "svg")]
+    assert (tmp_path / "rep" / "importance.pdf").read_bytes()[:5] == b"%PDF-"
+    assert b"<svg" in (tmp_path / "rep" / "importance.svg").read_bytes()[:400]
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert 'src="importance.png"' in html and ".pdf" not in html
+    save(AttributionReport({"shap": attribution}), tmp_path / "pdf", formats=("pdf",), dpi=40)
+    html = (tmp_path / "pdf" / "index.html").read_text()
+    assert '<a href="importance.pdf">' in html and "<img" not in html
