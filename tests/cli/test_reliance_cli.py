@@ -74,8 +74,8 @@ def test_shifted_accuracy_is_reported(files, tmp_path, capsys):
     acc = float(((logits >= 0).numpy() == (shifted["label"].to_numpy() > 0.5)).mean())
     auc = roc_auc_score(shifted["label"], logits.numpy().reshape(-1))
     res = json.loads((out / "results.json").read_text())
-    assert res["summary"]["shifted test accuracy"] == pytest.approx(acc, abs=1e-12)
-    assert res["summary"]["shifted test auc"] == pytest.approx(auc, abs=1e-12)
+    assert res["scores"]["shifted test accuracy"] == pytest.approx(acc, abs=1e-12)
+    assert res["scores"]["shifted test auc"] == pytest.approx(auc, abs=1e-12)
     printed = capsys.readouterr().out
     assert f"shifted test accuracy: {acc:.3f}" in printed and f"shifted test auc: {auc:.3f}" in printed
 

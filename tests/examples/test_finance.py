@@ -49,7 +49,7 @@ def test_artifacts_and_sections(example):
 
 def test_numbers_match_an_independent_recomputation(example):
     data = finance_splits(n_days=1200, calendar_effect=1.5, effect_share=0.75, lookback=5, random_state=SEED)
-    summary = example.results["summary"]
+    summary = example.results["scores"]  # headline scores: results.json "scores"
     for part, key in (("in-distribution test", "test"), ("shifted test", "shifted")):
         scores = _scores(example.model, data["splits"][key])
         assert summary[f"{part} accuracy"] == pytest.approx(scores["accuracy"], abs=1e-12)
@@ -65,7 +65,7 @@ def test_numbers_match_an_independent_recomputation(example):
 
 
 def test_the_anomaly_is_planted_and_learned(example):
-    summary = example.results["summary"]
+    summary = example.results["scores"]
     # the calendar anomaly disappears in the shifted period: the model loses accuracy there
     assert summary["in-distribution test accuracy"] > summary["shifted test accuracy"]
     detection = pd.DataFrame(example.results["detection"]["table"]).set_index("group")

@@ -48,7 +48,7 @@ def test_artifacts_and_sections(example):
 
 
 def test_shortcut_is_flagged_and_costs_accuracy_on_the_new_hospital(example):
-    summary = example.results["summary"]
+    summary = example.results["scores"]  # headline scores: results.json "scores"
     assert summary["in-distribution test accuracy"] > summary["shifted test accuracy"] + 0.05
     detection = pd.DataFrame(example.results["detection"]["table"]).set_index("group")
     assert detection.loc["administrative", "relied_upon"]
@@ -72,7 +72,7 @@ def test_subgroup_auc_matches_sklearn(example, data):
 
 
 def test_numbers_and_saved_model(example, data):
-    summary = example.results["summary"]
+    summary = example.results["scores"]
     scores = _scores(example.model, data["splits"]["shifted"])
     assert summary["shifted test accuracy"] == pytest.approx(scores["accuracy"], abs=1e-12)
     assert example.results["mitigation"][0]["shifted"] == pytest.approx(scores["accuracy"], abs=1e-12)

@@ -24,7 +24,7 @@ from featurelens.models._reference import MLP, SmallTransformer
 from featurelens.representation import average_jacobian, jacobian_overlap
 
 #: public names that take no user model (sweeps train their own; result containers)
-NO_MODEL = {"Activations", "InternalsSummary", "SweepResult", "architecture_sweep", "capacity_sweep",
+NO_MODEL = {"Activations", "InternalsReport", "InternalsSummary", "SweepResult", "architecture_sweep", "capacity_sweep",
             "scale_sweep", "token_data"}
 GROUPS = {"a": [0, 1], "b": [2, 3]}
 
