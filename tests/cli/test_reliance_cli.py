@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from featurelens.cli import main
-from featurelens.data import make_biased, make_shifted
+from featurelens.datasets import make_biased, make_shifted
 from featurelens.examples._reliance_study import save_exported, window_mlp
 from featurelens.models import MLP, train
 from featurelens.reliance import detect_spurious

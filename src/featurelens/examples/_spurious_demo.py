@@ -22,7 +22,8 @@ from featurelens._io import check_output_dir
 from featurelens._metrics import logit_accuracy
 from featurelens._validation import check_float, check_int
 from featurelens.attribution import Explanation, attribute
-from featurelens.data import make_biased, make_shifted, train_val_test_split
+from featurelens.data import train_val_test_split
+from featurelens.datasets import make_biased, make_shifted
 from featurelens.internals import summarize_internals
 from featurelens.models import SmallTransformer, train
 from featurelens.report import save_attribution_report
