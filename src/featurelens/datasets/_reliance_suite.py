@@ -7,13 +7,14 @@ sites or periods). In every environment:
   per time step for sequences) are i.i.d. N(0, 1) and the clean label is
   ``g = 1[sum of squares of all genuine values > their number]`` (the
   superposition and spurious-correlation notebook's rule with the threshold
-  at the expectation, as in :func:`make_biased`); the label ``y`` is ``g`` flipped with
-  probability ``label_noise``. This relation is the same in every environment.
+  at the expectation, as in :func:`make_biased`); the label ``y`` is ``g``
+  flipped with probability ``label_noise``. This relation is the same in
+  every environment.
 * the spurious group ``spurious`` (``k`` features) is N(0, I) conditioned on
   its bias label ``b = 1[sum of squares > its number]`` being equal to ``y``
   with probability ``s_e`` and unconditioned otherwise (the exact conditional
-  draw of :func:`make_shifted`). The environment strengths
-  are ``s_e = bias_strength * (1, 0.7, 0.4)``: the shortcut holds strongly at
+  draw of :func:`make_shifted`). The environment strengths are
+  ``s_e = bias_strength * (1, 0.7, 0.4)``: the shortcut holds strongly at
   one site, less often at the next and least at the third, as in
   Waterbirds-like benchmarks where the spurious attribute's agreement with
   the label differs between environments while the genuine mechanism does not.
