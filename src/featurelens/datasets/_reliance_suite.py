@@ -51,7 +51,22 @@ DEFAULT_BIASES = (0.0, 0.4, 0.55, 0.7, 0.85, 0.95)
 
 @dataclass(frozen=True)
 class SuiteConfig:
-    """Shape of a family of suite cases (one case per bias strength)."""
+    """Shape of a family of suite cases (one case per bias strength).
+
+    Attributes
+    ----------
+    kind : {"tabular", "sequence"}
+        ``"tabular"``: inputs ``(n, d)``; ``"sequence"``: inputs ``(n, seq_len, d)``.
+    n_groups : int
+        Number ``G >= 1`` of genuine groups.
+    group_dim : int
+        Features ``k >= 1`` per group (the spurious group has ``k`` too), so
+        ``d = (G + 1) * k``.
+    label_noise : float
+        Probability in ``[0, 0.5]`` that the clean label is flipped.
+    seq_len : int
+        Time steps ``T >= 1``; must be 1 for ``"tabular"``.
+    """
 
     kind: str
     n_groups: int
