@@ -50,7 +50,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from featurelens.dynamics import fit_hmm, make_planted_runs, posterior_gradient, select_model  # noqa: E402
+from featurelens.datasets import make_planted_runs  # noqa: E402
+from featurelens.dynamics import fit_hmm, posterior_gradient, select_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _timing import time_it  # noqa: E402

@@ -1,6 +1,6 @@
 """Reliance acceptance numbers: the detector's validation suite and mitigation on the biased data of the superposition and spurious-correlation notebook.
 
-Part 1 (detection): :func:`featurelens.reliance.make_reliance_suite` (24 biased
+Part 1 (detection): :func:`featurelens.datasets.make_reliance_suite` (24 biased
 data sets: bias 0 to 0.95, tabular and sequence inputs, several group counts,
 sizes and label noise), one model trained per set, :func:`detect_spurious`
 on its evaluation set; prints the AUROC of the "spurious and relied upon"
@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 import featurelens
-from featurelens.reliance import evaluate_suite, make_reliance_suite, mitigation_benchmark
+from featurelens.datasets import make_reliance_suite
+from featurelens.reliance import evaluate_suite, mitigation_benchmark
 
 MIN_GAIN_POINTS = 10.0
 MIN_RELIANCE_CUT = 0.5

@@ -1,10 +1,10 @@
 """featurelens: which input features does a PyTorch model rely on, with evidence.
 
 The most used names in one place; each lives in the subpackage of its concern
-(``featurelens.data``, ``featurelens.models``, ``featurelens.attribution``,
-``featurelens.internals``, ``featurelens.representation``, ``featurelens.reliance``,
-``featurelens.compare``, ``featurelens.dynamics``, ``featurelens.report``,
-``featurelens.examples``), where the rest of the API is.
+(``featurelens.data``, ``featurelens.datasets``, ``featurelens.models``,
+``featurelens.attribution``, ``featurelens.internals``, ``featurelens.representation``,
+``featurelens.reliance``, ``featurelens.compare``, ``featurelens.dynamics``,
+``featurelens.report``, ``featurelens.examples``), where the rest of the API is.
 """
 
 from featurelens._version import __version__
@@ -18,13 +18,11 @@ from featurelens.attribution import (
 from featurelens.data import (
     FeatureSpec,
     load_table,
-    make_biased,
-    make_multifeature,
-    make_shifted,
     read_groups,
     sliding_windows,
     train_val_test_split,
 )
+from featurelens.datasets import make_biased, make_multifeature, make_shifted
 from featurelens.dynamics import MetricsLogger, load_runs, select_model, weight_metrics
 from featurelens.internals import summarize_internals
 from featurelens.models import MLP, OutputSelector, SmallTransformer, load_model, train

@@ -12,7 +12,7 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from featurelens.cli import main
-from featurelens.data import make_biased, make_shifted
+from featurelens.datasets import make_biased, make_shifted
 from featurelens.examples._reliance_study import save_exported, window_mlp
 from featurelens.models import MLP, train
 from featurelens.reliance import MITIGATION_STRATEGIES, detect_spurious

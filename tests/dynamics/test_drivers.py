@@ -7,7 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from featurelens.dynamics import explain_transition, fit_hmm, make_planted_runs, posterior_gradient
+from featurelens.datasets import make_planted_runs
+from featurelens.dynamics import explain_transition, fit_hmm, posterior_gradient
 
 
 @pytest.fixture(scope="module")

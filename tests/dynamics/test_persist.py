@@ -9,7 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from featurelens.dynamics import GaussianHMM, fit_hmm, load_hmm, make_planted_runs, save_hmm
+from featurelens.datasets import make_planted_runs
+from featurelens.dynamics import GaussianHMM, fit_hmm, load_hmm, save_hmm
 
 
 @pytest.mark.parametrize("ctype", ["full", "diag"])

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from featurelens.dynamics import fit_hmm, make_planted_runs, recommend_n_states, select_model
+from featurelens.datasets import make_planted_runs
+from featurelens.dynamics import fit_hmm, recommend_n_states, select_model
 
 
 @pytest.fixture(scope="module")

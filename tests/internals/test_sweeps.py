@@ -52,7 +52,7 @@ def test_token_data_layout():
     x, y, names = token_data(50, n_groups=2, group_dim=3, bias_strength=0.8, seed=1)
     assert x.shape == (50, 3, 6) and names == ["genuine_0", "genuine_1", "spurious"]
     np.testing.assert_array_equal(x[:, :, 3:], np.broadcast_to(np.eye(3), (50, 3, 3)))
-    from featurelens.data import make_biased
+    from featurelens.datasets import make_biased
 
     d = make_biased(50, n_groups=2, group_dim=3, bias_strength=0.8, random_state=1)
     np.testing.assert_allclose(x[:, 2, :3], np.asarray(d.X)[:, 6:9])

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from featurelens.data import make_multifeature
+from featurelens.datasets import make_multifeature
 from featurelens.models import MLP, train
 from featurelens.models._training import row_losses
 from featurelens.models.adversarial import adversarial_train, feature_scale, fgsm, perturb, pgd

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from featurelens.data import make_biased
+from featurelens.datasets import make_biased
 from featurelens.models import MLP, orthogonality_penalty, train
 from featurelens.representation import group_overlap
 

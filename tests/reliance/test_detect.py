@@ -11,13 +11,12 @@ import torch
 from scipy.stats import wasserstein_distance
 from torch import nn
 
+from featurelens.datasets import SuiteConfig, make_reliance_suite
 from featurelens.reliance import (
     SpuriousReport,
-    SuiteConfig,
     Thresholds,
     detect_spurious,
     fit_suite_model,
-    make_reliance_suite,
 )
 from featurelens.reliance._detect import wasserstein_shift
 

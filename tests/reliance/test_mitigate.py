@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from featurelens.data import make_biased
+from featurelens.datasets import make_biased
 from featurelens.models import MLP, train
 from featurelens.reliance._mitigate import infer_environments, mitigate
 from featurelens.reliance._mitigation_strategies import STRATEGIES

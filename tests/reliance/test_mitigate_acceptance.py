@@ -52,7 +52,7 @@ def test_table_reports_the_in_distribution_cost_honestly(result):
 
 
 def test_reliance_column_is_the_permutation_accuracy_drop(result):
-    from featurelens.data import make_biased
+    from featurelens.datasets import make_biased
 
     # rebuild the benchmark's test set (same seeds) and recompute by an independent loop
     rng = np.random.default_rng(0)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from featurelens.data import make_multifeature
+from featurelens.datasets import make_multifeature
 from featurelens.models import MLP, train
 from featurelens.reliance._robustness import normalised_area, robustness, robustness_curve
 

@@ -6,7 +6,7 @@ volume, the day of the week and a month-end flag) and cuts 30-day windows
 whose label says whether the next close is above the last one. This module
 builds the same features from any OHLCV table (a CSV with the columns
 ``Date, Open, High, Low, Close, Volume`` as written by common market-data
-downloads, or the synthetic generator :func:`make_ohlcv`) without network
+downloads, or the synthetic :func:`featurelens.datasets.make_ohlcv`) without network
 access, and keeps the notebook's feature groups: ``technical`` (SMA, RSI, volume
 std) and ``calendar`` (day of week, month end).
 

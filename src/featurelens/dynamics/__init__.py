@@ -21,7 +21,6 @@ from featurelens.dynamics._figures import training_map, transition_counts
 from featurelens.dynamics._hmm import GaussianHMM
 from featurelens.dynamics._logging import METRIC_NAMES, MetricsLogger, weight_metrics
 from featurelens.dynamics._persist import load_hmm, save_hmm
-from featurelens.dynamics._planted import make_planted_runs
 from featurelens.dynamics._report import DynamicsAnalysis, analyse_runs, write_dynamics_report
 from featurelens.dynamics._runs import RunSet, load_runs, read_saved_runs, save_runs
 from featurelens.dynamics._selection import ModelSelection, recommend_n_states, select_model
@@ -43,7 +42,6 @@ __all__ = [
     "fit_hmm",
     "load_hmm",
     "load_runs",
-    "make_planted_runs",
     "occupancy",
     "occupancy_regression",
     "posterior_gradient",

@@ -12,10 +12,8 @@ import numpy as np
 import pandas as pd
 
 from featurelens._validation import check_int, check_option
+from featurelens.data import zscore_columns
 from featurelens.data._tables import _CSV_SUFFIXES, _PARQUET_SUFFIXES, _read_frame, _suffix_kind
-
-#: a per-run column whose standard deviation is at most this times ``max(1, |mean|)`` is constant
-CONSTANT_RTOL = 1e-12
 
 
 @dataclass(frozen=True)
@@ -114,14 +112,6 @@ def _split_runs(path: Path, frame: pd.DataFrame, run_column: str) -> list[tuple[
     if run_column in frame.columns:
         return [(str(rid), part) for rid, part in frame.groupby(run_column, sort=False)]
     return [(path.name.split(".")[0], frame)]
-
-
-def _zscore(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    mean = x.mean(axis=0)
-    std = x.std(axis=0)
-    constant = std <= CONSTANT_RTOL * np.maximum(1.0, np.abs(mean))
-    z = np.where(constant, 0.0, (x - mean) / np.where(constant, 1.0, std))
-    return z, mean, std, constant
 
 
 def load_runs(
@@ -228,7 +218,7 @@ def load_runs(
                 raise ValueError(f"run {rid!r} ({origin[rid]}) is invalid: {reason}")
             dropped[rid] = reason
             continue
-        kept.append((rid, part, _zscore(values)))
+        kept.append((rid, part, zscore_columns(values)))
     if not kept:
         raise ValueError(f"every run is invalid: {dropped}")
     return RunSet(

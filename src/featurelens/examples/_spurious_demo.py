@@ -22,7 +22,8 @@ import torch
 from featurelens._io import check_output_dir
 from featurelens._validation import check_float, check_int
 from featurelens.attribution import AttributionReport, Explanation, attribute
-from featurelens.data import make_biased, make_shifted, train_val_test_split
+from featurelens.data import train_val_test_split
+from featurelens.datasets import make_biased, make_shifted
 from featurelens.internals import summarize_internals
 from featurelens.models import SmallTransformer, logit_accuracy, train
 from featurelens.report import save

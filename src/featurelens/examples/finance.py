@@ -3,7 +3,7 @@
 The finance study of the superposition and spurious-correlation study.
 
 :func:`run_finance_example` (CLI: ``featurelens example finance [--quick]``)
-generates daily bars with regime-switching returns (:func:`featurelens.data.make_ohlcv`)
+generates daily bars with regime-switching returns (:func:`featurelens.datasets.make_ohlcv`)
 and a planted calendar anomaly — Mondays and the first trading day of each
 month rise ``calendar_effect`` standard deviations more often — that holds for
 the first ``effect_share`` of the history and then disappears (as anomalies
@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from featurelens._validation import check_float, check_int
-from featurelens.data import finance_windows, make_ohlcv, ohlcv_features, split_indices
+from featurelens.data import finance_windows, ohlcv_features, split_indices
+from featurelens.datasets import make_ohlcv
 from featurelens.examples._reliance_study import (
     Split,
     StudyResult,

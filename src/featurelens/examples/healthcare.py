@@ -3,7 +3,7 @@
 The healthcare study of the superposition and spurious-correlation study.
 
 :func:`run_healthcare_example` (CLI: ``featurelens example healthcare [--quick]``)
-generates visit sequences of synthetic patients (:func:`featurelens.data.make_ehr`)
+generates visit sequences of synthetic patients (:func:`featurelens.datasets.make_ehr`)
 at *training hospitals* whose admission coding leaks the outcome (for a share
 ``shortcut`` of patients the admission type is "emergency" exactly when the
 outcome is adverse) and at a *new hospital* where it does not (the shifted
@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from featurelens._validation import check_float, check_int
-from featurelens.data import make_ehr, split_indices
-from featurelens.data._ehr import INSURANCE
+from featurelens.data import split_indices
+from featurelens.datasets import INSURANCE, make_ehr
 from featurelens.examples._reliance_study import Split, StudyResult, run_reliance_study, standardize
 
 STRATEGIES = ("randomize", "adversarial", "dfr")

@@ -7,7 +7,7 @@ figure. Defaults run on two CPU cores in a few minutes; every size is an
 argument.
 
 Sequence form: the scale and architecture sweeps present each row of
-:func:`~featurelens.data.make_biased` as ``G + 1`` tokens (one per group,
+:func:`~featurelens.datasets.make_biased` as ``G + 1`` tokens (one per group,
 ``group_dim`` features each, the spurious group last), so attention has
 something to attend over; the capacity sweep uses the tabular form (one
 token), as the seed did.
@@ -29,7 +29,8 @@ from torch import nn
 
 from featurelens._progress import progress_bar
 from featurelens._validation import RandomState, check_int, check_random_state
-from featurelens.data import make_biased, make_multifeature, make_shifted, train_val_test_split
+from featurelens.data import train_val_test_split
+from featurelens.datasets import make_biased, make_multifeature, make_shifted
 from featurelens.internals._summary import gradient_norms, layer_summary
 from featurelens.models import (
     GatedTransformer,
@@ -135,7 +136,7 @@ def capacity_sweep(
     """Capacity vs superposition (seed 002): feature groups × hidden width.
 
     For each ``(G, h)`` a one-layer :class:`~featurelens.models.SmallTransformer`
-    of width ``h`` is trained on :func:`~featurelens.data.make_multifeature`
+    of width ``h`` is trained on :func:`~featurelens.datasets.make_multifeature`
     (``G`` groups of ``group_dim`` features, a label that needs all of
     them; 60/20/20 split). The input layer ``input_proj`` writes the
     ``G * group_dim`` features into ``h`` dimensions.
@@ -328,7 +329,7 @@ def architecture_sweep(
     with 2 layers; ``"parallel"``, ``"hierarchical"``, ``"gated"``: the
     variants in :mod:`featurelens.models`) is trained with the same seed on
     :func:`token_data` and evaluated on its test split and on a shifted set
-    (:func:`~featurelens.data.make_shifted`: spurious link broken).
+    (:func:`~featurelens.datasets.make_shifted`: spurious link broken).
 
     Returns
     -------

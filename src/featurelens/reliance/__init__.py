@@ -25,14 +25,7 @@ from featurelens.reliance._stability import (
     importance_over_windows,
     metrics_by_subgroup,
 )
-from featurelens.reliance._suite import (
-    SuiteCase,
-    SuiteConfig,
-    SuiteResult,
-    evaluate_suite,
-    fit_suite_model,
-    make_reliance_suite,
-)
+from featurelens.reliance._suite import SuiteResult, evaluate_suite, fit_suite_model
 
 __all__ = [
     "MITIGATION_STRATEGIES",
@@ -43,8 +36,6 @@ __all__ = [
     "RelianceAudit",
     "RobustnessCurve",
     "SpuriousReport",
-    "SuiteCase",
-    "SuiteConfig",
     "SuiteResult",
     "Thresholds",
     "WindowImportance",
@@ -58,7 +49,6 @@ __all__ = [
     "importance_over_windows",
     "infer_environments",
     "interaction_matrix",
-    "make_reliance_suite",
     "metrics_by_subgroup",
     "mitigate",
     "mitigation_benchmark",

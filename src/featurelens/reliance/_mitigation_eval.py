@@ -138,7 +138,7 @@ def evaluate_mitigations(
         Training data for the strategies, and held-out in-distribution data.
     shifted : (X, y) or mapping name -> (X, y)
         Data where the suspect group's relation to the label is broken or
-        reversed (e.g. :func:`featurelens.data.make_shifted`).
+        reversed (e.g. :func:`featurelens.datasets.make_shifted`).
     groups, suspect
         Feature groups and the suspect group's name.
     val : (X, y), optional
@@ -252,10 +252,10 @@ def mitigation_benchmark(
 ) -> MitigationTable:
     """The acceptance experiment on the superposition and spurious-correlation notebook's data: mitigate a planted shortcut, judge on shifted data.
 
-    Data: :func:`featurelens.data.make_biased` (``n_groups`` genuine groups
+    Data: :func:`featurelens.datasets.make_biased` (``n_groups`` genuine groups
     of ``group_dim`` features and the group ``"spurious"``, ``bias_strength``
     0.8) for training (``n_train`` rows), validation and in-distribution test
-    (``n_test`` rows each); shifted sets from :func:`featurelens.data.make_shifted`:
+    (``n_test`` rows each); shifted sets from :func:`featurelens.datasets.make_shifted`:
     ``"independent"`` (spurious group independent of the label) and
     ``"reversed"`` (its bias label is ``1 − y`` with probability
     ``bias_strength``). The unmitigated model is an
@@ -272,7 +272,7 @@ def mitigation_benchmark(
         With ``shifted_independent`` and ``shifted_reversed`` columns; check
         the acceptance criterion with ``.meets(shifted="independent")``.
     """
-    from featurelens.data import make_biased, make_shifted
+    from featurelens.datasets import make_biased, make_shifted
     from featurelens.models import MLP, train
 
     bias_strength = check_float(bias_strength, name="bias_strength", low=0.0, high=1.0)

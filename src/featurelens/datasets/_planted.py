@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from featurelens._validation import RandomState, check_float, check_int, check_random_state
-from featurelens.dynamics._runs import _zscore
+from featurelens.data import zscore_columns
 
 
 def make_planted_runs(
@@ -33,7 +33,8 @@ def make_planted_runs(
     n_runs, n_steps, n_features, n_phases : sizes; every run has ``n_steps`` steps.
     separation : distance between consecutive phase means, in noise units.
     run_jitter : standard deviation of the run-specific offsets of the phase means.
-    standardize : z-score every run per feature (population std), as ``load_runs`` does.
+    standardize : z-score every run per feature (population std) with
+        :func:`featurelens.data.zscore_columns`, as ``featurelens.dynamics.load_runs`` does.
     random_state : int, Generator or None.
 
     Returns
@@ -66,7 +67,7 @@ def make_planted_runs(
         noise = np.einsum("tde,te->td", chol[labels], rng.normal(size=(n_steps, d)))
         x = run_means[labels] + noise
         if standardize:
-            x = _zscore(x)[0]
+            x = zscore_columns(x)[0]
         runs.append(x)
         states.append(labels)
     return runs, states, tuple(f"metric_{i}" for i in range(d))

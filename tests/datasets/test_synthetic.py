@@ -1,4 +1,4 @@
-"""Tests for featurelens.data._synthetic: the generators of the superposition and spurious-correlation notebook, with ground truth."""
+"""Tests for featurelens.datasets._synthetic: the biased/shifted/multifeature generators and their ground truth."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from featurelens.data import (
-    FeatureSpec,
+from featurelens.data import FeatureSpec
+from featurelens.datasets import (
     GroundTruth,
     SyntheticData,
     make_biased,

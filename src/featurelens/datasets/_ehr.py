@@ -1,12 +1,13 @@
-"""Synthetic electronic health records: clinical vs administrative features (seed 002).
+"""Synthetic electronic health records: clinical vs administrative features.
 
-Seed 002's healthcare analysis feeds sequences of visits with seven clinical
-features (heart rate, blood pressure, temperature, respiratory rate, oxygen
-saturation, lab values, medications) and five administrative ones
-(admission type, insurance type, facility type, admission day, length of
-stay) to a transformer, asks whether the administrative group is a shortcut,
-and compares the AUC across insurance types. Its ``generate_synthetic_ehr``
-is not shown; :func:`make_ehr` is a generator with a stated ground truth:
+The healthcare analysis of the superposition and spurious-correlation notebook
+feeds sequences of visits with seven clinical features (heart rate, blood
+pressure, temperature, respiratory rate, oxygen saturation, lab values,
+medications) and five administrative ones (admission type, insurance type,
+facility type, admission day, length of stay) to a transformer, asks whether
+the administrative group is a shortcut, and compares the AUC across insurance
+types. Its ``generate_synthetic_ehr`` is not shown; :func:`make_ehr` is a
+generator with a stated ground truth:
 
 * the outcome depends on a latent severity only, which the clinical features
   measure with noise, so the clinical group is the genuine one;
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from featurelens._validation import RandomState, check_float, check_int, check_random_state
-from featurelens.data._spec import FeatureSpec
+from featurelens.data import FeatureSpec
 
 CLINICAL = (
     "heart_rate", "blood_pressure", "temperature", "respiratory_rate",

@@ -1,4 +1,7 @@
-"""Synthetic data sets with known genuine and spurious feature groups (seed 002).
+"""Synthetic data sets with known genuine and spurious feature groups.
+
+The generators of the superposition and spurious-correlation notebook, with the
+defects of its code fixed (see below).
 
 Every generator is vectorised and draws from one ``numpy.random.Generator``
 built from ``random_state``. Labels are computed from the returned float32
@@ -6,8 +9,8 @@ built from ``random_state``. Labels are computed from the returned float32
 :attr:`GroundTruth.label_rule` holds exactly for the data handed out.
 
 Thresholds: a group of ``k`` standard-normal features has a sum of squares
-``Q ~ chi2(k)`` with expectation ``k``; its label is ``Q > k``. Seed 002 used
-``k / 2``, under which ``P(chi2(50) > 25) = 0.998`` of the labels are 1 and a
+``Q ~ chi2(k)`` with expectation ``k``; its label is ``Q > k``. The notebook
+used ``k / 2``, under which ``P(chi2(50) > 25) = 0.998`` of the labels are 1 and a
 model can score 99.8 % by always answering 1. With the expectation the
 positive rate is ``P(chi2(k) > k)``: 0.473 for ``k = 50``, 0.440 for
 ``k = 10``; it tends to 1/2 as ``k`` grows (0.317 for ``k = 1``).
@@ -29,7 +32,7 @@ from featurelens._validation import (
     check_option,
     check_random_state,
 )
-from featurelens.data._spec import FeatureSpec
+from featurelens.data import FeatureSpec
 
 SPURIOUS = "spurious"
 _MARGIN = 1e-6  # relative distance of conditioned draws from the threshold (see _draw_conditioned)
@@ -192,10 +195,10 @@ def make_multifeature(
 ) -> SyntheticData:
     """Independent standard-normal feature groups and a label that needs all of them.
 
-    Seed 002's ``generate_multifeature_data``: ``X`` is ``n_groups`` groups
+    The notebook's ``generate_multifeature_data``: ``X`` is ``n_groups`` groups
     of ``group_dim`` i.i.d. N(0, 1) features, and
     ``y = 1[sum_j X[:, j]**2 > n_groups * group_dim]``. The threshold is the
-    expectation of the sum of squares (the seed used half of it, which makes
+    expectation of the sum of squares (the notebook used half of it, which makes
     99.8 % of the labels 1; see the module docstring), so
     ``P(y = 1) = P(chi2(n_groups * group_dim) > n_groups * group_dim)``,
     0.473 with the defaults.
@@ -235,11 +238,11 @@ def make_biased(
 ) -> SyntheticData:
     """Training data with a planted spurious group that shortcuts the label.
 
-    Seed 002's ``generate_biased_data``: genuine groups as in
+    The notebook's ``generate_biased_data``: genuine groups as in
     :func:`make_multifeature` with genuine label ``g``, plus a group
     ``"spurious"`` of ``group_dim`` N(0, 1) features (columns
     ``spurious_{j}``, last) with bias label
-    ``b = 1[sum_j spurious_j**2 > group_dim]`` (the seed used
+    ``b = 1[sum_j spurious_j**2 > group_dim]`` (the notebook used
     ``group_dim / 2``; see the module docstring). The label is ``y = b`` with
     probability ``bias_strength`` and ``y = g`` otherwise, independently per
     row. Hence ``P(y = b) = s + (1 - s) * P(g = b)``, where ``b`` and ``g``

@@ -1,4 +1,4 @@
-"""Tests for featurelens.data._ehr: the synthetic EHR generator and its planted effects."""
+"""Tests for featurelens.datasets._ehr: the synthetic EHR generator and its planted effects."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from featurelens.data import EHRData, make_ehr
+from featurelens.datasets import EHRData, make_ehr
 
 
 def _probe_auc(X_tr, y_tr, X_te, y_te) -> tuple[float, np.ndarray]:
