@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from featurelens.data import make_biased, make_shifted
+from featurelens.datasets import make_biased, make_shifted
 from featurelens.models import MLP, train
 from featurelens.reliance import (
     MITIGATION_STRATEGIES,
