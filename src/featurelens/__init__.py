@@ -7,8 +7,7 @@ The most used names in one place; each lives in the subpackage of its concern
 ``featurelens.examples``), where the rest of the API is.
 """
 
-__version__ = "0.1.0"
-
+from featurelens._version import __version__
 from featurelens.attribution import (
     Explanation,
     attribute,

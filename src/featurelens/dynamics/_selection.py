@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from featurelens._json import jsonable
 from featurelens._progress import progress_bar
+from featurelens._repr import html_table
 from featurelens._validation import (
     RandomState,
     check_float,
@@ -57,6 +59,18 @@ class ModelSelection:
     train_runs: tuple[int, ...]
     test_runs: tuple[int, ...]
     fits: dict[int, HMMFit]
+
+    def to_frame(self) -> pd.DataFrame:
+        """The main table: a copy of :attr:`table` (one row per number of states and restart)."""
+        return self.table.copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dict: ``{"rule", "recommended", "table": [row, ...]}`` (NaN as ``None``)."""
+        return jsonable({"rule": self.rule, "recommended": int(self.recommended),
+                         "table": self.table.to_dict(orient="records")}, where="selection")
+
+    def _repr_html_(self) -> str:
+        return html_table(f"HMM model selection: recommended K = {self.recommended}", self.summary(), index=True)
 
     def summary(self) -> pd.DataFrame:
         """Per K: test log-likelihood of the selected restart, mean and std over restarts, mean

@@ -10,7 +10,7 @@ absent.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +240,42 @@ def training_figure(directory: Path, results: Mapping[str, Any], dpi: int) -> Fi
                    "the lowest validation loss.",
         "alt": f"Line chart of training and validation loss over {len(rows)} epochs.",
     }
+
+
+# -- figure formats (every report kind) ----------------------------------------------
+FORMATS = ("png", "pdf", "svg")
+
+
+def check_formats(formats: Sequence[str]) -> list[str]:
+    """Validated, de-duplicated, lower-case figure formats; ``ValueError`` naming a bad one.
+
+    ``formats`` is a non-empty sequence of :data:`FORMATS` entries (a single
+    string counts as one format; a leading dot is ignored).
+    """
+    if isinstance(formats, str):
+        formats = (formats,)
+    if not isinstance(formats, Sequence) or not formats:
+        raise ValueError(f"formats must be a non-empty sequence of {', '.join(FORMATS)}")
+    out = list(dict.fromkeys(str(f).lower().lstrip(".") for f in formats))
+    bad = [f for f in out if f not in FORMATS]
+    if bad:
+        raise ValueError(f"formats: {bad[0]!r} is not a figure format; choose from {', '.join(FORMATS)}")
+    return out
+
+
+def write_figure(fig: Figure, directory: Path, stem: str, *, formats: Sequence[str] = ("png",),
+                 dpi: int = 110) -> list[Path]:
+    """Write ``fig`` as ``directory/<stem>.<fmt>`` for every format, each file atomically.
+
+    The constrained layout is solved once, by the first format, and kept for
+    the others, so every format shows the same layout. Returns the paths written.
+    """
+    FigureCanvasAgg(fig)
+    written = []
+    for k, fmt in enumerate(formats):
+        if k == 1:
+            fig.set_layout_engine("none")
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=dpi)
+        written.append(atomic_write_bytes(directory / f"{stem}.{fmt}", buf.getvalue()))
+    return written

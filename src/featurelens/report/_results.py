@@ -41,12 +41,12 @@ import math
 import numbers
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from featurelens._json import jsonable
 from featurelens.attribution._explanation import Explanation
 
 FORMAT_NAME = "featurelens.report"
@@ -74,28 +74,6 @@ def format_number(value: Any) -> str:
             return "—"
         return f"{value:.4g}"
     return str(value)
-
-
-def jsonable(obj: Any, *, where: str = "value") -> Any:
-    """Convert ``obj`` to plain JSON types (NaN/inf → ``None``); ``TypeError`` otherwise."""
-    if obj is None or isinstance(obj, bool | str):
-        return obj
-    if isinstance(obj, np.generic):
-        return jsonable(obj.item(), where=where)
-    if isinstance(obj, numbers.Integral):
-        return int(obj)
-    if isinstance(obj, numbers.Real):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v, where=f"{where}[{k!r}]") for k, v in obj.items()}
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist(), where=where)
-    if isinstance(obj, list | tuple):
-        return [jsonable(v, where=f"{where}[{i}]") for i, v in enumerate(obj)]
-    raise TypeError(f"{where} must be JSON-serialisable, got {type(obj).__name__}: {obj!r}")
 
 
 def _float_dict(series: pd.Series) -> dict[str, float | None]:
