@@ -94,26 +94,28 @@ def _wide(c: Comparison, method: str) -> list[dict[str, Any]]:
              "diffs": [diff.loc[f, m] for m in others]} for f in c.feature_names]
 
 
-def _html(c: Comparison, title: str, summary: Mapping[str, Any], stems: Sequence[str]) -> str:
-    others = [m for m in c.models if m != c.reference]
+def comparison_context(c: Comparison) -> dict[str, Any]:
+    """What the ``comparison_tables`` macro (``_comparison.html.j2``) shows: share tables per method,
+    shifts, rank correlations, sparsity per layer and the unpruned-weight summary."""
     layers = list(dict.fromkeys(c.sparsity["layer"]))
     sp = c.sparsity.pivot_table(index="layer", columns="model", values="sparsity", sort=False)
-    context = {
-        "title": title,
+    return {
         "c": c,
-        "others": others,
-        "summary_rows": [(k, v if isinstance(v, str) else json.dumps(jsonable(v))) for k, v in summary.items()],
+        "others": [m for m in c.models if m != c.reference],
         "method_tables": {m: _wide(c, m) for m in c.methods},
         "shifts": c.shifts.to_dict(orient="records"),
         "correlations": c.rank_correlation.to_dict(orient="records"),
         "sparsity_rows": [{"layer": ly, "values": [sp.loc[ly, m] if m in sp and ly in sp.index else None
                                                    for m in c.models]} for ly in layers],
         "weight_rows": c.weight_summary.to_dict(orient="records"),
-        "figures": figure_entries(stems),
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
     }
-    return _environment().get_template(TEMPLATE).render(**context)
+
+
+def _html(c: Comparison, title: str, summary: Mapping[str, Any], stems: Sequence[str]) -> str:
+    return _environment().get_template(TEMPLATE).render(
+        title=title, t=comparison_context(c), figures=figure_entries(stems), format=FORMAT_NAME,
+        version=FORMAT_VERSION,
+        summary_rows=[(k, v if isinstance(v, str) else json.dumps(jsonable(v))) for k, v in summary.items()])
 
 
 def write_comparison(comparison: Comparison, directory: Path, *, formats: Sequence[str], dpi: int,

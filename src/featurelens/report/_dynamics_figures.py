@@ -56,13 +56,20 @@ def _bezier(p0: np.ndarray, p2: np.ndarray, rad: float, t: float) -> np.ndarray:
 
 
 def _bend(pos: dict[int, np.ndarray], i: int, j: int, clearance: float) -> float:
-    """The smallest ``arc3`` bend (of 0.18, 0.3, 0.45, 0.6) whose curve stays ``clearance`` away from other nodes."""
+    """The gentlest ``arc3`` bend, to either side, whose curve stays ``clearance`` away from the other nodes.
+
+    Tried in the order 0.18, −0.18, 0.3, −0.3, ... 0.6, −0.6; the least-crossing one when none is clear.
+    """
     others = [p for n, p in pos.items() if n not in (i, j)]
-    for rad in (0.18, 0.3, 0.45, 0.6):
+    best = (np.inf, 0.18)
+    for rad in (0.18, -0.18, 0.3, -0.3, 0.45, -0.45, 0.6, -0.6):
         curve = np.array([_bezier(pos[i], pos[j], rad, t) for t in np.linspace(0.1, 0.9, 17)])
-        if all(np.min(np.linalg.norm(curve - p, axis=1)) > clearance for p in others):
+        gaps = [float(np.min(np.linalg.norm(curve - p, axis=1))) for p in others]
+        crossed = sum(g <= clearance for g in gaps)
+        if not crossed:
             return rad
-    return 0.6
+        best = min(best, (crossed, rad), key=lambda b: b[0])
+    return best[1]
 
 
 def _layout(graph: nx.DiGraph) -> dict[int, np.ndarray]:
@@ -122,12 +129,19 @@ class TrainingMapDisplay:
         """
         graph, pos = self.graph, _layout(self.graph)
         k = graph.number_of_nodes()
-        n_layers = len({round(float(p[0]), 6) for p in pos.values()})
-        if ax is None:
-            ax = Figure(figsize=(max(6.0, 1.9 * n_layers + 1.5), 4.8), layout="constrained").add_subplot()
-        fig = ax.figure
         dist = [np.linalg.norm(pos[a] - pos[b]) for a in pos for b in pos if a < b]
         radius = min(0.15, 0.4 * min(dist)) if dist else 0.15
+        edges = sorted(graph.edges(data=True), key=lambda e: -e[2]["count"])
+        bends = {(i, j): _bend(pos, i, j, clearance=1.6 * radius) for i, j, _ in edges}
+        # what must fit: the nodes and the middle of every arc, with room for a label
+        xy = np.array([*pos.values(), *(_bezier(pos[i], pos[j], r, 0.5) for (i, j), r in bends.items())])
+        pad = radius + 0.25
+        lo, hi = xy.min(axis=0) - pad, xy.max(axis=0) + pad
+        if ax is None:
+            width = max(6.0, 1.9 * len({round(float(p[0]), 6) for p in pos.values()}) + 1.5)
+            height = float(np.clip(width * (hi[1] - lo[1]) / (hi[0] - lo[0]) + 0.6, 3.0, 6.0))
+            ax = Figure(figsize=(width, height), layout="constrained").add_subplot()
+        fig = ax.figure
         colours = state_colours(k)
         circles = {}
         for n in graph.nodes:
@@ -139,8 +153,8 @@ class TrainingMapDisplay:
                     fontsize=7.5, fontweight="bold", color=ink, zorder=4).set_in_layout(False)
         max_count = max([d["count"] for _, _, d in graph.edges(data=True)] or [1])
         labels = []
-        for i, j, d in sorted(graph.edges(data=True), key=lambda e: -e[2]["count"]):
-            rad = _bend(pos, i, j, clearance=1.6 * radius)
+        for i, j, d in edges:
+            rad = bends[i, j]
             ax.annotate("", xy=pos[j], xytext=pos[i], zorder=1,
                         arrowprops={"arrowstyle": "-|>", "color": "0.35", "patchA": circles[i], "patchB": circles[j],
                                     "shrinkA": 2, "shrinkB": 2, "lw": 0.8 + 2.5 * d["count"] / max_count,
@@ -150,9 +164,7 @@ class TrainingMapDisplay:
                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
             text.set_in_layout(False)
             labels.append((text, pos[i], pos[j], rad))
-        xy = np.array(list(pos.values()))
-        pad = radius + 0.25
-        ax.update_datalim([xy.min(axis=0) - pad, xy.max(axis=0) + pad])
+        ax.update_datalim([lo, hi])
         ax.autoscale_view()
         # arc3 bends arrows in display space: equal scales keep the labels on their arcs
         ax.set_aspect("equal", adjustable="datalim")

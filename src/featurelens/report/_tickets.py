@@ -22,7 +22,12 @@ from matplotlib.figure import Figure
 from featurelens._io import atomic_write_bytes, atomic_write_text
 from featurelens._version import __version__
 from featurelens.compare import Comparison
-from featurelens.report._compare import comparison_figures, comparison_text, figure_entries
+from featurelens.report._compare import (
+    comparison_context,
+    comparison_figures,
+    comparison_text,
+    figure_entries,
+)
 from featurelens.report._figures import COLOURS, FigureInfo, write_figure
 from featurelens.report._html import _environment
 
@@ -111,6 +116,7 @@ def write_tickets(result: TicketsStudy, directory: Path, *, formats: Sequence[st
     results = {"title": title, "featurelens_version": __version__, **result.to_dict(),
                "comparison_text": comparison_text(result.comparison), "figures": [f["file"] for f in figures]}
     atomic_write_text(directory / "results.json", json.dumps(results, indent=2, ensure_ascii=False))
-    html = _environment().get_template(TEMPLATE).render(r=results, figures=figures)
+    html = _environment().get_template(TEMPLATE).render(r=results, figures=figures,
+                                                        t=comparison_context(result.comparison))
     atomic_write_text(directory / "index.html", html)
     return results
