@@ -26,6 +26,10 @@ PATHS = [np.array([0, 0, 1, 1, 2, 2]), np.array([0, 2, 2, 2]), np.array([0, 0, 0
 # the digits example's layout whose labels used to sit on the middle node
 SKIPPING = [np.array([0] * 5 + [1] * 5 + [2] * 5), np.array([0] * 3 + [2] * 8 + [0] * 2 + [2] * 2),
             np.array([0] * 4 + [1] * 6 + [2] * 5)]
+# four states in a row with arrows skipping one and two states both ways: on the old figure the labels of
+# 0 → 2 and 2 → 0 sat on state 1's disc
+FOUR_IN_ROW = [np.array([0] * 4 + [1] * 4 + [2] * 4 + [3] * 4), np.array([0] * 3 + [3] * 9 + [0] * 2 + [3] * 2),
+               np.array([0] * 4 + [2] * 8 + [0] * 4)]
 
 
 def _luminance(colour) -> float:
@@ -52,17 +56,24 @@ def test_node_labels_contrast_with_their_fill(model):
     assert min(_contrast(text_colour(c), c) for c in colours) >= 4.5
 
 
-def test_edge_labels_cover_no_node_and_no_other_label(model):
-    display = TrainingMapDisplay.from_model(model, SKIPPING)
+@pytest.mark.parametrize("layout", ["skipping", "four_in_row"])
+def test_edge_labels_cover_no_node_and_no_other_label(model, layout):
+    if layout == "four_in_row":
+        k = 4
+        model = GaussianHMM(np.ones(k) / k, 0.9 * np.eye(k) + 0.1 / k, np.zeros((k, 2)), np.ones((k, 2)), "diag")
+    paths = SKIPPING if layout == "skipping" else FOUR_IN_ROW
+    display = TrainingMapDisplay.from_model(model, paths)
     fig, ax = display.figure_, display.ax_
-    assert sorted(display.graph.edges) == [(0, 1), (0, 2), (1, 2), (2, 0)]
+    edges = [(0, 1), (0, 2), (1, 2), (2, 0)] if layout == "skipping" else [(0, 1), (0, 2), (0, 3), (1, 2), (2, 0),
+                                                                          (2, 3), (3, 0)]
+    assert sorted(display.graph.edges) == edges
     assert len({round(float(p[1]), 6) for p in display.positions_.values()}) == 1  # the nodes are collinear
     fig.draw_without_rendering()
     circles = [p for p in ax.patches if isinstance(p, Circle)]
     centres = [circle.center for circle in circles]
     edge_labels = [t for t in ax.texts if "(n=" in t.get_text()]
     node_labels = [t for t in ax.texts if t.get_text().split("\n")[-1].startswith("stay")]
-    assert len(edge_labels) == 4 and len(node_labels) == 3
+    assert len(edge_labels) == len(edges) and len(node_labels) == model.n_states
     boxes = [t.get_window_extent() for t in edge_labels]
     for box in boxes:
         for circle in circles:  # the label box does not reach into any node disc (display coordinates)

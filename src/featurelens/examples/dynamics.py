@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.datasets import load_digits
 from torch import nn
 
 from featurelens._io import check_output_dir
@@ -52,8 +53,6 @@ class DynamicsExampleResult:
 
 
 def _digits(random_state: int) -> tuple[torch.Tensor, ...]:
-    from sklearn.datasets import load_digits
-
     x, y = load_digits(return_X_y=True)
     rng = np.random.default_rng(random_state)
     order = rng.permutation(len(x))

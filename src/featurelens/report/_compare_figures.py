@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from featurelens._validation import check_option
 from featurelens.compare import Comparison
@@ -145,7 +146,12 @@ class ComparisonDisplay:
                     ax.annotate(f"{v:+.3f}", xy=(v, p), xytext=(4 if v > 0 else -4, 0), textcoords="offset points",
                                 ha="left" if v > 0 else "right", va="center", fontsize=8)
         ax.axvline(0, color="black", linewidth=0.5)
-        ax.set_xlim(-1.35 * span - 1e-3, 1.35 * span + 1e-3)
+        if span > 0:
+            ax.set_xlim(-1.35 * span, 1.35 * span)
+        else:  # identical shares: a readable empty axis and a note instead of ticks at ±0.00025
+            ax.set_xlim(-0.01, 0.01)
+            ax.text(0.5, 0.5, "no difference", transform=ax.transAxes, ha="center", va="center", color="0.4")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, symmetric=True))
         ax.set_yticks(y, names if feature_labels else [""] * len(names))
         ax.set_ylim(len(names) - 0.5, -0.5)
         ax.set_xlabel("share − reference share")
