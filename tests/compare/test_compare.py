@@ -1,4 +1,4 @@
-"""featurelens.compare: shares, differences, shifts, rank correlations, exact-name masks, weights, figures."""
+"""featurelens.compare: shares, differences, shifts, rank correlations, exact-name masks, weights, to_dict."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from featurelens.compare import (
     layer_sparsity,
     rank_correlations,
     unpruned_weights,
-    write_comparison_report,
 )
 from featurelens.models.pruning import magnitude_prune
 
@@ -195,44 +194,24 @@ def test_permutations_are_paired_and_models_are_left_as_found(trio):
     assert c2.settings["targets"] is False and np.array_equal(c2.differences["difference"], np.zeros(8))
 
 
-@pytest.fixture(scope="module")
-def small(trio):
-    x, _ = _data(40)
-    return compare(trio, x, feature_names=NAMES, methods=("weights",), random_state=0)
+def test_protocol_to_frame_to_dict_and_html(result):
+    frame = result.to_frame()
+    assert frame.equals(result.importance) and frame is not result.importance
+    data = result.to_dict()
+    assert json.loads(json.dumps(data, allow_nan=False)) == data
+    assert data["models"] == ["dense", "ticket10", "ticket1"] and data["features"] == NAMES
+    for name in Comparison.TABLES:
+        got = pd.DataFrame(data[name])
+        want = getattr(result, name)
+        assert list(got.columns) == list(want.columns) and len(got) == len(want)
+    np.testing.assert_allclose(pd.DataFrame(data["importance"])["share"], result.importance["share"], rtol=0)
+    html = result._repr_html_()
+    assert "<table" in html and "weights: ticket10" in html and "reference dense" in html
+    # the HTML shows the shares, 4 significant digits
+    assert f"{result.shares('weights').loc['f0', 'ticket10']:.4g}" in html
 
 
-def test_figures_and_report_files_are_valid(small, tmp_path):
-    result = small
-    paths = result.save_figures(tmp_path, formats=("png", "pdf", "svg"), dpi=50)
-    assert sorted(p.name for p in paths) == sorted(f"{s}.{f}" for s in ("importance", "difference", "weights",
-                                                                        "sparsity") for f in ("png", "pdf", "svg"))
-    for p in paths:
-        head = p.read_bytes()[:400]
-        if p.suffix == ".png":
-            assert head.startswith(b"\x89PNG\r\n\x1a\n")
-        elif p.suffix == ".pdf":
-            assert head.startswith(b"%PDF-") and p.read_bytes().rstrip().endswith(b"%%EOF")
-        else:
-            assert b"<svg" in head and p.read_text().rstrip().endswith("</svg>")
-    out = write_comparison_report(result, tmp_path / "report", formats=("pdf",), summary={"rows": 40}, dpi=50)
-    names = sorted(p.name for p in out.iterdir())
-    assert "index.html" in names and "results.json" in names and "sparsity.pdf" in names and "sparsity.png" in names
-    assert "sparsity.svg" not in names
-    data = json.loads((out / "results.json").read_text())
-    assert data["format"] == "featurelens.compare" and data["reference"] == "dense"
-    got = pd.DataFrame(data["importance"])
-    np.testing.assert_allclose(got["share"], result.importance["share"], rtol=1e-12)
-    html = (out / "index.html").read_text()
-    assert "layer10.weight" in html and "Kendall" in html and 'src="difference.png"' in html
-    table = pd.read_csv(out / "tables" / "sparsity.csv")
-    assert table.set_index(["model", "layer"]).loc[("ticket10", "layer10.weight"), "sparsity"] == 0.75
-    with pytest.raises(ValueError, match="already exists"):
-        write_comparison_report(result, out)
-    text = str(result)
-    assert "layer10.weight" in text and "largest shifts vs 'dense'" in text and "spearman" in text
-
-
-def test_bad_arguments_raise_naming_the_argument(trio, result, tmp_path):
+def test_bad_arguments_raise_naming_the_argument(trio, result):
     x, _ = _data(20)
     dense = trio["dense"]
     with pytest.raises(TypeError, match="models must be a dict"):
@@ -260,14 +239,7 @@ def test_bad_arguments_raise_naming_the_argument(trio, result, tmp_path):
         compare({"a": dense, "b": dense}, x, n_top=0)
     with pytest.raises(ValueError, match="method must be one of"):
         result.shares("saliency")
-    with pytest.raises(ValueError, match="formats: 'jpg' is not a figure format"):
-        result.save_figures(tmp_path, formats=("png", "jpg"))
-    with pytest.raises(ValueError, match="does not exist"):
-        result.save_figures(tmp_path / "missing")
-    with pytest.raises(TypeError, match="comparison must be a Comparison"):
-        write_comparison_report({}, tmp_path / "r")
     assert isinstance(result, Comparison)
-    assert not (tmp_path / "r").exists()
 
 
 def test_prune_reparametrisation_on_any_weight_module_counts_as_a_layer():

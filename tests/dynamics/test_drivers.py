@@ -123,9 +123,12 @@ def test_explain_transition_matches_manual_average(planted, step):
     assert exp.features == tuple(model.feature_names[d] for d in order)
     np.testing.assert_allclose(exp.mean_gradient, mean[order], atol=1e-14)
     np.testing.assert_allclose(exp.mean_change, (model.means[j] - model.means[i])[order], atol=1e-14)
-    table = exp.table
+    table = exp.to_frame()
     assert list(table["feature"]) == list(exp.features)
     assert np.all(np.diff(np.abs(table["mean_gradient"])) <= 0)
+    d = exp.to_dict()
+    assert d["n_occurrences"] == len(rows) and [f["feature"] for f in d["features"]] == list(exp.features)
+    assert [f["mean_gradient"] for f in d["features"]] == exp.mean_gradient.tolist()
     text = str(exp)
     assert f"transition {i} -> {j}: {len(rows)} occurrences" in text and exp.features[0] in text
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import zipfile
@@ -11,6 +12,7 @@ import pytest
 
 from featurelens.datasets import make_planted_runs
 from featurelens.dynamics import GaussianHMM, fit_hmm, load_hmm, save_hmm
+from featurelens.dynamics import _persist as persist
 
 
 @pytest.mark.parametrize("ctype", ["full", "diag"])
@@ -81,3 +83,11 @@ def test_save_errors(tmp_path):
         save_hmm(model, tmp_path / "no" / "m.npz")
     with pytest.raises(TypeError, match="model must be a GaussianHMM"):
         save_hmm({"means": 1}, tmp_path / "m.npz")
+
+
+def test_the_file_format_module_does_not_import_the_model():
+    """``_hmm`` imports ``_persist`` at module level; ``_persist`` must not import ``_hmm`` back (no circle)."""
+    tree = ast.parse(open(persist.__file__, encoding="utf-8").read())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m.startswith("featurelens.dynamics") for m in imported if m), imported

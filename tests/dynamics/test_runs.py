@@ -158,3 +158,14 @@ def test_raw_scale_matches_raw_unit_posterior_gradient(run_dir):
     raw = posterior_gradient(model, runs.sequences, units="raw", scale=runs.std)
     for g, r, factor in zip(z_units, raw, runs.raw_scale(), strict=True):
         np.testing.assert_allclose(g * factor, r, rtol=1e-12, atol=0)
+
+
+def test_to_frame_and_to_dict(run_dir):
+    runs = load_runs(str(run_dir / "*.csv"), metrics=METRICS)
+    frame = runs.to_frame()
+    assert frame.to_dict(orient="list") == {"run_id": ["run0", "run1", "run2"], "n_checkpoints": [12, 12, 12],
+                                            "constant_metrics": ["flat", "flat", "flat"]}
+    d = runs.to_dict()
+    assert d == {"run_ids": ["run0", "run1", "run2"], "lengths": [12, 12, 12], "dropped": {}, "sort_by": "step",
+                 "constant_columns": {r: ["flat"] for r in ("run0", "run1", "run2")}, "metrics": list(METRICS)}
+    assert "<table" in runs._repr_html_() and "3 runs" in runs._repr_html_()

@@ -100,3 +100,13 @@ def test_batched_sweep_equals_separate_fits_from_same_inits(selection):
             np.testing.assert_allclose(a.history, b.history, rtol=1e-12)
             np.testing.assert_allclose(a.model.means, b.model.means, atol=1e-9)
             np.testing.assert_allclose(a.model.transmat, b.model.transmat, atol=1e-9)
+
+
+def test_to_frame_and_to_dict_are_the_table(selection):
+    _, sel = selection
+    frame = sel.to_frame()
+    assert frame.equals(sel.table) and frame is not sel.table
+    d = sel.to_dict()
+    assert d["recommended"] == sel.recommended and d["rule"] == sel.rule
+    assert [row["test_loglik"] for row in d["table"]] == sel.table["test_loglik"].tolist()
+    assert "recommended K = 3" in sel._repr_html_() and "<table" in sel._repr_html_()

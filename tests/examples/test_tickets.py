@@ -12,6 +12,7 @@ from featurelens.cli import main
 from featurelens.examples import tickets
 from featurelens.examples.hedging import FEATURE_NAMES
 from featurelens.examples.tickets import FACTORY, TicketsConfig, run_tickets_study
+from featurelens.report import comparison_text
 
 TINY = TicketsConfig(n_paths=128, dense_epochs=30, rewind_epoch=3, rounds=2, round_epochs=5, pgd_steps=2,
                      n_eval=500, n_rows=200)
@@ -33,7 +34,7 @@ def test_tickets_reach_target_sparsity_without_collapse(study):
         assert (hidden["n_pruned"] < hidden["n_weights"]).all()  # no layer fully pruned
         assert "layer4.weight" not in rows.index
     assert list(table[table["model"] == "dense"]["layer"]) == ["total"]
-    checks = study.results["collapse_check"]
+    checks = study.to_dict()["collapse_check"]
     for name in ("dense", "ticket", "robust"):
         assert checks[name]["output_std_on_rows"] > 1e-3  # the hedge varies across inputs
     assert checks["ticket"]["smallest_kept_fraction"] == pytest.approx(51 / 256, abs=1e-9)
@@ -52,6 +53,8 @@ def test_risk_tables(study):
 
 def test_checkpoints_reload_bit_identically(study):
     assert study.reload == {"dense": True, "ticket": True, "robust": True}
+    for name in ("dense", "ticket", "robust"):  # the report ships the files that were checked
+        assert (study.out / "checkpoints" / f"{name}.pt").read_bytes() == study.checkpoints[name]
     x = torch.randn(64, len(FEATURE_NAMES), generator=torch.Generator().manual_seed(0))
     for name, model in study.models.items():
         loaded = load_model(study.out / "checkpoints" / f"{name}.pt", factory=FACTORY)
@@ -63,6 +66,11 @@ def test_checkpoints_reload_bit_identically(study):
 def test_report_files_and_comparison(study):
     out = study.out
     results = json.loads((out / "results.json").read_text())
+    assert {k: v for k, v in results.items() if k not in ("title", "featurelens_version", "comparison_text",
+                                                          "figures")} == study.to_dict()
+    assert results["comparison_text"] == comparison_text(study.comparison)
+    assert results["figures"] == ["risk.png", "training.png", "importance.png", "difference.png", "weights.png",
+                                  "sparsity.png"]
     assert results["features"] == list(FEATURE_NAMES)
     assert results["comparison"]["features"] == list(FEATURE_NAMES)
     assert results["comparison"]["reference"] == "ticket"
@@ -74,6 +82,7 @@ def test_report_files_and_comparison(study):
         assert (out / f"{name}.png").is_file()
     html = (out / "index.html").read_text()
     assert "Hedging risk" in html and "cum_PnL" in html and "difference.png" in html
+    assert "ES_0.1" in study._repr_html_() and study.to_frame().equals(study.attacked)
     shares = study.comparison.shares("weights")
     assert list(shares.index) == list(FEATURE_NAMES)
     assert shares.sum().tolist() == pytest.approx([1.0, 1.0, 1.0])

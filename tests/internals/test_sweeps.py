@@ -59,7 +59,7 @@ def test_token_data_layout():
     np.testing.assert_array_equal(y, np.asarray(d.y))
 
 
-def test_scale_sweep_layers_and_means(tmp_path):
+def test_scale_sweep_layers_and_means():
     r = scale_sweep(widths=(8,), depths=(1, 2), n_groups=2, group_dim=2, n_samples=300, epochs=2,
                     n_heads=2, random_state=0, keep_models=True)
     assert len(r.layers) == 3 and list(r.table["depth"]) == [1, 2]
@@ -71,9 +71,10 @@ def test_scale_sweep_layers_and_means(tmp_path):
     x_te = torch.as_tensor(train_val_test_split(x, y, random_state=_seed_of(r, 1)).test[0])
     want = layer_summary(r.models[(8, 2)], x_te, modules=["transformer_layers.1"], random_state=_seed_of(r, 1))
     assert deep.iloc[1]["effective_rank"] == pytest.approx(want.iloc[0]["effective_rank"], rel=1e-9)
-    files = r.save(tmp_path)
-    assert files == ["scale.csv", "scale_layers.csv", "scale.png"]
-    assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    d = r.to_dict()
+    assert d["sweep"] == "scale" and d["params"]["widths"] == [8]
+    assert [row["effective_rank"] for row in d["layers"]] == r.layers["effective_rank"].tolist()
+    assert r.to_frame().equals(r.table) and "<table" in r._repr_html_()
 
 
 def _seed_of(result, i):
@@ -104,5 +105,3 @@ def test_sweep_errors():
         architecture_sweep(architectures=("mamba",))
     with pytest.raises(ValueError, match="noise_levels"):
         architecture_sweep(noise_levels=(-1.0,))
-    with pytest.raises(ValueError, match="does not exist"):
-        capacity_sweep(n_groups=(1,), hidden_dims=(2,), n_samples=40, epochs=1).save("/nonexistent/dir")

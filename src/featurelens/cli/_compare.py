@@ -61,10 +61,10 @@ def compare_command(
 
     from featurelens.attribution import METHODS, method_options
     from featurelens.cli._commands import _parse_baselines
-    from featurelens.compare import compare, write_comparison_report
-    from featurelens.compare._figures import check_formats
+    from featurelens.compare import compare
     from featurelens.data import load_table
     from featurelens.models import load_model
+    from featurelens.report import check_formats, comparison_text, save
 
     check_output_dir(out, force=force)
     paths = _parse_models(model)
@@ -102,9 +102,9 @@ def compare_command(
     summary = {"models": {n: str(p) for n, p in paths.items()}, "data file": str(data), "rows": len(table.X),
                "features": len(table.feature_names), "label column": label or "none (permutation: output change)",
                "baselines": baselines, "seed": seed}
-    write_comparison_report(result, out, formats=formats, force=force, summary=summary)
+    save(result, out, formats=formats, force=force, summary=summary)
     if not quiet:
-        typer.echo(result.render())
+        typer.echo(comparison_text(result))
         typer.echo(f"report written to {out / 'index.html'}")
 
 
@@ -118,6 +118,7 @@ def tickets_example(
 ) -> None:
     """Seed 000: dense deep hedger vs 80 %-sparse lottery ticket vs robust ticket (train, attack, compare)."""
     from featurelens.examples.tickets import run_tickets_study
+    from featurelens.report import comparison_text
 
     result = run_tickets_study(out, quick=quick, random_state=seed, formats=_split_commas([fmt]), force=force,
                                progress=not quiet)
@@ -129,7 +130,7 @@ def tickets_example(
     echo("expected shortfall under attack (epsilon in feature-std units)")
     echo(result.attacked.to_string(float_format=lambda v: f"{v:.5f}"))
     echo(result.sparsity.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    echo(str(result.comparison))
+    echo(comparison_text(result.comparison))
     same = ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in result.reload.items())
     echo(f"checkpoints reloaded bit-identically: {same}")
     echo(f"report written to {Path(out) / 'index.html'} in {result.seconds:.1f} s")

@@ -46,11 +46,11 @@ def fit_command(
     """Fit Gaussian HMMs over K = min..max states to logged runs and write models, table, figures and report."""
     from rich.console import Console
 
-    from featurelens._io import atomic_output_dir
     from featurelens._validation import check_option
+    from featurelens.dynamics import analyse_runs
     from featurelens.dynamics._hmm import COVARIANCE_TYPES
-    from featurelens.dynamics._report import analyse_runs, write_dynamics_report
     from featurelens.dynamics._runs import load_runs
+    from featurelens.report import save
 
     check_output_dir(out, force=force)
     names = _parse_metrics(metrics)
@@ -71,8 +71,8 @@ def fit_command(
     summary = {"run files": ", ".join(runs), "metrics": ", ".join(names),
                "HMM": f"K = {min_states}..{max_states}, {restarts} restarts, {iterations} EM iterations, "
                       f"{covariance} covariance, test fraction {test_fraction}, seed {seed}"}
-    with atomic_output_dir(out, force=force) as tmp:
-        results = write_dynamics_report(tmp, analysis, title="featurelens: training dynamics", summary=summary)
+    save(analysis, out, force=force, title="featurelens: training dynamics", summary=summary)
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     if not quiet:
         console = Console()
         console.print(f"{len(loaded)} runs ({len(loaded.dropped)} dropped), {len(names)} metrics; "
@@ -113,7 +113,6 @@ def explain_command(
     from featurelens._validation import check_option
     from featurelens.dynamics._drivers import explain_transition
     from featurelens.dynamics._hmm import GaussianHMM
-    from featurelens.dynamics._report import _driver_rows
     from featurelens.dynamics._runs import load_runs, read_saved_runs
 
     check_option(step, name="--step", options=("last", "first"))
@@ -145,7 +144,7 @@ def explain_command(
         scale = list(data.std)
     expl = explain_transition(hmm, data.sequences, i, j, step=step, feature_names=list(data.metrics),
                               units=units, scale=scale)
-    rows = _driver_rows(expl)
+    rows = expl.to_frame().to_dict(orient="records")
     table = RichTable(title=f"transition {i} → {j}: {expl.n_occurrences} occurrences in {len(data)} runs "
                             f"(gradient of p(s_t = {j} | z_1:t) at the {step} step, per {units} unit)")
     per = "∂p/∂z" if units == "z" else "∂p/∂x (raw units)"

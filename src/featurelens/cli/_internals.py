@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from featurelens._io import atomic_output_dir, check_output_dir
+from featurelens._io import check_output_dir
 
 SWEEPS = ("capacity", "scale", "architectures")
 
@@ -108,11 +108,8 @@ def sweep_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:
     """Train small models over a grid and tabulate representation metrics (seed 002's sweeps)."""
-    import json
-
-    from featurelens._io import atomic_write_text
     from featurelens.internals import architecture_sweep, capacity_sweep, scale_sweep
-    from featurelens.report._results import jsonable
+    from featurelens.report import save
 
     if kind not in SWEEPS:
         raise ValueError(f"sweep must be one of {', '.join(SWEEPS)}; got {kind!r}")
@@ -130,12 +127,7 @@ def sweep_command(
         kwargs["n_samples"] = n_samples
     run = {"capacity": capacity_sweep, "scale": scale_sweep, "architectures": architecture_sweep}[kind]
     result = run(**kwargs)
-    with atomic_output_dir(out, force=force) as tmp:
-        files = result.save(tmp)
-        doc = {"sweep": kind, "params": result.params, "table": result.table.to_dict(orient="records"),
-               "layers": None if result.layers is None else result.layers.to_dict(orient="records"),
-               "files": files}
-        atomic_write_text(Path(tmp) / "results.json", json.dumps(jsonable(doc), indent=2) + "\n")
+    save(result, out, force=force)
     if not quiet:
         console = Console()
         console.print(_frame_table(result.table[SHOWN[kind]], f"{kind} sweep (all columns in {kind}.csv)",

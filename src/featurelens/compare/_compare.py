@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from torch import nn
 
+from featurelens._protocol import html_table, jsonable
 from featurelens._validation import check_int, check_random_state
 from featurelens.attribution._api import METHODS, attribute
 from featurelens.attribution._api import method_options as _accepted
@@ -23,7 +23,7 @@ DEFAULT_METHODS = ("weights", "edge_scores", "integrated_gradients", "permutatio
 
 @dataclass(eq=False)
 class Comparison:
-    """What :func:`compare` found. Every table is a tidy DataFrame.
+    """What :func:`compare` found. Every table is a tidy DataFrame; :meth:`to_frame` is the main one.
 
     Attributes
     ----------
@@ -74,17 +74,13 @@ class Comparison:
     weights: dict[str, np.ndarray] = field(repr=False)
     settings: dict[str, Any]
 
-    @property
-    def tables(self) -> dict[str, pd.DataFrame]:
-        """Every table by name (the keys of ``results.json`` and the CSV files)."""
-        return {
-            "importance": self.importance,
-            "differences": self.differences,
-            "shifts": self.shifts,
-            "rank_correlation": self.rank_correlation,
-            "sparsity": self.sparsity,
-            "weight_summary": self.weight_summary,
-        }
+    #: the tables, by name (the keys of ``to_dict()`` and of the report's CSV files)
+    TABLES: ClassVar[tuple[str, ...]] = ("importance", "differences", "shifts", "rank_correlation", "sparsity",
+                                         "weight_summary")
+
+    def to_frame(self) -> pd.DataFrame:
+        """The main table, a copy of :attr:`importance` (``model, method, feature, importance, share, rank``)."""
+        return self.importance.copy()
 
     def shares(self, method: str) -> pd.DataFrame:
         """Importance shares of ``method``: features × models (in the features' order)."""
@@ -95,36 +91,19 @@ class Comparison:
         return wide.loc[self.feature_names, self.models]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON dict: names, settings and every table as a list of records."""
-        from featurelens.report._results import jsonable
-
+        """Plain-JSON dict: names, settings and every table of :attr:`TABLES` as a list of records."""
         out: dict[str, Any] = {"models": self.models, "reference": self.reference, "methods": self.methods,
                                "features": self.feature_names, "settings": self.settings}
-        for name, table in self.tables.items():
-            out[name] = table.to_dict(orient="records")
+        for name in self.TABLES:
+            out[name] = getattr(self, name).to_dict(orient="records")
         return jsonable(out, where="comparison")
 
-    def save_figures(self, directory: str | Path, *, formats: Sequence[str] = ("png",), dpi: int = 150) -> list[Path]:
-        """Write the four figures into the existing ``directory``; return the paths written.
-
-        ``importance.<fmt>`` (grouped bars of importance share per method),
-        ``difference.<fmt>`` (share minus the reference's, values annotated),
-        ``weights.<fmt>`` (overlaid densities of the unpruned weights) and
-        ``sparsity.<fmt>`` (sparsity per layer), each in every format of ``formats``
-        (``"png"``, ``"pdf"``, ``"svg"``).
-        """
-        from featurelens.compare._figures import save_figures
-
-        return save_figures(self, directory, formats=formats, dpi=dpi)
-
-    def render(self) -> str:
-        """The tables as plain text (what the CLI prints)."""
-        from featurelens.compare._render import render_text
-
-        return render_text(self)
-
-    def __str__(self) -> str:
-        return self.render()
+    def _repr_html_(self) -> str:
+        wide = self.importance.pivot_table(index="feature", columns=["method", "model"], values="share",
+                                           sort=False).loc[self.feature_names]
+        wide.columns = [f"{method}: {model}" for method, model in wide.columns]
+        return html_table(wide, title=f"Comparison of {', '.join(self.models)} (reference {self.reference}): "
+                          "importance shares")
 
     def __repr__(self) -> str:
         return (f"Comparison(models={self.models}, reference={self.reference!r}, methods={self.methods}, "
@@ -190,8 +169,8 @@ def compare(
     For every model and method the importance of each feature is
     ``featurelens.attribute(model, inputs, method=...).importance()``; its *share*
     divides it by the sum of absolute importances over the features, so models of
-    different output scale compare (seed 000 normalised ``Σ_j |W1_ji · M1_ji|`` the
-    same way). Structural methods read the effective, mask-applied weights
+    different output scale compare (the deep-hedging lottery-ticket study normalised
+    ``Σ_j |W1_ji · M1_ji|`` the same way). Structural methods read the effective, mask-applied weights
     (``weight_orig * weight_mask``) of the input layer found by data flow, not "the
     first Linear by module order". Differences are shares minus the reference's;
     rank correlations are Spearman and Kendall (tau-b) over the features; sparsity

@@ -2,8 +2,11 @@
 
 Fit and select hidden Markov models over z-scored training runs, decode the latent training
 phases, and explain transitions by the exact gradient of the filtered state posterior.
+:func:`analyse_runs` runs the whole pipeline; ``featurelens.report.save(analysis, out)``
+writes its report.
 """
 
+from featurelens.dynamics._analysis import DynamicsAnalysis, analyse_runs
 from featurelens.dynamics._detours import (
     OccupancyRegression,
     convergence_time,
@@ -17,11 +20,9 @@ from featurelens.dynamics._drivers import (
     posterior_gradient,
 )
 from featurelens.dynamics._em import HMMFit, RestartResult, fit_hmm
-from featurelens.dynamics._figures import training_map, transition_counts
-from featurelens.dynamics._hmm import GaussianHMM
+from featurelens.dynamics._hmm import GaussianHMM, load_hmm, save_hmm
 from featurelens.dynamics._logging import METRIC_NAMES, MetricsLogger, weight_metrics
-from featurelens.dynamics._persist import load_hmm, save_hmm
-from featurelens.dynamics._report import DynamicsAnalysis, analyse_runs, write_dynamics_report
+from featurelens.dynamics._map import training_map, transition_counts
 from featurelens.dynamics._runs import RunSet, load_runs, read_saved_runs, save_runs
 from featurelens.dynamics._selection import ModelSelection, recommend_n_states, select_model
 
@@ -54,5 +55,4 @@ __all__ = [
     "training_map",
     "transition_counts",
     "weight_metrics",
-    "write_dynamics_report",
 ]

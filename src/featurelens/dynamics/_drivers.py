@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from featurelens._protocol import html_table, jsonable
 from featurelens._validation import check_int, check_option
 from featurelens.dynamics._hmm import GaussianHMM, check_sequences
 
@@ -127,9 +128,8 @@ class TransitionExplanation:
     mean_gradient: np.ndarray
     mean_change: np.ndarray
 
-    @property
-    def table(self) -> pd.DataFrame:
-        """One row per feature: rank, feature, mean_gradient, mean_change."""
+    def to_frame(self) -> pd.DataFrame:
+        """One row per feature, largest |mean gradient| first: ``rank, feature, mean_gradient, mean_change``."""
         return pd.DataFrame(
             {
                 "rank": np.arange(1, len(self.features) + 1),
@@ -138,6 +138,17 @@ class TransitionExplanation:
                 "mean_change": self.mean_change,
             }
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dict: the transition, the settings, the occurrences and the rows of :meth:`to_frame`."""
+        return jsonable({"from": self.source, "to": self.destination, "step": self.step, "log": self.log,
+                         "units": self.units, "n_occurrences": self.n_occurrences,
+                         "occurrences": [list(o) for o in self.occurrences],
+                         "features": self.to_frame().to_dict(orient="records")}, where="transition")
+
+    def _repr_html_(self) -> str:
+        return html_table(self.to_frame(), title=f"Transition {self.source} → {self.destination}: "
+                          f"{self.n_occurrences} occurrences (gradient at the {self.step} step, {self.units} units)")
 
     def __str__(self) -> str:
         what = "d log p" if self.log else "d p"

@@ -38,6 +38,7 @@ from featurelens.dynamics._inference import (
     _viterbi,
     _whitening,
 )
+from featurelens.dynamics._persist import ARRAYS, read_hmm_file, write_hmm_file
 
 COVARIANCE_TYPES = ("full", "diag")
 
@@ -271,14 +272,26 @@ class GaussianHMM:
 
     # -- persistence
     def save(self, path: str | Path) -> Path:
-        """Write the model to ``path`` (``.npz`` + JSON metadata; see :mod:`._persist`)."""
-        from featurelens.dynamics._persist import save_hmm
-
-        return save_hmm(self, path)
+        """Write the model to ``path`` (``.npz`` + JSON metadata, no pickle; see :mod:`._persist`)."""
+        arrays = {name: getattr(self, name) for name in ARRAYS}
+        return write_hmm_file(path, arrays, covariance_type=self.covariance_type, feature_names=self.feature_names)
 
     @classmethod
     def load(cls, path: str | Path) -> GaussianHMM:
-        """Read a model written by :meth:`save` (no pickle involved)."""
-        from featurelens.dynamics._persist import load_hmm
+        """Read a model written by :meth:`save` (no pickle involved); ``ValueError`` for any other file."""
+        arrays, meta = read_hmm_file(path)
+        names = meta.get("feature_names")
+        return cls(arrays["startprob"], arrays["transmat"], arrays["means"], arrays["covars"],
+                   meta["covariance_type"], None if names is None else tuple(names))
 
-        return load_hmm(path)
+
+def save_hmm(model: GaussianHMM, path: str | Path) -> Path:
+    """Write ``model`` to ``path``; the same as ``model.save(path)``, with a type check."""
+    if not isinstance(model, GaussianHMM):
+        raise TypeError(f"model must be a GaussianHMM, got {type(model).__name__}")
+    return model.save(path)
+
+
+def load_hmm(path: str | Path) -> GaussianHMM:
+    """Read a model written by :func:`save_hmm` or :meth:`GaussianHMM.save`; the same as ``GaussianHMM.load``."""
+    return GaussianHMM.load(path)

@@ -1,4 +1,4 @@
-"""Save and load :class:`GaussianHMM` without pickle.
+"""The :class:`GaussianHMM` file format, read and written without pickle.
 
 Format (``format = "featurelens.GaussianHMM"``, ``version = 1``): one uncompressed NumPy
 ``.npz`` archive holding
@@ -9,46 +9,51 @@ Format (``format = "featurelens.GaussianHMM"``, ``version = 1``): one uncompress
   ``{"format", "version", "covariance_type", "n_states", "n_features", "feature_names"}``.
 
 The archive is read with ``allow_pickle=False``, so loading never executes code, and written
-atomically (temporary file + rename). Arrays round-trip bit for bit.
+atomically (temporary file + rename). Arrays round-trip bit for bit. This module knows the
+file, not the model: :meth:`GaussianHMM.save` and :meth:`GaussianHMM.load` call it.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from featurelens._io import atomic_write_npz, read_npz
-from featurelens.dynamics._hmm import GaussianHMM
 
 FORMAT = "featurelens.GaussianHMM"
 VERSION = 1
-_ARRAYS = ("startprob", "transmat", "means", "covars")
+ARRAYS = ("startprob", "transmat", "means", "covars")
 
 
-def save_hmm(model: GaussianHMM, path: str | Path) -> Path:
-    """Write ``model`` to ``path`` (see the module docstring for the format); returns the path."""
-    if not isinstance(model, GaussianHMM):
-        raise TypeError(f"model must be a GaussianHMM, got {type(model).__name__}")
+def write_hmm_file(path: str | Path, arrays: dict[str, np.ndarray], *, covariance_type: str,
+                   feature_names: tuple[str, ...] | None) -> Path:
+    """Write the four parameter ``arrays`` (keys :data:`ARRAYS`) and their metadata to ``path``."""
+    k, d = np.shape(arrays["means"])
     meta = {
         "format": FORMAT,
         "version": VERSION,
-        "covariance_type": model.covariance_type,
-        "n_states": model.n_states,
-        "n_features": model.n_features,
-        "feature_names": None if model.feature_names is None else list(model.feature_names),
+        "covariance_type": covariance_type,
+        "n_states": int(k),
+        "n_features": int(d),
+        "feature_names": None if feature_names is None else list(feature_names),
     }
-    arrays = {name: np.asarray(getattr(model, name), dtype="<f8") for name in _ARRAYS}
-    arrays["metadata"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
-    return atomic_write_npz(path, arrays)
+    out = {name: np.asarray(arrays[name], dtype="<f8") for name in ARRAYS}
+    out["metadata"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    return atomic_write_npz(path, out)
 
 
-def load_hmm(path: str | Path) -> GaussianHMM:
-    """Read a model written by :func:`save_hmm`; ``ValueError`` for anything else."""
+def read_hmm_file(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The parameter arrays and the metadata of a file written by :func:`write_hmm_file`.
+
+    ``ValueError`` naming the file when it is missing, not a pickle-free ``.npz``,
+    lacks an array, or has another format or version.
+    """
     path = Path(path)
     content = read_npz(path, what="featurelens GaussianHMM file")
-    missing = [n for n in (*_ARRAYS, "metadata") if n not in content]
+    missing = [n for n in (*ARRAYS, "metadata") if n not in content]
     if missing:
         raise ValueError(f"{str(path)!r} is not a featurelens GaussianHMM file: missing {', '.join(missing)}")
     try:
@@ -59,11 +64,4 @@ def load_hmm(path: str | Path) -> GaussianHMM:
         raise ValueError(f"{str(path)!r}: format is not {FORMAT!r}")
     if meta.get("version") != VERSION:
         raise ValueError(f"{str(path)!r}: unsupported version {meta.get('version')!r} (this featurelens reads {VERSION})")
-    return GaussianHMM(
-        content["startprob"],
-        content["transmat"],
-        content["means"],
-        content["covars"],
-        meta["covariance_type"],
-        None if meta.get("feature_names") is None else tuple(meta["feature_names"]),
-    )
+    return {name: content[name] for name in ARRAYS}, meta

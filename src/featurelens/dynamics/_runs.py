@@ -7,10 +7,13 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from featurelens._io import atomic_write_npz, read_npz
+from featurelens._protocol import html_table, jsonable
 from featurelens._validation import check_int, check_option
 from featurelens.data import zscore_columns
 from featurelens.data._tables import _CSV_SUFFIXES, _PARQUET_SUFFIXES, _read_frame, _suffix_kind
@@ -74,6 +77,27 @@ class RunSet:
         with np.errstate(divide="ignore"):
             inv = np.where(self.constant, 0.0, 1.0 / np.where(self.constant, 1.0, self.std))
         return [inv[i] for i in range(len(self))]
+
+    def constant_columns(self) -> dict[str, list[str]]:
+        """Per run with any, the metrics constant within it (z-score 0 at every step)."""
+        return {rid: [m for m, c in zip(self.metrics, row, strict=True) if c]
+                for rid, row in zip(self.run_ids, self.constant, strict=True) if row.any()}
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per kept run: ``run_id, n_checkpoints, constant_metrics`` (comma-separated, "" if none)."""
+        constant = self.constant_columns()
+        return pd.DataFrame({"run_id": self.run_ids, "n_checkpoints": self.lengths,
+                             "constant_metrics": [", ".join(constant.get(r, [])) for r in self.run_ids]})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dict: ``run_ids, lengths, dropped, sort_by, constant_columns, metrics``."""
+        return jsonable({"run_ids": self.run_ids, "lengths": self.lengths, "dropped": self.dropped,
+                         "sort_by": self.sort_by, "constant_columns": self.constant_columns(),
+                         "metrics": list(self.metrics)}, where="runs")
+
+    def _repr_html_(self) -> str:
+        return html_table(self.to_frame(), title=f"{len(self)} runs, {len(self.metrics)} metrics "
+                          f"(sorted by {self.sort_by}; {len(self.dropped)} dropped)")
 
     def to_raw(self, run: int, z: np.ndarray) -> np.ndarray:
         """Map z-scores of run ``run`` back to raw units: ``mean + z · std``."""
@@ -244,8 +268,6 @@ def save_runs(runs: RunSet, path: str | os.PathLike) -> Path:
     ``metrics`` and ``sort_by`` (one element). Read back with
     :func:`read_saved_runs`.
     """
-    from featurelens._io import atomic_write_npz
-
     arrays = dict(z=np.concatenate(runs.sequences), lengths=np.asarray(runs.lengths, dtype=np.int64),
              order=np.concatenate([f[runs.sort_by].to_numpy(dtype=np.float64) for f in runs.frames]),
              mean=runs.mean, std=runs.std, constant=runs.constant, run_ids=np.asarray(runs.run_ids, dtype=str),
@@ -259,8 +281,6 @@ def read_saved_runs(path: str | os.PathLike) -> RunSet:
     ``frames`` hold the ``sort_by`` column and the metrics in raw units
     (``mean + z · std``); other logged columns are not stored.
     """
-    from featurelens._io import read_npz
-
     p = Path(path)
     arrays = read_npz(p, what="saved runs file")
     need = {"z", "lengths", "order", "mean", "std", "constant", "run_ids", "metrics", "sort_by"}

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from featurelens._progress import progress_bar
+from featurelens._protocol import html_table, jsonable
 from featurelens._validation import (
     RandomState,
     check_float,
@@ -57,6 +58,18 @@ class ModelSelection:
     train_runs: tuple[int, ...]
     test_runs: tuple[int, ...]
     fits: dict[int, HMMFit]
+
+    def to_frame(self) -> pd.DataFrame:
+        """The main table: a copy of :attr:`table` (one row per number of states and restart)."""
+        return self.table.copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dict: ``{"rule", "recommended", "table": [row, ...]}`` (NaN as ``None``)."""
+        return jsonable({"rule": self.rule, "recommended": int(self.recommended),
+                         "table": self.table.to_dict(orient="records")}, where="selection")
+
+    def _repr_html_(self) -> str:
+        return html_table(self.summary(), title=f"HMM model selection: recommended K = {self.recommended}")
 
     def summary(self) -> pd.DataFrame:
         """Per K: test log-likelihood of the selected restart, mean and std over restarts, mean

@@ -10,7 +10,9 @@ Viterbi states, transition drivers, detours) and writes the report.
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,15 +21,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.datasets import load_digits
 from torch import nn
 
-from featurelens._io import atomic_output_dir, check_output_dir
+from featurelens._io import check_output_dir
 from featurelens._progress import progress_bar
 from featurelens._validation import check_int
-from featurelens.dynamics._logging import METRIC_NAMES, MetricsLogger
-from featurelens.dynamics._report import analyse_runs, write_dynamics_report
-from featurelens.dynamics._runs import load_runs
+from featurelens.dynamics import METRIC_NAMES, MetricsLogger, analyse_runs, load_runs
 from featurelens.models import MLP
+from featurelens.report import save
 
 #: SGD learning rates cycled over the runs (run r uses LEARNING_RATES[r % 4])
 LEARNING_RATES = (0.05, 0.1, 0.2, 0.4)
@@ -51,8 +53,6 @@ class DynamicsExampleResult:
 
 
 def _digits(random_state: int) -> tuple[torch.Tensor, ...]:
-    from sklearn.datasets import load_digits
-
     x, y = load_digits(return_X_y=True)
     rng = np.random.default_rng(random_state)
     order = rng.permutation(len(x))
@@ -174,9 +174,10 @@ def run_dynamics_example(
     override single entries. A quarter of the runs is held out to score the
     HMMs; the full covariance over the 14 metrics needs that many runs (with
     16 runs of 41 rows the held-out likelihood already falls after K = 1).
-    The output directory holds the report (``index.html``, figures,
-    ``results.json``), ``runs/`` (the logged CSVs), ``models/`` (the best
-    model per K) and ``states.csv``; it is written all or nothing.
+    The output directory holds the report (``featurelens.report.save``:
+    ``index.html``, figures, ``results.json``, ``models/`` (the best model per
+    K), ``states.csv``) and ``runs/`` (the logged CSVs, trained in a temporary
+    directory first); it is written all or nothing.
     """
     check_output_dir(out, force=force)
     config = dict(QUICK if quick else FULL)
@@ -185,13 +186,12 @@ def run_dynamics_example(
         if value is not None:
             config[key] = value
     seconds: dict[str, float] = {}
-    with atomic_output_dir(out, force=force) as tmp:
+    with tempfile.TemporaryDirectory(prefix="featurelens-dynamics-") as logs:
         start = time.perf_counter()
-        (tmp / "runs").mkdir()
-        train_digits_runs(tmp / "runs", n_runs=config["n_runs"], epochs=config["epochs"],
-                          log_every=config["log_every"], random_state=random_state, progress=progress)
+        paths = train_digits_runs(logs, n_runs=config["n_runs"], epochs=config["epochs"],
+                                  log_every=config["log_every"], random_state=random_state, progress=progress)
         seconds["training and logging"] = time.perf_counter() - start
-        runs = load_runs(tmp / "runs", metrics=list(METRIC_NAMES), sort_by="step")
+        runs = load_runs(logs, metrics=list(METRIC_NAMES), sort_by="step")
         analysis = analyse_runs(
             runs, states=config["states"], n_restarts=config["n_restarts"], n_iter=n_iter,
             covariance_type="full", test_fraction=TEST_FRACTION, random_state=random_state, progress=progress,
@@ -210,8 +210,8 @@ def run_dynamics_example(
             "convergence": f"first checkpoint with validation accuracy > {THRESHOLD}",
         }
         summary.update({f"time: {k} (s)": round(v, 2) for k, v in seconds.items()})
-        results = write_dynamics_report(
-            tmp, analysis, title="featurelens example: training dynamics of MLPs on digits", summary=summary,
-        )
+        save(analysis, out, force=force, title="featurelens example: training dynamics of MLPs on digits",
+             summary=summary, files={f"runs/{p.name}": p for p in paths})
         seconds["report"] = time.perf_counter() - start - sum(seconds.values())
+    results = json.loads((Path(out) / "results.json").read_text(encoding="utf-8"))
     return DynamicsExampleResult(Path(out), results, seconds)

@@ -1,4 +1,4 @@
-"""Seed 000's study: a dense deep hedger, an 80 %-sparse lottery ticket and a robust ticket.
+"""The deep-hedging lottery-ticket study: a dense deep hedger, an 80 %-sparse lottery ticket and a robust ticket.
 
 :func:`run_tickets_study` (CLI: ``featurelens example tickets [--quick]``)
 
@@ -15,19 +15,21 @@
 4. evaluates clean and attacked (FGSM and PGD, white-box against each model) hedging risk
    on fresh paths, with the Black–Scholes delta hedge and the unhedged position as anchors;
 5. compares the three networks with :func:`featurelens.compare.compare` on the per-step
-   feature rows the dense hedger saw (seed 000's feature names);
+   feature rows the dense hedger saw (the study's feature names);
 6. saves the three checkpoints, reloads them through :func:`featurelens.load_model` and
-   checks that predictions are bit-identical, and writes a report (seed 000's figures plus
-   the risk tables).
+   checks that predictions are bit-identical;
+7. writes the report with ``featurelens.report.save`` (the study's four comparison figures,
+   the risk tables and figures, and the verified checkpoints).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +38,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from featurelens._io import atomic_output_dir, check_output_dir
+from featurelens._io import check_output_dir
+from featurelens._protocol import html_table, jsonable
 from featurelens._validation import check_float, check_int
+from featurelens.compare import Comparison, compare
 from featurelens.examples.hedging import (
     FEATURE_NAMES,
     HedgingTask,
@@ -53,6 +57,7 @@ from featurelens.examples.hedging import (
 )
 from featurelens.models import load_model
 from featurelens.models.pruning import iterative_magnitude_pruning, save_checkpoint, sparsity
+from featurelens.report import check_formats, save
 
 FACTORY = "featurelens.examples.hedging:make_hedger"
 MODEL_NAMES = ("dense", "ticket", "robust")
@@ -117,12 +122,32 @@ DEFAULT = TicketsConfig()
 
 @dataclass(frozen=True)
 class TicketsResult:
-    """What the study computed and where it wrote it.
+    """What the study computed; its report is ``featurelens.report.save(result, out)``.
 
-    ``risk`` (clean risk per strategy), ``attacked`` (clean / FGSM / PGD expected shortfall
-    per network), ``sparsity`` (per pruned layer and total, per network), ``comparison``
-    (the :func:`featurelens.compare.compare` result), ``reload`` (bit-identical reload
-    per network), ``results`` (the content of ``results.json``).
+    Attributes
+    ----------
+    out : Path
+        Where :func:`run_tickets_study` wrote the report.
+    models : dict of str to nn.Module
+        ``dense``, ``ticket``, ``robust``.
+    risk : DataFrame
+        Clean risk per strategy (the networks, ``"BS delta"``, ``"unhedged"``).
+    attacked : DataFrame
+        Clean / FGSM / PGD expected shortfall per network and the increases (:meth:`to_frame`).
+    sparsity : DataFrame
+        Per pruned layer and total, per network.
+    comparison : Comparison
+        The :func:`featurelens.compare.compare` result.
+    reload : dict of str to bool
+        Bit-identical predictions after reloading each checkpoint.
+    history : dict of str to list of float
+        Per-epoch training loss of each network (tickets: all rounds in sequence).
+    checkpoints : dict of str to bytes
+        The verified checkpoint files (``save_checkpoint`` format), written to ``checkpoints/``.
+    numbers : dict
+        Every number of ``results.json`` (:meth:`to_dict`).
+    seconds : float
+        Wall time of the study, report included.
     """
 
     out: Path
@@ -130,10 +155,25 @@ class TicketsResult:
     risk: pd.DataFrame
     attacked: pd.DataFrame
     sparsity: pd.DataFrame
-    comparison: Any
+    comparison: Comparison
     reload: dict[str, bool]
-    results: dict[str, Any]
-    seconds: float
+    history: dict[str, list[float]]
+    checkpoints: dict[str, bytes] = field(repr=False)
+    numbers: dict[str, Any] = field(repr=False)
+    seconds: float = 0.0
+
+    def to_frame(self) -> pd.DataFrame:
+        """The main table: a copy of :attr:`attacked` (expected shortfall clean and under attack)."""
+        return self.attacked.copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dict: setup, risk tables, sparsity, IMP history, collapse and reload checks,
+        the comparison (:meth:`Comparison.to_dict`) and the stage timings."""
+        return jsonable(self.numbers, where="tickets")
+
+    def _repr_html_(self) -> str:
+        return html_table(self.attacked,
+                          title="Deep-hedging lottery tickets: expected shortfall ES_0.1, clean and under attack")
 
 
 def _seeds(random_state: int) -> dict[str, int]:
@@ -250,6 +290,41 @@ def save_and_reload(models: dict[str, nn.Module], directory: Path, rows: torch.T
     return same
 
 
+def _records(table: pd.DataFrame, index: str) -> list[dict[str, Any]]:
+    return jsonable(table.rename_axis(index).reset_index().to_dict(orient="records"))
+
+
+def study_numbers(*, task: HedgingTask, config: TicketsConfig, seed: int, risk: pd.DataFrame,
+                  attacked: pd.DataFrame, sparsity: pd.DataFrame, comparison: Comparison, reload: dict[str, bool],
+                  log: dict[str, Any], output_spread: dict[str, float], seconds: float) -> dict[str, Any]:
+    """Every number of the report: setup, risk tables, sparsity, IMP history, the collapse check
+    (smallest kept fraction of any pruned layer, std of the hedge over the compared rows), reload
+    check, the comparison and the stage timings."""
+    pruned = sparsity[sparsity["layer"] != "total"]
+    collapse = {
+        name: {"smallest_kept_fraction": float((1 - pruned[pruned["model"] == name]["sparsity"]).min())
+               if (pruned["model"] == name).any() else 1.0,
+               "output_std_on_rows": output_spread[name]}
+        for name in output_spread
+    }
+    return {
+        "random_state": seed,
+        "config": dataclasses.asdict(config),
+        "task": {"market": dataclasses.asdict(task.market), "strike": task.strike, "cost": task.cost,
+                 "premium": task.premium, "option": "short European call, hedged in the underlier"},
+        "features": list(FEATURE_NAMES),
+        "risk": _records(risk, "strategy"),
+        "attacked": _records(attacked, "model"),
+        "sparsity": jsonable(sparsity.to_dict(orient="records")),
+        "imp_history": {k.removesuffix("_imp"): jsonable(v.to_dict(orient="records"))
+                        for k, v in log.items() if k.endswith("_imp")},
+        "collapse_check": collapse,
+        "reload_bit_identical": dict(reload),
+        "comparison": comparison.to_dict(),
+        "seconds": {**{k: float(v) for k, v in log["seconds"].items()}, "total": seconds},
+    }
+
+
 def run_tickets_study(out: str | os.PathLike, *, quick: bool = False, config: TicketsConfig | None = None,
                       random_state: int = 0, formats: Sequence[str] = ("png",), force: bool = False,
                       progress: bool = False) -> TicketsResult:
@@ -266,17 +341,12 @@ def run_tickets_study(out: str | os.PathLike, *, quick: bool = False, config: Ti
     random_state : int
         Seeds initialisation, every path set, the attacks and the row sample.
     formats : sequence of {"png", "pdf", "svg"}
-        Formats of the comparison figures (PNG is always written, for the page; seed 000
-        saved PDFs).
+        Figure formats (PNG is always written, for the page; the original study saved PDFs).
 
     Returns
     -------
     TicketsResult
     """
-    from featurelens.compare import compare
-    from featurelens.compare._figures import check_formats
-    from featurelens.examples._tickets_report import write_report
-
     start = time.perf_counter()
     check_output_dir(out, force=force)
     seed = check_int(random_state, name="random_state", minimum=0)
@@ -299,17 +369,18 @@ def run_tickets_study(out: str | os.PathLike, *, quick: bool = False, config: Ti
                          random_state=_seeds(seed)["compare"])
     log["seconds"]["compare"] = time.perf_counter() - t0
     table = sparsity_table(models)
-    with atomic_output_dir(out, force=force) as tmp:
-        (tmp / "checkpoints").mkdir()
-        reload = save_and_reload(models, tmp / "checkpoints", inputs, {"factory": FACTORY, "random_state": seed})
-        with torch.no_grad():
-            spread = {name: float(m(inputs).std()) for name, m in models.items()}
-        results = write_report(tmp, task=task, config=config, seed=seed, risk=clean, attacked=attacked,
-                               sparsity=table, comparison=comparison, reload=reload, log=log,
-                               output_spread=spread, seconds=time.perf_counter() - start, formats=formats)
-    return TicketsResult(Path(out), models, clean, attacked, table, comparison, reload, results,
-                         time.perf_counter() - start)
-
+    with tempfile.TemporaryDirectory(prefix="featurelens-tickets-") as tmp:
+        reload = save_and_reload(models, Path(tmp), inputs, {"factory": FACTORY, "random_state": seed})
+        checkpoints = {name: (Path(tmp) / f"{name}.pt").read_bytes() for name in models}
+    with torch.no_grad():
+        spread = {name: float(m(inputs).std()) for name, m in models.items()}
+    numbers = study_numbers(task=task, config=config, seed=seed, risk=clean, attacked=attacked, sparsity=table,
+                            comparison=comparison, reload=reload, log=log, output_spread=spread,
+                            seconds=time.perf_counter() - start)
+    result = TicketsResult(Path(out), models, clean, attacked, table, comparison, reload, log["history"],
+                           checkpoints, numbers)
+    save(result, out, force=force, formats=formats)
+    return dataclasses.replace(result, seconds=time.perf_counter() - start)
 
 __all__ = [
     "DEFAULT",
@@ -323,5 +394,6 @@ __all__ = [
     "run_tickets_study",
     "save_and_reload",
     "sparsity_table",
+    "study_numbers",
     "train_models",
 ]

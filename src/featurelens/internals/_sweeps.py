@@ -2,9 +2,9 @@
 
 Each sweep trains small models on synthetic data with a fixed seed per
 configuration and returns a :class:`SweepResult` with tidy data frames (one
-row per configuration, and per layer where the sweep has layers) and a
-figure. Defaults run on two CPU cores in a few minutes; every size is an
-argument.
+row per configuration, and per layer where the sweep has layers); its figure
+is :class:`featurelens.report.SweepDisplay`. Defaults run on two CPU cores in a
+few minutes; every size is an argument.
 
 Sequence form: the scale and architecture sweeps present each row of
 :func:`~featurelens.datasets.make_biased` as ``G + 1`` tokens (one per group,
@@ -16,10 +16,8 @@ token), as the seed did.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +26,7 @@ import torch
 from torch import nn
 
 from featurelens._progress import progress_bar
+from featurelens._protocol import html_table, jsonable
 from featurelens._validation import RandomState, check_int, check_random_state
 from featurelens.data import train_val_test_split
 from featurelens.datasets import make_biased, make_multifeature, make_shifted
@@ -51,14 +50,15 @@ ARCHITECTURES = {
 
 @dataclass(frozen=True)
 class SweepResult:
-    """Outcome of a sweep.
+    """Outcome of a sweep; its report (CSV tables, figure, ``results.json``) is
+    ``featurelens.report.save(result, out)``.
 
     Attributes
     ----------
     kind : str
         ``"capacity"``, ``"scale"`` or ``"architectures"``.
     table : pandas.DataFrame
-        One row per configuration (columns documented by each sweep).
+        One row per configuration (columns documented by each sweep); :meth:`to_frame`.
     layers : pandas.DataFrame or None
         One row per configuration and layer (scale sweep).
     params : dict
@@ -73,27 +73,18 @@ class SweepResult:
     params: dict[str, Any] = field(default_factory=dict)
     models: dict[Any, nn.Module] = field(default_factory=dict)
 
-    def figure(self):
-        """A matplotlib figure of the sweep's main metrics (Agg backend)."""
-        from featurelens.internals._sweep_figures import sweep_figure
+    def to_frame(self) -> pd.DataFrame:
+        """The main table, a copy of :attr:`table` (one row per configuration)."""
+        return self.table.copy()
 
-        return sweep_figure(self)
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dict: ``{"sweep": kind, "params", "table": [row, ...], "layers": [row, ...] | None}``."""
+        return jsonable({"sweep": self.kind, "params": self.params, "table": self.table.to_dict(orient="records"),
+                         "layers": None if self.layers is None else self.layers.to_dict(orient="records")},
+                        where="sweep")
 
-    def save(self, directory: str | os.PathLike, *, dpi: int = 110) -> list[str]:
-        """Write ``<kind>.csv`` (and ``<kind>_layers.csv``) and ``<kind>.png`` into ``directory``."""
-        from featurelens._io import atomic_write_text
-        from featurelens.internals._sweep_figures import save_figure
-
-        d = Path(directory)
-        if not d.is_dir():
-            raise ValueError(f"directory {str(d)!r} does not exist")
-        files = [f"{self.kind}.csv"]
-        atomic_write_text(d / files[0], self.table.to_csv(index=False))
-        if self.layers is not None:
-            files.append(f"{self.kind}_layers.csv")
-            atomic_write_text(d / files[-1], self.layers.to_csv(index=False))
-        files.append(save_figure(self, d / f"{self.kind}.png", dpi=dpi))
-        return files
+    def _repr_html_(self) -> str:
+        return html_table(self.table, title=f"{self.kind} sweep: {len(self.table)} configurations")
 
 
 def _sizes(values: Sequence[int], name: str, minimum: int = 1) -> tuple[int, ...]:

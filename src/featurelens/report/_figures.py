@@ -117,13 +117,17 @@ def write_figure(fig: Figure, directory: Path, stem: str, *, formats: Sequence[s
     """Write ``fig`` as ``<stem>.<format>`` for each format, atomically.
 
     Returns the file names written and whether a glyph could not be drawn by
-    any installed font (the warnings matplotlib gives for it are silenced).
+    any installed font (the warnings matplotlib gives for it are silenced). The
+    constrained layout is solved once, by the first format, and kept for the
+    others, so every format shows the same layout.
     """
     files, missing = [], False
     apply_fonts(fig)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for fmt in formats:
+        for k, fmt in enumerate(formats):
+            if k == 1:
+                fig.set_layout_engine("none")
             buf = io.BytesIO()
             fig.savefig(buf, format=fmt, dpi=dpi, metadata=_metadata(fmt))
             atomic_write_bytes(directory / f"{stem}.{fmt}", buf.getvalue())
@@ -218,13 +222,19 @@ def write_display(display: Display, directory: Path, stem: str, *, formats: Sequ
 
 
 def check_formats(formats: Any) -> tuple[str, ...]:
-    """``formats`` as a tuple of distinct names from :data:`FORMATS`; ``ValueError``/``TypeError`` otherwise."""
-    if isinstance(formats, str) or not isinstance(formats, Sequence):
-        raise TypeError(f"formats must be a sequence of format names such as ('png', 'pdf'), got {formats!r}")
-    out = tuple(formats)
+    """Validated, de-duplicated, lower-case figure formats; ``ValueError`` naming a bad one.
+
+    ``formats`` is a non-empty sequence of :data:`FORMATS` entries (a single
+    string counts as one format; a leading dot is ignored).
+    """
+    if isinstance(formats, str):
+        formats = (formats,)
+    if not isinstance(formats, Sequence) or not formats:
+        raise ValueError(f"formats must be a non-empty sequence of {', '.join(FORMATS)}, got {formats!r}")
+    out = tuple(dict.fromkeys(str(f).lower().lstrip(".") for f in formats))
     bad = [f for f in out if f not in FORMATS]
-    if not out or bad or len(set(out)) != len(out):
-        raise ValueError(f"formats must be distinct names from {list(FORMATS)}, got {list(out)}")
+    if bad:
+        raise ValueError(f"formats: {bad[0]!r} is not a figure format; choose from {', '.join(FORMATS)}")
     return out
 
 
