@@ -23,7 +23,8 @@ def _user_facing_files() -> list[Path]:
     files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     for folder in ("src", "benchmarks"):
         files += sorted(p for p in (ROOT / folder).rglob("*")
-                        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
+                        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+                        and not any(part.endswith(".egg-info") for part in p.parts))  # build output
     return files
 
 

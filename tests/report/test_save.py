@@ -11,7 +11,7 @@ import pytest
 import featurelens.report._attribution as attribution_mod
 import featurelens.report._figures as figures_mod
 from featurelens.attribution import AttributionReport, Explanation
-from featurelens.report import WRITERS, save
+from featurelens.report import WRITERS, check_formats, save
 
 
 def _boom(*args, **kwargs):
@@ -55,16 +55,20 @@ def test_existing_directory_needs_force(tmp_path, attribution):
 
 
 @pytest.mark.parametrize(("kwargs", "exc", "match"), [
-    ({"formats": "png"}, TypeError, "formats must be a sequence of format names"),
-    ({"formats": ("png", "gif")}, ValueError, r"formats must be distinct names from \['png', 'svg', 'pdf'\]"),
-    ({"formats": ("png", "png")}, ValueError, "formats must be distinct names"),
-    ({"formats": ()}, ValueError, "formats must be distinct names"),
+    ({"formats": ("png", "gif")}, ValueError, r"formats: 'gif' is not a figure format; choose from png, svg, pdf"),
+    ({"formats": ()}, ValueError, "formats must be a non-empty sequence of png, svg, pdf"),
+    ({"formats": 3}, ValueError, "formats must be a non-empty sequence"),
     ({"dpi": 0}, ValueError, "dpi must be >= 10"),
 ])
 def test_bad_options_are_refused_before_anything_is_written(tmp_path, attribution, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         save(attribution, tmp_path / "rep", **kwargs)
     assert os.listdir(tmp_path) == []
+
+
+def test_formats_are_normalised():
+    assert check_formats("PNG") == ("png",)
+    assert check_formats(["png", ".pdf", "png"]) == ("png", "pdf")
 
 
 def test_unknown_result_names_what_save_writes(tmp_path):
@@ -77,7 +81,7 @@ def test_unknown_result_names_what_save_writes(tmp_path):
 def test_every_registered_kind_is_a_class_with_a_writer():
     kinds = [kind.__name__ for kind, _ in WRITERS]
     assert kinds == ["AttributionReport", "Explanation", "InternalsReport", "InternalsSummary", "RelianceAudit",
-                     "SpuriousReport"]
+                     "SpuriousReport", "Comparison", "DynamicsAnalysis", "SweepResult", "TicketsStudy"]
     assert all(callable(writer) for _, writer in WRITERS)
 
 
