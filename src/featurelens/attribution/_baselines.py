@@ -71,7 +71,7 @@ def resolve_baselines(baselines: Any, x: torch.Tensor, *, background: Any = None
 
 
 def per_row(baseline: torch.Tensor, x: torch.Tensor, rows: slice) -> torch.Tensor:
-    """The baseline for ``x[rows]``, broadcastable to ``x[rows]``."""
+    """Return the baseline for ``x[rows]``, broadcastable to ``x[rows]``."""
     if baseline.dim() == x.dim() and baseline.shape[0] == x.shape[0] and baseline.dim() > 1:
         return baseline[rows]
     return baseline

@@ -143,7 +143,7 @@ class Explanation:
         return pd.Series(imp, index=pd.Index(self.names, name=self.level), name=self.method)
 
     def importance_std_error(self) -> pd.Series | pd.DataFrame:
-        """Standard error of :meth:`importance` (over repeats, else over samples)."""
+        """Return the standard error of :meth:`importance` (over repeats, else over samples)."""
         if self.scores is not None:
             r = self.scores.shape[0]
             se = self.scores.std(axis=0, ddof=1) / np.sqrt(r) if r > 1 else np.full(self.scores.shape[1], np.nan)

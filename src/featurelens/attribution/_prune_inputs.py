@@ -136,7 +136,7 @@ class PrunedInputs:
         return [n for n, k in zip(self.feature_names, self.keep, strict=True) if not k]
 
     def select(self, inputs: Any) -> Any:
-        """The kept columns of full-width ``inputs`` (tensor/ndarray ``[..., keep]``, DataFrame by name)."""
+        """Return the kept columns of full-width ``inputs`` (tensor/ndarray ``[..., keep]``, DataFrame by name)."""
         if isinstance(inputs, pd.DataFrame):
             return inputs[self.kept_names]
         if isinstance(inputs, torch.Tensor):
@@ -236,7 +236,7 @@ def prune_inputs(
     inputs: Any = None,
     layer: str | None = None,
 ) -> PrunedInputs:
-    """A new, narrower model that reads only the inputs whose score exceeds ``threshold``.
+    """Build a new, narrower model that reads only the inputs whose score exceeds ``threshold``.
 
     ``keep = scores > threshold`` (pykan's ``prune_input`` rule and default
     threshold, meant for raw edge scores relative to output score 1). The

@@ -100,7 +100,7 @@ def weights_x_std(problem: Problem, *, background: Any = None) -> Explanation:
 
 
 def edge_scores_method(problem: Problem, *, eps: float = 1e-4) -> Explanation:
-    """pykan's std-propagation edge scores (see :func:`featurelens.attribution.edge_scores`).
+    """Compute pykan's std-propagation edge scores (see :func:`featurelens.attribution.edge_scores`).
 
     ``target=None`` (single-output models) or ``"all"``: the mean over one
     identity query per output of the last Linear layer (pykan's convention);

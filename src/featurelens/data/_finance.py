@@ -64,7 +64,7 @@ def _as_series(values: Any, name: str) -> pd.Series:
 
 
 def sma(close: Any, window: int = 20) -> pd.Series:
-    """Simple moving average ``SMA_t = mean(close_{t-window+1} .. close_t)``.
+    """Compute the simple moving average ``SMA_t = mean(close_{t-window+1} .. close_t)``.
 
     Parameters
     ----------
@@ -160,9 +160,9 @@ def ohlcv_features(
     relative: bool = False,
     dropna: bool = True,
 ) -> pd.DataFrame:
-    """The superposition and spurious-correlation notebook's daily features and the next-day-up label from an OHLCV table.
+    """Compute daily features and the next-day-up label from an OHLCV table.
 
-    Columns, for day ``t``:
+    The features of the superposition and spurious-correlation notebook. Columns, for day ``t``:
 
     * ``sma``: :func:`sma` of Close over ``sma_window`` days (price units);
       with ``relative=True`` it is replaced by ``sma_gap = Close_t / SMA_t - 1``

@@ -174,7 +174,7 @@ def _log_emission_batch(design: _Design, mu: np.ndarray, cov: np.ndarray, ctype:
 
 
 def _pairs_matmul(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """sum over (t, n) of u[t, r, n, :]' v[t, r, n, :] -> (R, K, K)."""
+    """Sum over (t, n) of u[t, r, n, :]' v[t, r, n, :] -> (R, K, K)."""
     r, k = u.shape[1], u.shape[3]
     uu = u.transpose(1, 0, 2, 3).reshape(r, -1, k)
     vv = v.transpose(1, 0, 2, 3).reshape(r, -1, k)

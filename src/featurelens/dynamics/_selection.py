@@ -59,8 +59,11 @@ class ModelSelection:
     fits: dict[int, HMMFit]
 
     def summary(self) -> pd.DataFrame:
-        """Per K: test log-likelihood of the selected restart, mean and std over restarts, mean
-        AIC/BIC (train and test)."""
+        """Summarise the fits per K.
+
+        Per K: test log-likelihood of the selected restart, mean and std over restarts, mean
+        AIC/BIC (train and test).
+        """
         g = self.table.groupby("n_states")
         sel = self.table[self.table["selected"]].set_index("n_states")
         return pd.DataFrame(

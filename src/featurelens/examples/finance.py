@@ -41,7 +41,7 @@ LABEL = "next_day_up"
 def finance_splits(
     *, n_days: int, calendar_effect: float, effect_share: float, lookback: int, random_state: int
 ) -> dict[str, Any]:
-    """The example's data: splits, feature spec, environments, windows and the CLI table.
+    """Build the example's data: splits, feature spec, environments, windows and the CLI table.
 
     Returns a dict with ``splits`` (train, val, test, shifted :class:`Split`),
     ``spec``, ``environments`` (year of each test and shifted window's last

@@ -138,8 +138,11 @@ def _masked(eps: torch.Tensor, mask: torch.Tensor | None, x: torch.Tensor) -> to
 
 
 def random_box_point(x0: torch.Tensor, eps: torch.Tensor, random_state: RandomState) -> torch.Tensor:
-    """``x0 + (2u − 1) ε`` with ``u ~ U[0, 1)`` of ``x0``'s shape, drawn on the CPU from a torch
-    generator seeded by one draw of ``random_state`` (the global torch RNG is untouched)."""
+    """Draw a uniform point ``x0 + (2u − 1) ε`` of the box, with ``u ~ U[0, 1)`` of ``x0``'s shape.
+
+    ``u`` is drawn on the CPU from a torch generator seeded by one draw of ``random_state`` (the
+    global torch RNG is untouched).
+    """
     rng = check_random_state(random_state)
     gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
     u = torch.rand(x0.shape, generator=gen, dtype=x0.dtype).to(x0.device)
@@ -156,8 +159,11 @@ def ascend(
     steps: int,
     mask: torch.Tensor | None,
 ) -> torch.Tensor:
-    """The ascent loop of :func:`perturb` from ``start`` (checked arguments, ``epsilon`` already
-    0 on immutable entries): ``steps`` sign-gradient steps, each projected onto the box."""
+    """Run the ascent loop of :func:`perturb` from ``start``.
+
+    Arguments are checked, ``epsilon`` is already 0 on immutable entries: ``steps`` sign-gradient
+    steps, each projected onto the box.
+    """
     lo, hi = x0 - epsilon, x0 + epsilon
     alpha, m = step_size, mask
     x_adv = start

@@ -110,7 +110,7 @@ def iterative_magnitude_pruning(
     exclude: Sequence[str] = (),
     min_remaining: float = 0.05,
 ) -> LotteryTicket:
-    """Iterative magnitude pruning (IMP) with weight rewinding: a lottery ticket.
+    """Find a lottery ticket by iterative magnitude pruning (IMP) with weight rewinding.
 
     ``model`` is the trained network. Each round ``k = 1..R``: prune the
     smallest-magnitude unpruned weights of the current (trained) weights down to

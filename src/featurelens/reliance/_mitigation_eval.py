@@ -55,7 +55,11 @@ class MitigationTable:
     suspect: str
 
     def meets(self, *, shifted_gain: float = 0.10, reliance_cut: float = 0.5, shifted: str | None = None) -> pd.Series:
-        """Per strategy: does it raise the shifted metric by ``shifted_gain`` and cut reliance by ``reliance_cut``?"""
+        """Tell, per strategy, whether it meets both goals.
+
+        True where the strategy raises the shifted metric by ``shifted_gain`` and cuts reliance by
+        ``reliance_cut``.
+        """
         col = "shifted_change" if shifted is None else f"shifted_{shifted}_change"
         if col not in self.table:
             raise ValueError(f"no column {col!r}; the shifted sets are named in the table's columns")
@@ -238,8 +242,9 @@ def mitigation_benchmark(
     random_state: int = 0,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> MitigationTable:
-    """The acceptance experiment on the superposition and spurious-correlation notebook's data: mitigate a planted shortcut, judge on shifted data.
+    """Run the acceptance experiment: mitigate a planted shortcut, judge on shifted data.
 
+    On the superposition and spurious-correlation notebook's data.
     Data: :func:`featurelens.data.make_biased` (``n_groups`` genuine groups
     of ``group_dim`` features and the group ``"spurious"``, ``bias_strength``
     0.8) for training (``n_train`` rows), validation and in-distribution test

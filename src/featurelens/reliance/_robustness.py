@@ -104,7 +104,7 @@ def _check_strengths(strengths: Any, perturbation: str) -> np.ndarray:
 
 
 def spec_over(names: list[str], groups: Mapping[str, Sequence[str | int]] | FeatureSpec | None) -> FeatureSpec:
-    """``groups`` as a FeatureSpec over the features ``names`` of the inputs."""
+    """Build a FeatureSpec from ``groups`` over the features ``names`` of the inputs."""
     spec = groups if isinstance(groups, FeatureSpec) else FeatureSpec(names, groups)
     if spec.n_features != len(names):
         raise ValueError(f"groups describe {spec.n_features} features but the inputs have {len(names)}")

@@ -74,7 +74,7 @@ def _importance_rows(
     model: nn.Module, x: torch.Tensor, y: np.ndarray | None, spec: FeatureSpec, method: str,
     options: dict[str, Any], parts: Sequence[tuple[np.ndarray | slice, str, dict[str, Any]]],
 ) -> list[dict[str, Any]]:
-    """Importance of every group on each part ``(rows, where, columns)``: one record per (part, group)."""
+    """Compute the importance of every group on each part ``(rows, where, columns)``: one record per (part, group)."""
     records = []
     for rows, where, columns in parts:
         opts = dict(options)
