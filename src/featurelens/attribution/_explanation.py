@@ -80,7 +80,8 @@ class Explanation:
             if values.ndim != len(self.axes):
                 raise ValueError(f"values has {values.ndim} dims but axes names {len(self.axes)}: {self.axes}")
             if values.shape[self.axes.index(self.level)] != len(self.names):
-                raise ValueError(f"values has {values.shape[self.axes.index(self.level)]} {self.level}s but {len(self.names)} names were given")
+                raise ValueError(f"values has {values.shape[self.axes.index(self.level)]} {self.level}s but "
+                                 f"{len(self.names)} names were given")
         if scores is not None:
             scores = np.asarray(scores)
             if scores.ndim != 2 or scores.shape[1] != len(self.names):
@@ -189,7 +190,8 @@ class Explanation:
 
     def __repr__(self) -> str:
         shape = None if self.values is None else self.values.shape
-        return f"Explanation(method={self.method!r}, {self.level}s={len(self.names)}, values_shape={shape}, axes={self.axes})"
+        return (f"Explanation(method={self.method!r}, {self.level}s={len(self.names)}, values_shape={shape}, "
+                f"axes={self.axes})")
 
     # -- persistence -------------------------------------------------------------
     def _meta(self) -> dict[str, Any]:

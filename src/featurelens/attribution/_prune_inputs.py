@@ -189,7 +189,8 @@ class PrunedInputs:
         if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
             raise ValueError(f"{str(path)!r} is not a featurelens pruned-inputs file")
         if obj.get("version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{str(path)!r} has format version {obj['version']}; this featurelens reads up to {FORMAT_VERSION}")
+            raise ValueError(f"{str(path)!r} has format version {obj['version']}; "
+                             f"this featurelens reads up to {FORMAT_VERSION}")
         keep = obj["keep"].to(torch.bool).cpu()
         model = resolve_factory(factory)()
         layer = obj["input_layer"]
@@ -292,7 +293,8 @@ def prune_inputs(
     names = names if names is not None else default_feature_names(d)
     keep = vals > threshold
     if not keep.any():
-        raise ValueError(f"no score exceeds threshold={threshold} (the largest is {vals.max():.3g}); nothing would be kept")
+        raise ValueError(f"no score exceeds threshold={threshold} (the largest is {vals.max():.3g}); "
+                         "nothing would be kept")
     path = _resolve_layer(model, layer, hint, inputs)
     new = copy.deepcopy(model)
     _narrow(new, path, torch.as_tensor(keep))

@@ -235,7 +235,8 @@ def fit_hmm(
     k = check_int(n_states, name="n_states", minimum=1)
     seqs = check_sequences(sequences)
     d = seqs[0].shape[1]
-    ctype, n_iter, tol, floor, names = _check_fit_options(d, covariance_type, n_iter, tol, covariance_floor, feature_names)
+    ctype, n_iter, tol, floor, names = _check_fit_options(
+        d, covariance_type, n_iter, tol, covariance_floor, feature_names)
     if isinstance(init, GaussianHMM):
         init = [init]
     if isinstance(init, str):
@@ -327,5 +328,6 @@ def _em_group(design, inits, ctype, n_iter, tol, floor, advance) -> list[Restart
     out = []
     for i, m in enumerate(inits):
         model = GaussianHMM(*(p[i] for p in params), ctype, m.feature_names)
-        out.append(RestartResult(m, model, float(final_ll[i]), len(history[i]), bool(converged[i]), np.array(history[i])))
+        out.append(RestartResult(m, model, float(final_ll[i]), len(history[i]), bool(converged[i]),
+                                 np.array(history[i])))
     return out

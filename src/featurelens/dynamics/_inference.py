@@ -106,7 +106,9 @@ def _backward_log(logb: np.ndarray, valid: np.ndarray, A: np.ndarray) -> np.ndar
     return log_b
 
 
-def _viterbi(logb: np.ndarray, valid: np.ndarray, lengths: np.ndarray, log_pi: np.ndarray, log_A: np.ndarray) -> list[np.ndarray]:
+def _viterbi(
+    logb: np.ndarray, valid: np.ndarray, lengths: np.ndarray, log_pi: np.ndarray, log_A: np.ndarray
+) -> list[np.ndarray]:
     """Viterbi paths for logb (T, N, K), vectorised over the N sequences."""
     T, N, K = logb.shape
     delta = log_pi[None, :] + logb[0]

@@ -196,5 +196,6 @@ def select_model(
             )
     table = pd.DataFrame(rows)
     sel = table[table["selected"]]
-    recommended, rule = recommend_n_states(dict(zip(sel["n_states"], sel["test_loglik"], strict=True)), gain_fraction=gain_fraction)
+    recommended, rule = recommend_n_states(dict(zip(sel["n_states"], sel["test_loglik"], strict=True)),
+                                           gain_fraction=gain_fraction)
     return ModelSelection(table, best, recommended, rule, tuple(train_idx), tuple(test_idx), fits)

@@ -1,4 +1,6 @@
-"""Hedging a European call step by step: the deep-hedging lottery-ticket notebook's 8 features, P&L accounting, risk measures.
+"""Hedging a European call step by step: 8 features, P&L accounting, risk measures.
+
+The features are those of the deep-hedging lottery-ticket notebook.
 
 Conventions (the same as pfhedge's ``pl``, plus an optional premium):
 

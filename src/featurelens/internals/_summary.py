@@ -345,7 +345,8 @@ def _layer_fn(model: nn.Module, name: str, probe: torch.Tensor):
             model(x)
         if acts.calls.get(name) != 1:
             raise ValueError(
-                f"the Jacobian layer ran {acts.calls.get(name, 0)} times in one forward pass; pick a layer that runs once"
+                f"the Jacobian layer ran {acts.calls.get(name, 0)} times in one forward pass; "
+                "pick a layer that runs once"
             )
         return acts[name].movedim(found.axis, 0)
 

@@ -28,7 +28,9 @@ def _as_box(epsilon: Any, x: torch.Tensor, *, name: str = "epsilon") -> torch.Te
         try:
             torch.broadcast_shapes(eps.shape, x.shape)
         except RuntimeError:
-            raise ValueError(f"{name} of shape {tuple(eps.shape)} does not broadcast to the inputs {tuple(x.shape)}") from None
+            raise ValueError(
+                f"{name} of shape {tuple(eps.shape)} does not broadcast to the inputs {tuple(x.shape)}"
+            ) from None
         if not bool(torch.isfinite(eps).all()) or bool((eps < 0).any()):
             raise ValueError(f"{name} must be finite and non-negative")
     else:
@@ -125,7 +127,8 @@ def perturb(
         raise TypeError(f"random_start must be a bool, got {type(random_start).__name__}")
     x0 = x.detach()
     eps = _as_box(epsilon, x0)
-    alpha = (eps if steps == 1 else 2.5 * eps / steps) if step_size is None else _as_box(step_size, x0, name="step_size")
+    alpha = ((eps if steps == 1 else 2.5 * eps / steps) if step_size is None
+             else _as_box(step_size, x0, name="step_size"))
     m = _as_mask(mask, x0)
     eps = _masked(eps, m, x0)
     start = random_box_point(x0, eps, random_state) if random_start else x0.clone()

@@ -74,7 +74,9 @@ def _rewind(model: nn.Module, state: Mapping[str, Any], pruned: set[str]) -> Non
         value = state[source]
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(current[key].shape):
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise ValueError(f"rewind_to[{source!r}] has shape {shape}, the model's {key!r} {tuple(current[key].shape)}")
+            raise ValueError(
+                f"rewind_to[{source!r}] has shape {shape}, the model's {key!r} {tuple(current[key].shape)}"
+            )
         targets[key] = value
     with torch.no_grad():
         for key, value in targets.items():

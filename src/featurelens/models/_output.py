@@ -120,7 +120,9 @@ class OutputSelector:
                 f"the model has {k} outputs (shape {trailing}); pass target=<int in [0, {k})> or target='all'"
             )
         if isinstance(self.target, tuple):
-            if len(self.target) != len(trailing) or any(not 0 <= t < s for t, s in zip(self.target, trailing, strict=False)):
+            if len(self.target) != len(trailing) or any(
+                not 0 <= t < s for t, s in zip(self.target, trailing, strict=False)
+            ):
                 raise ValueError(f"target={self.target!r} does not index the model's output dims {trailing}")
             idx = 0
             for t, s in zip(self.target, trailing, strict=True):

@@ -155,7 +155,9 @@ def _is_layer_type(module: nn.Module) -> bool:
     )
 
 
-def _select_layers(model: nn.Module, layers: Sequence[str] | None, exclude: Sequence[str]) -> list[tuple[str, nn.Module]]:
+def _select_layers(
+    model: nn.Module, layers: Sequence[str] | None, exclude: Sequence[str]
+) -> list[tuple[str, nn.Module]]:
     """Modules to prune, by exact module path."""
     modules = dict(model.named_modules())
     for arg, names in (("layers", layers), ("exclude", exclude)):

@@ -149,8 +149,8 @@ def train(
     progress : bool
         Show a rich progress bar updated once per epoch.
     orthogonal_penalty : float
-        Weight ``λ ≥ 0`` of the "disentangled" training of the superposition and spurious-correlation notebook: the training
-        objective becomes ``task loss + λ Σ_l ‖G_l − I‖_F²`` with ``G_l = W Wᵀ``
+        Weight ``λ ≥ 0`` of the "disentangled" training of the superposition and spurious-correlation
+        notebook: the training objective becomes ``task loss + λ Σ_l ‖G_l − I‖_F²`` with ``G_l = W Wᵀ``
         for a layer weight ``W`` of shape ``(out, in)`` with ``out ≤ in``
         (orthonormal rows) and ``G_l = Wᵀ W`` otherwise (orthonormal columns;
         ``W Wᵀ = I`` is unreachable when ``out > in``). The notebook used the mean

@@ -1,4 +1,7 @@
-"""Before/after tables of mitigation strategies, and the acceptance benchmark on the superposition and spurious-correlation notebook's data."""
+"""Before/after tables of mitigation strategies, and the acceptance benchmark.
+
+The benchmark runs on the superposition and spurious-correlation notebook's data.
+"""
 
 from __future__ import annotations
 
@@ -187,7 +190,8 @@ def evaluate_mitigations(
     def row(label: str, net: nn.Module, seconds: float) -> dict[str, Any]:
         out: dict[str, Any] = {"strategy": label, "in_distribution": _score(net, Xt, y_te, m, link, name="test")}
         for key, (xs, ys) in shifted_sets.items():
-            out["shifted" if key == "" else f"shifted_{key}"] = _score(net, xs, ys, m, link, name=f"shifted {key}".strip())
+            out["shifted" if key == "" else f"shifted_{key}"] = _score(net, xs, ys, m, link,
+                                                                       name=f"shifted {key}".strip())
         out["reliance"], out["reliance_se"] = _reliance(net, Xt, y_te, cols=cols, suspect=suspect, names=names,
                                                         metric=m, link=link, n_repeats=n_repeats, seed=rel_seed)
         out["seconds"] = seconds

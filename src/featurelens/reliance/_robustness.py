@@ -129,7 +129,8 @@ def perturbation_mask(
         mask[:] = False
         for g in perturb_groups:
             if g not in spec.groups:
-                raise ValueError(f"perturb_groups: unknown group {g!r}; groups are {', '.join(map(repr, spec.group_names))}")
+                raise ValueError(f"perturb_groups: unknown group {g!r}; "
+                                 f"groups are {', '.join(map(repr, spec.group_names))}")
             mask[list(spec.groups[g])] = True
     if immutable is not None:
         if isinstance(immutable, str):
