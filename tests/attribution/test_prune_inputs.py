@@ -1,4 +1,7 @@
-"""prune_inputs on the planted function of pykan's feature-attribution tutorial, exact outputs, persistence, rank plot."""
+"""prune_inputs on the planted function of pykan's feature-attribution tutorial.
+
+Exact outputs, persistence, rank plot.
+"""
 
 from __future__ import annotations
 
