@@ -302,8 +302,8 @@ def _boundary_problem(module: nn.Module) -> str | None:
 def export_boundary_problems(model: nn.Module) -> dict[str, str]:
     """Find the submodules whose hooks would not see the original module's input and output.
 
-    Submodules of unflattened exported programs inside ``model`` whose hooks would not see what
-    the original module received and returned, with the reason.
+    Looks at the submodules of unflattened exported programs inside ``model``; each one found
+    comes with the reason.
 
     :func:`torch.export.unflatten` gives a submodule its original call signature
     only if the program was exported with
