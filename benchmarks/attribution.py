@@ -144,7 +144,8 @@ def memory_check(threads: int, runs: int = 3) -> dict:
     res: dict[int, list[dict]] = {50: [], 100: []}
     for _ in range(runs):
         for steps in (50, 100):
-            cmd = f"{shlex.quote(sys.executable)} {shlex.quote(__file__)} --memory-child {steps} --threads {threads}; exit $?"
+            cmd = (f"{shlex.quote(sys.executable)} {shlex.quote(__file__)} --memory-child {steps} "
+                   f"--threads {threads}; exit $?")
             out = subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True, check=True).stdout
             res[steps].append(json.loads(out.strip().splitlines()[-1]))
     med = {k: float(np.median([r["delta_mib"] for r in v])) for k, v in res.items()}
@@ -205,7 +206,8 @@ def main() -> None:
         add(f"IG 50 steps, {rule}", lambda rule=rule: attribute(model, x, method="integrated_gradients", rule=rule),
             {f"ibs={b}": (lambda b=b, rule=rule: ig.attribute(xg, method=rule, n_steps=50, internal_batch_size=b))
              for b in (None, 8192)},
-            {f"hand {c}-row chunks": (lambda c=c, rule=rule: hand_ig(model, x, rule, 50, c)) for c in (1024, 2048, 4096, 8192)},
+            {f"hand {c}-row chunks": (lambda c=c, rule=rule: hand_ig(model, x, rule, 50, c))
+             for c in (1024, 2048, 4096, 8192)},
             repeats=slow)
     ig10 = IntegratedGradients(model10)
     add("IG 50 steps, all 10 outputs", lambda: attribute(model10, x, method="integrated_gradients", target="all"),
@@ -219,8 +221,10 @@ def main() -> None:
         method = "permutation" if permute else "ablation"
         opts = {"n_repeats": 1, "random_state": 0} if permute else {}
         add(name, lambda method=method, opts=opts: attribute(model, x, method=method, groups=GROUPS, **opts),
-            {f"ppe={p}": (lambda p=p, cap=cap: cap.attribute(x, feature_mask=MASK, perturbations_per_eval=p)) for p in (1, 8)},
-            {f"hand {c}-row chunks": (lambda c=c, permute=permute: hand_perturb(model, x, permute, c)) for c in (1024, 4096, 9216)})
+            {f"ppe={p}": (lambda p=p, cap=cap: cap.attribute(x, feature_mask=MASK, perturbations_per_eval=p))
+             for p in (1, 8)},
+            {f"hand {c}-row chunks": (lambda c=c, permute=permute: hand_perturb(model, x, permute, c))
+             for c in (1024, 4096, 9216)})
     if "shapley" in METHODS:
         ks = KernelShap(fwd)
         x16 = x[:16]
@@ -240,7 +244,8 @@ def main() -> None:
     print(f"# featurelens {featurelens.__version__}, torch {torch.__version__}, captum {captum.__version__}, "
           f"threads {args.threads}, {platform.processor() or platform.machine()}, median of {r} interleaved rounds "
           f"({slow} for the IG and Shapley rows)")
-    print(f"{'case':48s} {'featurelens ms':>14s} {'Captum ms':>10s} {'floor ms':>9s} {'fl/floor':>8s} {'Captum/fl':>9s}")
+    print(f"{'case':48s} {'featurelens ms':>14s} {'Captum ms':>10s} {'floor ms':>9s} {'fl/floor':>8s} "
+          f"{'Captum/fl':>9s}")
     for row in rows:
         print(f"{row['case']:48s} {row['featurelens_ms']:14.3f} {row['captum_ms']:10.3f} {row['floor_ms']:9.3f} "
               f"{row['featurelens_over_floor']:8.2f} {row['captum_over_featurelens']:9.2f}  "
@@ -267,8 +272,9 @@ def main() -> None:
     for k, ok in targets.items():
         print(f"target {'met    ' if ok else 'MISSED '} {k}")
     if args.json:
-        args.json.write_text(json.dumps({"threads": args.threads, "torch": torch.__version__, "captum": captum.__version__,
-                                         "rows": rows, "memory": memory, "targets": targets}, indent=2))
+        args.json.write_text(json.dumps({"threads": args.threads, "torch": torch.__version__,
+                                         "captum": captum.__version__, "rows": rows, "memory": memory,
+                                         "targets": targets}, indent=2))
 
 
 if __name__ == "__main__":

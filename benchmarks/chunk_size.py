@@ -40,7 +40,8 @@ def main() -> None:
     times: dict[int, list[float]] = {s: [] for s in sizes}
     for _ in range(args.rounds):
         for s in sizes:
-            times[s].append(time_it(lambda s=s: attribute(model, x, method="ablation", groups=groups, batch_size=s), repeats=5)[0])
+            times[s].append(time_it(lambda s=s: attribute(model, x, method="ablation", groups=groups, batch_size=s),
+                                    repeats=5)[0])
     print(f"# threads {args.threads}, rows {args.rows}, width {w}, torch {torch.__version__}")
     for s in sizes:
         print(f"batch_size {s:5d}: {statistics.median(times[s]):7.2f} ms")

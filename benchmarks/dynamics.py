@@ -143,7 +143,8 @@ def main() -> None:
     n_iter, d = 32, 14
     print(f"python {platform.python_version()}, numpy {np.__version__}, torch threads {torch.get_num_threads()}, "
           f"BLAS: {blas_threads()}")
-    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs (shared machine)")
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs "
+          "(shared machine)")
     runs, _, _ = make_planted_runs(n_runs=n_runs, n_steps=n_steps, n_features=d, n_phases=6, random_state=0)
     print(f"workload: {n_runs} runs x {n_steps} steps x {d} metrics, K = {ks.start}..{ks.stop - 1}, "
           f"{restarts} restarts, {n_iter} iterations, full covariance, 20% runs held out")
@@ -169,14 +170,17 @@ def main() -> None:
     model = sel.best[min(5, ks.stop - 1)]
     ours_ms = time_it(lambda: posterior_gradient(model, runs), repeats=5)[0]
     loop_ms = time_it(lambda: gradient_loop(model, runs), repeats=3, warmup=0)[0]
-    diff = max(np.abs(a - b).max() for a, b in zip(posterior_gradient(model, runs), gradient_loop(model, runs), strict=True))
-    print(f"posterior gradient, {n_runs} runs, K = {model.n_states}: loop {loop_ms:.1f} ms, vectorised {ours_ms:.1f} ms, "
-          f"speed-up {loop_ms / ours_ms:.1f}x (target >= 25x); max |difference| {diff:.1e}")
+    diff = max(np.abs(a - b).max()
+               for a, b in zip(posterior_gradient(model, runs), gradient_loop(model, runs), strict=True))
+    print(f"posterior gradient, {n_runs} runs, K = {model.n_states}: loop {loop_ms:.1f} ms, "
+          f"vectorised {ours_ms:.1f} ms, speed-up {loop_ms / ours_ms:.1f}x (target >= 25x); "
+          f"max |difference| {diff:.1e}")
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"select_model_s": t_sel, "per_k": cmp["rows"], "ours_s": t_ours, "hmmlearn_s": t_ref, "speedup": t_ref / t_ours, "worst_path_rel": worst_path,
-                       "worst_test_rel": worst_test, "gradient_loop_ms": loop_ms, "gradient_vectorised_ms": ours_ms,
+            json.dump({"select_model_s": t_sel, "per_k": cmp["rows"], "ours_s": t_ours, "hmmlearn_s": t_ref,
+                       "speedup": t_ref / t_ours, "worst_path_rel": worst_path, "worst_test_rel": worst_test,
+                       "gradient_loop_ms": loop_ms, "gradient_vectorised_ms": ours_ms,
                        "quick": args.quick, "implementation": args.implementation}, fh, indent=2)
 
 

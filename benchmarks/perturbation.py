@@ -47,7 +47,8 @@ def main() -> None:
 
     def floor_of(permute: bool):
         def best() -> tuple[float, int]:
-            return min((time_it(lambda c=c: hand_perturb(model, x, permute, c), repeats=args.repeats)[0], c) for c in (1024, 4096, 9216))
+            return min((time_it(lambda c=c: hand_perturb(model, x, permute, c), repeats=args.repeats)[0], c)
+                       for c in (1024, 4096, 9216))
         return best
 
     fa, fp = FeatureAblation(fwd), FeaturePermutation(fwd)
@@ -55,10 +56,12 @@ def main() -> None:
     cases = [
         ("ablation, 8 groups", floor_of(False),
          lambda: attribute(model, x, method="ablation", groups=groups),
-         {"ppe=1": lambda: fa.attribute(x, feature_mask=mask), "ppe=8": lambda: fa.attribute(x, feature_mask=mask, perturbations_per_eval=8)}),
+         {"ppe=1": lambda: fa.attribute(x, feature_mask=mask),
+          "ppe=8": lambda: fa.attribute(x, feature_mask=mask, perturbations_per_eval=8)}),
         ("permutation, 8 groups, 1 repeat", floor_of(True),
          lambda: attribute(model, x, method="permutation", groups=groups, n_repeats=1, random_state=0),
-         {"ppe=1": lambda: fp.attribute(x, feature_mask=mask), "ppe=8": lambda: fp.attribute(x, feature_mask=mask, perturbations_per_eval=8)}),
+         {"ppe=1": lambda: fp.attribute(x, feature_mask=mask),
+          "ppe=8": lambda: fp.attribute(x, feature_mask=mask, perturbations_per_eval=8)}),
     ]
     # sklearn's permutation_importance: 64 single columns, 5 repeats, MSE against noisy targets
     from sklearn.base import BaseEstimator, RegressorMixin
@@ -100,13 +103,16 @@ def main() -> None:
         o_med, _ = time_it(ours, repeats=args.repeats)
         c_best = min((time_it(c, repeats=args.repeats)[0], k) for k, c in captum.items())
         rows.append({"case": name, "featurelens_ms": o_med, "captum_best_ms": c_best[0], "captum_config": c_best[1],
-                     "floor_ms": f_med, "floor_chunk_rows": f_chunk, "featurelens_over_floor": o_med / f_med, "captum_over_featurelens": c_best[0] / o_med})
+                     "floor_ms": f_med, "floor_chunk_rows": f_chunk, "featurelens_over_floor": o_med / f_med,
+                     "captum_over_featurelens": c_best[0] / o_med})
     print(f"# featurelens {featurelens.__version__}, torch {torch.__version__}, threads {args.threads}, "
           f"{platform.processor() or platform.machine()}, rows {args.rows}, median of {args.repeats}")
-    print(f"{'case':40s} {'featurelens ms':>14s} {'anchor ms':>10s} {'floor ms':>9s} {'fl/floor':>9s} {'anchor/fl':>9s}")
+    print(f"{'case':40s} {'featurelens ms':>14s} {'anchor ms':>10s} {'floor ms':>9s} {'fl/floor':>9s} "
+          f"{'anchor/fl':>9s}")
     for r in rows:
         print(f"{r['case']:40s} {r['featurelens_ms']:14.2f} {r['captum_best_ms']:10.2f} {r['floor_ms']:9.2f} "
-              f"{r['featurelens_over_floor']:9.2f} {r['captum_over_featurelens']:9.2f}  (anchor {r['captum_config']}, floor chunk {r['floor_chunk_rows']})")
+              f"{r['featurelens_over_floor']:9.2f} {r['captum_over_featurelens']:9.2f}  "
+              f"(anchor {r['captum_config']}, floor chunk {r['floor_chunk_rows']})")
     if args.json:
         args.json.write_text(json.dumps({"threads": args.threads, "torch": torch.__version__, "rows": rows}, indent=2))
 

@@ -1,4 +1,6 @@
-"""Reliance acceptance numbers: the detector's validation suite and mitigation on the biased data of the superposition and spurious-correlation notebook.
+"""Reliance acceptance numbers: the detector's validation suite and mitigation of a planted shortcut.
+
+Mitigation runs on the biased data of the superposition and spurious-correlation notebook.
 
 Part 1 (detection): :func:`featurelens.datasets.make_reliance_suite` (24 biased
 data sets: bias 0 to 0.95, tabular and sequence inputs, several group counts,
@@ -63,7 +65,8 @@ def mitigation_part(seed: int, n_train: int, n_test: int, epochs: int, strategie
     result = mitigation_benchmark(n_train=n_train, n_test=n_test, epochs=epochs, random_state=seed, **kwargs)
     seconds = time.perf_counter() - t0
     table = result.table
-    print(f"\nmitigation on the superposition and spurious-correlation notebook's biased data (bias 0.8, 5 genuine groups of 10 + 'spurious'; "
+    print(f"\nmitigation on the superposition and spurious-correlation notebook's biased data "
+          f"(bias 0.8, 5 genuine groups of 10 + 'spurious'; "
           f"{n_train} training rows, {n_test} validation / test / shifted rows each; {epochs} epochs max), "
           f"{seconds:.1f} s")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -89,14 +92,16 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"featurelens {featurelens.__version__}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+    print(f"featurelens {featurelens.__version__}, torch {torch.__version__}, "
+          f"{platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} thread(s)")
     out: dict = {"threads": args.threads, "seed": args.seed}
     if not args.skip_suite:
         out["suite"] = suite_part(args.seed)
     out["mitigation"] = mitigation_part(args.seed, args.n_train, args.n_test, args.epochs, args.strategy)
     if args.json is not None:
-        args.json.write_text(json.dumps(out, indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)))
+        args.json.write_text(json.dumps(out, indent=2,
+                                        default=lambda o: o.item() if isinstance(o, np.generic) else str(o)))
 
 
 if __name__ == "__main__":

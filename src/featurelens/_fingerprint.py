@@ -25,7 +25,8 @@ _CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str]] = weakref.WeakKe
 def _state_key(state: dict) -> tuple:
     """Identity of every state tensor's storage and version: changes whenever a tensor is replaced or edited."""
     return tuple(
-        (name, t.data_ptr(), t._version, t.dtype, tuple(t.shape), t.device) if isinstance(t, torch.Tensor) else (name, t)
+        (name, t.data_ptr(), t._version, t.dtype, tuple(t.shape), t.device)
+        if isinstance(t, torch.Tensor) else (name, t)
         for name, t in state.items()
     )
 

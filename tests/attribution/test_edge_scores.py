@@ -221,7 +221,8 @@ class Conv(nn.Module):
     ("model", "match"),
     [
         (SmallTransformer(4, n_heads=2, n_layers=1, hidden_dim=8), r"TransformerEncoderLayer\) is a transformer layer"),
-        (nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 1)), r"LayerNorm\) is a normalisation"),
+        (nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 1)),
+         r"LayerNorm\) is a normalisation"),
         (FunctionalNorm(), "between nn.Linear 'a' and nn.Linear 'c' the operations mix units"),
         (Residual(), "between nn.Linear 'b' and nn.Linear 'c' .* residual/skip"),
         (Twice(), "nn.Linear 'a' runs 2 times"),

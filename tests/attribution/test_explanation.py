@@ -53,12 +53,14 @@ def test_sequence_values_average_over_time_and_long_frame():
     np.testing.assert_allclose(e.importance().to_numpy(), [np.abs(v[..., 0]).mean(), np.abs(v[..., 1]).mean()])
     frame = e.values_frame()
     assert list(frame.columns) == ["sample", "time", "feature", "value"]
-    assert len(frame) == 12 and frame.loc[(frame["sample"] == 1) & (frame["time"] == 2) & (frame["feature"] == "f1"), "value"].item() == 11.0
+    assert len(frame) == 12
+    assert frame.loc[(frame["sample"] == 1) & (frame["time"] == 2) & (frame["feature"] == "f1"), "value"].item() == 11.0
 
 
 def test_output_axis_gives_a_frame_per_output():
     v = np.ones((4, 2, 3)) * np.array([1.0, 2.0, 3.0])
-    e = Explanation(v, names=["a", "b"], axes=("sample", "group", "output"), method="ablation", output_names=["u", "v", "w"])
+    e = Explanation(v, names=["a", "b"], axes=("sample", "group", "output"), method="ablation",
+                    output_names=["u", "v", "w"])
     imp = e.importance()
     assert isinstance(imp, pd.DataFrame) and list(imp.columns) == ["u", "v", "w"]
     np.testing.assert_allclose(imp.loc["a"].to_numpy(), [1.0, 2.0, 3.0])
@@ -100,7 +102,8 @@ def test_save_load_round_trip_is_exact_and_not_pickle(tmp_path):
     np.testing.assert_array_equal(back.values, e.values)
     np.testing.assert_array_equal(back.scores, e.scores)
     np.testing.assert_array_equal(back.extras["output"], e.extras["output"])
-    assert (back.names, back.axes, back.method, back.params, back.target) == (e.names, e.axes, e.method, e.params, e.target)
+    assert (back.names, back.axes, back.method, back.params, back.target) == (
+        e.names, e.axes, e.method, e.params, e.target)
     assert back.model_fingerprint == e.model_fingerprint and back.data_fingerprint == e.data_fingerprint
     pd.testing.assert_series_equal(back.importance(), e.importance())
 

@@ -78,7 +78,8 @@ def test_integrated_gradients_matches_captum_for_every_rule(kind, rule):
     model, x = _model(kind)
     base = 0.1 * torch.randn(x.shape[1:], dtype=torch.float64)
     ours = attribute(model, x, method="integrated_gradients", rule=rule, n_steps=8, baselines=base, batch_size=11)
-    ref = captum_attr.IntegratedGradients(model).attribute(x.clone(), baselines=base.unsqueeze(0), method=rule, n_steps=8)
+    ref = captum_attr.IntegratedGradients(model).attribute(x.clone(), baselines=base.unsqueeze(0), method=rule,
+                                                           n_steps=8)
     # Captum's trapezoid weights are 1/n (ends 1/2n) and sum to (n-1)/n; ours sum to 1
     scale = 8 / 7 if rule == "riemann_trapezoid" else 1.0
     np.testing.assert_allclose(ours.values, scale * ref.numpy(), rtol=0, atol=1e-6)
@@ -148,7 +149,8 @@ def test_closed_forms_on_a_linear_model(rule):
 def test_background_averaging_is_the_mean_of_ig_over_rows_and_seeded_subsample():
     model = _mlp(seed=8)
     gen = torch.Generator().manual_seed(9)
-    x, z = torch.randn(10, 6, dtype=torch.float64, generator=gen), torch.randn(20, 6, dtype=torch.float64, generator=gen)
+    x = torch.randn(10, 6, dtype=torch.float64, generator=gen)
+    z = torch.randn(20, 6, dtype=torch.float64, generator=gen)
     kw = {"method": "integrated_gradients", "n_steps": 16, "batch_size": 64}
     e = attribute(model, x, baselines="background", background=z[:5], **kw)
     loop = np.mean([attribute(model, x, baselines=zk, **kw).values for zk in z[:5]], axis=0)
@@ -224,7 +226,8 @@ def test_smoothgrad_seeded_reproducible_and_zero_noise_equals_base():
     np.testing.assert_allclose(a.values, b.values, atol=1e-14)
     assert np.abs(a.values - c.values).max() > 1e-6
     assert a.params["random_state"] == 0 and a.params["noise_std_from"] == "inputs"
-    for base, opts in [("saliency", {}), ("input_x_gradient", {}), ("integrated_gradients", {"n_steps": 7, "baselines": 0.3})]:
+    for base, opts in [("saliency", {}), ("input_x_gradient", {}),
+                       ("integrated_gradients", {"n_steps": 7, "baselines": 0.3})]:
         sg = attribute(model, x, method="smoothgrad", base=base, noise_level=0.0, n_samples=3, **opts)
         plain = attribute(model, x, method=base, **opts)
         np.testing.assert_allclose(sg.values, plain.values, atol=1e-12)
@@ -243,8 +246,10 @@ class _HalfSquare(nn.Module):
 
 def test_smoothgrad_noise_has_the_documented_per_feature_std():
     gen = torch.Generator().manual_seed(12)
-    x = torch.randn(4000, 4, dtype=torch.float64, generator=gen) * torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=torch.float64)
-    eps = attribute(_HalfSquare(), x, method="smoothgrad", n_samples=1, noise_level=0.2, random_state=0).values - x.numpy()
+    scale = torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=torch.float64)
+    x = torch.randn(4000, 4, dtype=torch.float64, generator=gen) * scale
+    eps = attribute(_HalfSquare(), x, method="smoothgrad", n_samples=1, noise_level=0.2,
+                    random_state=0).values - x.numpy()
     np.testing.assert_allclose(eps.std(0), 0.2 * x.std(0, correction=0).numpy(), rtol=0.05)
     bg = torch.randn(500, 4, dtype=torch.float64, generator=gen) * 10
     e = attribute(_HalfSquare(), x, method="smoothgrad", n_samples=1, noise_level=0.2, background=bg, random_state=0)
@@ -256,7 +261,8 @@ def test_float32_inputs_and_models_work():
     m64 = _mlp(seed=13)
     m32 = _mlp(seed=13, dtype=torch.float32)
     x = torch.randn(30, 6, dtype=torch.float64)
-    for method, opts in [("saliency", {}), ("integrated_gradients", {"n_steps": 20}), ("smoothgrad", {"random_state": 0})]:
+    for method, opts in [("saliency", {}), ("integrated_gradients", {"n_steps": 20}),
+                         ("smoothgrad", {"random_state": 0})]:
         e32 = attribute(m32, x.float(), method=method, **opts)
         e64 = attribute(m64, x, method=method, **opts)
         assert e32.values.dtype == np.float64
@@ -283,14 +289,17 @@ def test_model_left_untouched(method):
         ({"method": "integrated_gradients", "rule": "simpson"}, ValueError, "rule must be one of"),
         ({"method": "integrated_gradients", "n_steps": 0}, ValueError, "n_steps must be >= 1"),
         ({"method": "integrated_gradients", "n_steps": 2.5}, TypeError, "n_steps must be an int"),
-        ({"method": "integrated_gradients", "rule": "riemann_trapezoid", "n_steps": 1}, ValueError, "needs n_steps >= 2"),
+        ({"method": "integrated_gradients", "rule": "riemann_trapezoid", "n_steps": 1}, ValueError,
+         "needs n_steps >= 2"),
         ({"method": "integrated_gradients", "tolerance": 0.0}, ValueError, r"tolerance must be in \(0.0"),
         ({"method": "integrated_gradients", "tolerance": -1}, ValueError, "tolerance must be in"),
         ({"method": "integrated_gradients", "max_steps": 64}, ValueError, "max_steps= is used only with tolerance="),
-        ({"method": "integrated_gradients", "tolerance": 0.1, "n_steps": 64, "max_steps": 32}, ValueError, "max_steps must be >= 64"),
+        ({"method": "integrated_gradients", "tolerance": 0.1, "n_steps": 64, "max_steps": 32}, ValueError,
+         "max_steps must be >= 64"),
         ({"method": "integrated_gradients", "baselines": "background"}, ValueError, "needs background="),
         ({"method": "integrated_gradients", "baselines": "mean"}, ValueError, "needs background="),
-        ({"method": "integrated_gradients", "background": np.zeros((3, 6))}, ValueError, "background= is used only with"),
+        ({"method": "integrated_gradients", "background": np.zeros((3, 6))}, ValueError,
+         "background= is used only with"),
         ({"method": "integrated_gradients", "max_background": 3}, ValueError, "max_background= is used only with"),
         ({"method": "integrated_gradients", "baselines": "background", "background": np.zeros((3, 5))}, ValueError,
          r"background rows have shape \(5,\)"),

@@ -1,4 +1,6 @@
-"""Planted ground truth: the function of pykan's feature-attribution tutorial, f = x0² + 0.3·x1 + 0.1·x2³ + 0·x3 on [−1, 1]⁴.
+"""Planted ground truth: f = x0² + 0.3·x1 + 0.1·x2³ + 0·x3 on [−1, 1]⁴.
+
+The function of pykan's feature-attribution tutorial.
 
 A trained MLP must be explained as x0 > x1 > x2 > x3, with x3 under 2 % of the total, by
 integrated gradients, exact Shapley values and permutation importance.

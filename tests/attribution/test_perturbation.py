@@ -141,7 +141,8 @@ def test_permutation_auto_metric_rule():
     model = _mlp()
     x = torch.randn(30, 8, dtype=torch.float64)
     y = (x[:, 0] > 0).double()
-    assert attribute(model, x, method="permutation", labels=y, link="sigmoid", random_state=0).params["metric"] == "log_loss"
+    e = attribute(model, x, method="permutation", labels=y, link="sigmoid", random_state=0)
+    assert e.params["metric"] == "log_loss"
     assert attribute(model, x, method="permutation", labels=y, random_state=0).params["metric"] == "auc"
     assert attribute(model, x, method="permutation", labels=x[:, 1], random_state=0).params["metric"] == "mse"
 
@@ -179,7 +180,8 @@ def test_model_restored_when_method_raises():
         ({"method": "ablation", "baselines": "mean"}, ValueError, "needs background="),
         ({"method": "ablation", "baselines": "middle"}, ValueError, "baselines must be one of"),
         ({"method": "ablation", "baselines": np.zeros(5)}, ValueError, r"baselines has shape \(5,\)"),
-        ({"method": "ablation", "baselines": "mean", "background": np.zeros((4, 3))}, ValueError, "background has 3 features"),
+        ({"method": "ablation", "baselines": "mean", "background": np.zeros((4, 3))}, ValueError,
+         "background has 3 features"),
         ({"method": "ablation", "groups": {"a": ["nope"]}}, ValueError, "unknown feature name 'nope'"),
         ({"method": "ablation", "groups": {"a": []}}, ValueError, "group 'a' is empty"),
         ({"method": "ablation", "groups": {"a": [9]}}, ValueError, "index 9 out of range"),
@@ -256,7 +258,8 @@ def test_callable_metric_direction_and_numpy_seed_recorded():
     def neg_mse(t, p):
         return -float(((t - p) ** 2).mean())
 
-    a = attribute(model, x, method="permutation", labels=y, metric=neg_mse, higher_is_better=True, random_state=np.int64(3))
+    a = attribute(model, x, method="permutation", labels=y, metric=neg_mse, higher_is_better=True,
+                  random_state=np.int64(3))
     b = attribute(model, x, method="permutation", labels=y, metric="mse", random_state=3)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-12)
     assert a.params["random_state"] == 3 and a.params["metric"] == "neg_mse"

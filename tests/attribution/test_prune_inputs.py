@@ -1,4 +1,7 @@
-"""prune_inputs on the planted function of pykan's feature-attribution tutorial: exact outputs, persistence."""
+"""prune_inputs on the planted function of pykan's feature-attribution tutorial.
+
+Exact outputs, persistence.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Tests for featurelens.data._ohlcv (reader, checks, calendar) and ._finance (features, windows).
 
-The bars come from :func:`featurelens.datasets.make_ohlcv` (tested in tests/datasets/test_ohlcv.py).
+The features are those of the superposition and spurious-correlation notebook; the bars come from
+:func:`featurelens.datasets.make_ohlcv` (tested in tests/datasets/test_ohlcv.py).
 """
 
 from __future__ import annotations
@@ -67,7 +68,10 @@ def test_rsi_equals_loop(bars, method):
 
 
 def test_rsi_simple_equals_seed_formula(bars):
-    """The superposition and spurious-correlation notebook's ``_calculate_rsi`` (pandas rolling means), where it is defined."""
+    """The superposition and spurious-correlation notebook's ``_calculate_rsi`` (pandas rolling means).
+
+    Compared where it is defined.
+    """
     close = bars["Close"]
     delta = close.diff()
     gain = delta.where(delta > 0, 0).rolling(window=14).mean()
@@ -174,7 +178,8 @@ def _bad(tmp_path, edit) -> str:
 
 @pytest.mark.parametrize(("edit", "match"), [
     (lambda f: f.drop(columns="Volume"), "missing column.*'Volume'"),
-    (lambda f: f.assign(Close=["x", *list(f["Close"][1:])]), "column 'Close' has 1 missing or non-numeric value.*row 0"),
+    (lambda f: f.assign(Close=["x", *list(f["Close"][1:])]),
+     "column 'Close' has 1 missing or non-numeric value.*row 0"),
     (lambda f: f.assign(Date=[f["Date"][0]] * len(f)), "'Date' repeats"),
     (lambda f: f.assign(Low=-1.0), "prices .* must be positive"),
     (lambda f: f.assign(Volume=-5.0), "'Volume' has negative values"),

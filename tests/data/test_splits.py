@@ -109,7 +109,8 @@ def test_single_array_unpacking():
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
-        ({"fractions": (0.5, 0.5)}, ValueError, r"fractions must be three numbers \(train, val, test\), got \(0.5, 0.5\)"),
+        ({"fractions": (0.5, 0.5)}, ValueError,
+         r"fractions must be three numbers \(train, val, test\), got \(0.5, 0.5\)"),
         ({"fractions": "abc"}, ValueError, "fractions must be three numbers"),
         ({"fractions": (0.7, -0.1, 0.4)}, ValueError, r"fractions\[1\] \(val\) must be in \[0.0, 1.0\], got -0.1"),
         ({"fractions": (1.5, 0.0, -0.5)}, ValueError, r"fractions\[0\] \(train\) must be in \[0.0, 1.0\], got 1.5"),
@@ -137,7 +138,8 @@ def test_fraction_sum_tolerance():
 def test_empty_split_errors():
     with pytest.raises(ValueError, match=r"the test split of 2 rows with fraction 0.2 is empty; use more rows"):
         train_val_test_split(np.arange(2))
-    with pytest.raises(ValueError, match=r"the val split of 10 rows with fraction 0.2 is empty after dropping gap=2 rows"):
+    with pytest.raises(ValueError,
+                       match=r"the val split of 10 rows with fraction 0.2 is empty after dropping gap=2 rows"):
         train_val_test_split(np.arange(10), shuffle=False, gap=2)
     with pytest.raises(ValueError, match="n_samples must be >= 1, got 0"):
         split_indices(0)
@@ -150,7 +152,8 @@ def test_array_errors_name_the_argument():
         train_val_test_split(np.arange(10), np.arange(9))
     with pytest.raises(ValueError, match=r"arrays\[2\] has 3 rows but arrays\[0\] has 10"):
         train_val_test_split(np.arange(10), torch.arange(10), [1, 2, 3])
-    with pytest.raises(TypeError, match=r"arrays\[1\] must be a numpy.ndarray, torch.Tensor, pandas DataFrame/Series or list, got tuple"):
+    with pytest.raises(TypeError, match=r"arrays\[1\] must be a numpy.ndarray, torch.Tensor, "
+                                        r"pandas DataFrame/Series or list, got tuple"):
         train_val_test_split(np.arange(10), (1, 2))
     with pytest.raises(ValueError, match=r"arrays\[0\] is a 0-d scalar"):
         train_val_test_split(np.array(3.0))

@@ -32,7 +32,8 @@ def test_windows_equal_explicit_slices():
 
 
 def test_matches_the_spurious_correlation_study_loop():
-    # the superposition and spurious-correlation study: for i in range(lookback, n): X.append(data[i-lookback:i]); y.append(label[i])
+    # the superposition and spurious-correlation study:
+    # for i in range(lookback, n): X.append(data[i-lookback:i]); y.append(label[i])
     rng = np.random.default_rng(0)
     data, label = rng.normal(size=(30, 5)), rng.integers(0, 2, size=30)
     lookback = 7
@@ -135,7 +136,8 @@ def test_property_every_window_is_its_slice(n, d, lookback, horizon, stride):
         (np.array([["a"]] * 3), None, {"lookback": 2}, TypeError, "X must hold numbers"),
         (_data(), np.arange(11), {"lookback": 2}, ValueError, "y has 11 labels but X has 12 rows"),
         (_data(), np.array(1.0), {"lookback": 2}, ValueError, "y must have one label per row, got a scalar"),
-        (_data(), {"a": 1}, {"lookback": 2}, TypeError, "y must be a numpy.ndarray, torch.Tensor, pandas Series or list, got dict"),
+        (_data(), {"a": 1}, {"lookback": 2}, TypeError,
+         "y must be a numpy.ndarray, torch.Tensor, pandas Series or list, got dict"),
         (_data(), np.array(["a"] * 12), {"lookback": 2}, TypeError, "y must hold numbers or bools, got dtype <U1"),
         (_data(), np.r_[np.ones(5), np.nan, np.inf, np.ones(5)], {"lookback": 2}, ValueError,
          r"y holds NaN or inf in 2 row\(s\), first at row 5"),

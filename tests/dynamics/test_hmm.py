@@ -116,7 +116,8 @@ def test_log_space_fallback_when_scaled_normaliser_underflows():
     seq[2] = 60.0
     design = _Design([seq], "full")
     params = _stack([model])
-    assert _fb_scaled(_log_emission_batch(design, params[2], params[3], "full"), design, params[0], params[1], need_stats=True) is None
+    logb = _log_emission_batch(design, params[2], params[3], "full")
+    assert _fb_scaled(logb, design, params[0], params[1], need_stats=True) is None
     _, ll = _estep(design, params, "full")
     expected = -0.5 * 5 * np.log(2 * np.pi) - 0.5 * 60.0**2
     np.testing.assert_allclose(ll[0], expected, rtol=1e-12)
@@ -135,7 +136,8 @@ def test_batched_restarts_equal_separate_fits():
         np.testing.assert_allclose(alone.history, res.history, rtol=1e-12)
         np.testing.assert_allclose(alone.model.means, res.model.means, atol=1e-10)
     lls = [r.loglik for r in together.restarts]
-    assert together.best_restart == int(np.argmax(lls)) and together.model is together.restarts[together.best_restart].model
+    assert together.best_restart == int(np.argmax(lls))
+    assert together.model is together.restarts[together.best_restart].model
 
 
 def test_given_init_model_and_feature_names():
@@ -163,7 +165,8 @@ def test_covariance_floor_bounds_degenerate_states(ctype):
     rng = np.random.default_rng(0)
     # feature 1 is exactly constant within each of two well separated clusters
     seq = np.concatenate([np.c_[rng.normal(size=60), np.zeros(60)], np.c_[rng.normal(size=60) + 8, np.ones(60)]])
-    fit = fit_hmm([seq], n_states=2, covariance_type=ctype, n_restarts=2, n_iter=10, covariance_floor=0.05, random_state=0)
+    fit = fit_hmm([seq], n_states=2, covariance_type=ctype, n_restarts=2, n_iter=10, covariance_floor=0.05,
+                  random_state=0)
     cov = fit.model.covars
     eig = np.linalg.eigvalsh(cov) if ctype == "full" else cov
     assert eig.min() >= 0.05 - 1e-12

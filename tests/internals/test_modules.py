@@ -59,7 +59,8 @@ def test_exported_submodules_resolve_by_name_and_original_type(mlp, x4, tmp_path
     assert list(resolve_modules(ex, nn.Linear)) == ["layer1", "layer2", "layer3"]
     assert list(resolve_modules(ex, nn.ReLU)) == ["act1", "act2"]
     assert list(resolve_modules(ex, "act*")) == ["act1", "act2"]
-    with pytest.raises(ValueError, match=r"unknown module path 'layer4' in MLP; close names: 'layer3', 'layer2', 'layer1'"):
+    with pytest.raises(ValueError,
+                       match=r"unknown module path 'layer4' in MLP; close names: 'layer3', 'layer2', 'layer1'"):
         resolve_modules(ex, "layer4")
 
 

@@ -114,7 +114,8 @@ def test_summarize_internals_transformer(transformer):
     np.testing.assert_allclose(s.overlap["Jacobian (transformer_layers.1)"].to_numpy(), jac.to_numpy(), atol=1e-10)
     assert s.attention is not None and len(s.attention) == 4  # 2 modules x 2 heads
     d = s.to_dict()
-    assert d["layers"][0]["layer"] == "input_proj" and d["overlap"]["input weights (input_proj)"]["groups"] == ["a", "b"]
+    assert d["layers"][0]["layer"] == "input_proj"
+    assert d["overlap"]["input weights (input_proj)"]["groups"] == ["a", "b"]
 
 
 def test_summarize_internals_without_groups_and_errors(mlp, x8):

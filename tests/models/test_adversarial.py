@@ -70,7 +70,8 @@ def test_mask_keeps_immutable_features_bit_identical_for_sequences():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(6, 4, 3, generator=g)  # (n, T, d)
     mask = torch.tensor([True, False, True])
-    out = perturb(lambda z: (z**3).sum(), x, epsilon=torch.tensor([0.3, 5.0, 0.1]), steps=4, random_start=True, mask=mask, random_state=0)
+    out = perturb(lambda z: (z**3).sum(), x, epsilon=torch.tensor([0.3, 5.0, 0.1]), steps=4, random_start=True,
+                  mask=mask, random_state=0)
     assert torch.equal(out[..., 1], x[..., 1])
     assert float((out[..., 0] - x[..., 0]).abs().max()) <= 0.3 + 1e-6
     assert float((out[..., 0] - x[..., 0]).abs().min()) > 0
@@ -112,7 +113,8 @@ def test_scale_std_equals_explicit_scale_and_batching_does_not_matter():
     e = 0.5 * feature_scale(torch.as_tensor(X))[None, :]
     keep = torch.tensor([[True, False, True]])
     assert torch.equal(fgsm(model, X, y, epsilon=e, scale=None, batch_size=7), b)
-    assert torch.equal(fgsm(model, X, y, epsilon=0.5, mask=keep, batch_size=7), fgsm(model, X, y, epsilon=0.5, mask=keep))
+    assert torch.equal(fgsm(model, X, y, epsilon=0.5, mask=keep, batch_size=7),
+                       fgsm(model, X, y, epsilon=0.5, mask=keep))
 
 
 def test_pgd_random_start_does_not_depend_on_batch_size():
@@ -167,7 +169,8 @@ def test_attacks_order_pgd_fgsm_clean_on_trained_model(trained, eps):
     acc_f, acc_p = _acc(model, x_f, y), _acc(model, x_p, y)
     assert acc_p <= acc_f < clean - 0.05
     assert _mean_loss(model, x_p, y) >= _mean_loss(model, x_f, y) > _mean_loss(model, X, y)
-    # the superposition and spurious-correlation notebook's defect: stepping up the loss of the flipped labels makes the model *more* accurate
+    # the superposition and spurious-correlation notebook's defect: stepping up the loss of the flipped labels
+    # makes the model *more* accurate
     flipped = fgsm(model, X, 1 - y, epsilon=eps)
     assert _acc(model, flipped, y) > clean
 
@@ -360,7 +363,8 @@ def test_adversarial_train_errors(kwargs, exc, match):
         ({"batch_objective": 3}, TypeError, "batch_objective must be callable"),
         ({"batch_objective": lambda *a: torch.tensor(1.0)}, ValueError, "depends on the model"),
         ({"batch_objective": lambda m, x, y, r: m(x).sum() * float("inf")}, ValueError, "NaN or inf"),
-        ({"batch_objective": lambda m, x, y, r: m(x).sum(), "sample_weight": np.ones(10)}, ValueError, "cannot be combined"),
+        ({"batch_objective": lambda m, x, y, r: m(x).sum(), "sample_weight": np.ones(10)}, ValueError,
+         "cannot be combined"),
     ],
 )
 def test_training_hook_errors(kwargs, exc, match):

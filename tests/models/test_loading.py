@@ -208,7 +208,8 @@ def test_pruned_checkpoint_into_already_pruned_factory_model(tmp_path):
 def test_pruned_checkpoint_shape_mismatch(tmp_path):
     path = tmp_path / "pruned.pt"
     torch.save(_pruned_mlp().state_dict(), path)
-    with pytest.raises(ValueError, match=r"shape mismatch\(es\): layer1.weight_orig: checkpoint \(8, 4\) vs model \(8, 5\)") as info:
+    with pytest.raises(ValueError, match=r"shape mismatch\(es\): layer1.weight_orig: "
+                                         r"checkpoint \(8, 4\) vs model \(8, 5\)") as info:
         load_model(path, factory=lambda: MLP(5, (8,) * 9, 1))
     assert "unexpected" not in str(info.value) and "missing" not in str(info.value)
 
@@ -220,7 +221,8 @@ def test_pickled_module_needs_trust(tmp_path):
     model = _mlp().train()
     path = tmp_path / "full.pt"
     torch.save(model, path)
-    with pytest.raises(ValueError, match=r"full.pt.* only be opened with trust=True \(CLI: --trust-checkpoint\)") as info:
+    with pytest.raises(ValueError,
+                       match=r"full.pt.* only be opened with trust=True \(CLI: --trust-checkpoint\)") as info:
         load_model(path)
     assert isinstance(info.value.__cause__, pickle.UnpicklingError)
     loaded = load_model(path, trust=True)
@@ -314,14 +316,16 @@ def test_factory_string_format_errors(suffix, error, match):
 
 
 def test_factory_resolution_errors(factory_module):
-    with pytest.raises(ValueError, match=r"factory 'no_such_module_xyz:build': cannot import module 'no_such_module_xyz'"):
+    with pytest.raises(ValueError,
+                       match=r"factory 'no_such_module_xyz:build': cannot import module 'no_such_module_xyz'"):
         resolve_factory("no_such_module_xyz:build")
     with pytest.raises(ValueError, match=rf"factory '{factory_module}:missing': .* has no attribute 'missing'"):
         resolve_factory(f"{factory_module}:missing")
     with pytest.raises(TypeError, match=rf"factory '{factory_module}:NOT_CALLABLE' is not callable"):
         resolve_factory(f"{factory_module}:NOT_CALLABLE")
     build = resolve_factory(f"{factory_module}:not_a_module")
-    with pytest.raises(TypeError, match=rf"factory '{factory_module}:not_a_module' must return a torch.nn.Module, got str"):
+    with pytest.raises(TypeError,
+                       match=rf"factory '{factory_module}:not_a_module' must return a torch.nn.Module, got str"):
         build()
     with pytest.raises(TypeError, match="factory '3' is not callable"):
         resolve_factory(3)
@@ -348,7 +352,7 @@ def test_factory_that_raises_is_reported_as_bad_input(tmp_path):
         load_model(tmp_path / "sd.pt", factory=broken)
 
 
-# --------------------------------------------------------------------------- exported programs: hierarchy, hooks, inputs
+# ---------------------------------------------------------------- exported programs: hierarchy, hooks, inputs
 
 
 def _export(model: nn.Module, x: torch.Tensor, path, **kwargs) -> nn.Module:

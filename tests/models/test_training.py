@@ -25,7 +25,8 @@ class _TupleModel(nn.Module):
 def _separable(n: int = 300, d: int = 4, seed: int = 0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, d))
-    y = (X @ rng.normal(size=d) > 0).astype(np.int64)  # long labels: the superposition and spurious-correlation notebook failed on these
+    # long labels: the superposition and spurious-correlation notebook failed on these
+    y = (X @ rng.normal(size=d) > 0).astype(np.int64)
     return X.astype(np.float32), y
 
 

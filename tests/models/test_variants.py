@@ -1,4 +1,7 @@
-"""The superposition and spurious-correlation notebook's transformer variants: shapes, compositions, the hierarchical model's last window."""
+"""The superposition and spurious-correlation notebook's transformer variants.
+
+Shapes, compositions, the hierarchical model's last window.
+"""
 
 from __future__ import annotations
 

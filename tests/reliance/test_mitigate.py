@@ -78,7 +78,8 @@ def test_dfr_head_matches_independent_balanced_logistic_fit(setup):
     with torch.no_grad():
         z = model.act1(model.layer1(torch.as_tensor(val.X))).double().numpy()
     mu, sd = z.mean(axis=0), z.std(axis=0) + 1e-12
-    ref = LogisticRegression(l1_ratio=1.0, C=0.5, solver="liblinear", max_iter=2000).fit((z - mu) / sd, val.y.astype(int))
+    ref = LogisticRegression(l1_ratio=1.0, C=0.5, solver="liblinear", max_iter=2000).fit((z - mu) / sd,
+                                                                                         val.y.astype(int))
     logit_ref = ref.decision_function((z - mu) / sd)
     with torch.no_grad():
         logit = res.model(torch.as_tensor(val.X)).double().numpy()
@@ -189,7 +190,8 @@ def test_group_dro_weights_follow_the_exponentiated_group_losses():
     def fake_fit(ctx, batch_objective):
         net = ctx.model
         for _ in range(3):
-            captured.append(float(batch_objective(net, X, torch.as_tensor(y, dtype=torch.float32), torch.arange(8)).detach()))
+            objective = batch_objective(net, X, torch.as_tensor(y, dtype=torch.float32), torch.arange(8))
+            captured.append(float(objective.detach()))
         return net, None
 
     ctx = Context(model=Const(), original=Const(), X=X, y=y, suspect_cols=[0], environments=env, X_val=None,

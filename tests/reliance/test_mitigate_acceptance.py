@@ -1,9 +1,9 @@
 """Issue 5 acceptance at a small size: two strategies raise shifted accuracy ≥ 10 points and halve reliance.
 
-The superposition and spurious-correlation notebook's biased data (``make_biased``, bias 0.8) with one genuine group of 4 features instead of
-five of 10 (the criterion is also checked at the notebook's size by ``benchmarks/reliance.py``); the
-unmitigated model is an ERM MLP; environments for group DRO are inferred from the data, never read
-from the generator.
+The superposition and spurious-correlation notebook's biased data (``make_biased``, bias 0.8) with
+one genuine group of 4 features instead of five of 10 (the criterion is also checked at the
+notebook's size by ``benchmarks/reliance.py``); the unmitigated model is an ERM MLP; environments
+for group DRO are inferred from the data, never read from the generator.
 """
 
 from __future__ import annotations
@@ -73,4 +73,5 @@ def test_reliance_column_is_the_permutation_accuracy_drop(result):
         xp = X.clone()
         xp[:, -4:] = X[perm_rng.permutation(len(y))][:, -4:]
         drops.append(acc(X) - acc(xp))
-    assert t.loc["group_dro", "reliance"] == pytest.approx(np.mean(drops), abs=4 * t.loc["group_dro", "reliance_se"] + 0.01)
+    assert t.loc["group_dro", "reliance"] == pytest.approx(np.mean(drops),
+                                                           abs=4 * t.loc["group_dro", "reliance_se"] + 0.01)

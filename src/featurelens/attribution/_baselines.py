@@ -44,7 +44,8 @@ def resolve_baselines(baselines: Any, x: torch.Tensor, *, background: Any = None
         return torch.zeros(d, **kw), "zeros"
     if isinstance(baselines, str):
         if baselines not in BASELINE_NAMES:
-            raise ValueError(f"baselines must be one of {', '.join(map(repr, BASELINE_NAMES))}, a number or an array; got {baselines!r}")
+            raise ValueError(f"baselines must be one of {', '.join(map(repr, BASELINE_NAMES))}, a number or an array; "
+                             f"got {baselines!r}")
         if background is None:
             raise ValueError(
                 f"baselines={baselines!r} needs background= (the training data) to compute per-column statistics"
@@ -71,7 +72,7 @@ def resolve_baselines(baselines: Any, x: torch.Tensor, *, background: Any = None
 
 
 def per_row(baseline: torch.Tensor, x: torch.Tensor, rows: slice) -> torch.Tensor:
-    """The baseline for ``x[rows]``, broadcastable to ``x[rows]``."""
+    """Return the baseline for ``x[rows]``, broadcastable to ``x[rows]``."""
     if baseline.dim() == x.dim() and baseline.shape[0] == x.shape[0] and baseline.dim() > 1:
         return baseline[rows]
     return baseline

@@ -54,7 +54,7 @@ class _Moments:
 
 def propagate(edge_std: Sequence[np.ndarray], node_std: Sequence[np.ndarray], start: np.ndarray,
               eps: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """pykan's backward score propagation from the last layer in ``edge_std`` to the inputs.
+    """Propagate scores backwards as pykan does, from the last layer in ``edge_std`` to the inputs.
 
     ``start`` is the query matrix ``(k, width_L)``. For ``l = L .. 1``:
     ``B_l[k, j, i] = A_l[k, j] · E_l[j, i] / (N_l[j] + eps)`` and
@@ -163,7 +163,7 @@ def _queries(target: int | Sequence[int] | None, k_out: int) -> np.ndarray:
 
 
 def _kan_scores(model: nn.Module, x: torch.Tensor, eps: float, target: Any, names: list[str]) -> EdgeScores:
-    """pykan's own scores for a ``kan.MultKAN`` (activations recorded on ``x``)."""
+    """Compute pykan's own scores for a ``kan.MultKAN`` (activations recorded on ``x``)."""
     if eps != 1e-4:
         raise ValueError(f"pykan fixes eps=1e-4 in MultKAN.attribute; got eps={eps}")
     if target is not None:
@@ -198,7 +198,7 @@ def edge_scores(
     feature_names: Sequence[str] | None = None,
     batch_size: int | None = None,
 ) -> EdgeScores:
-    """pykan's std-propagation edge, node and feature scores for a chain of ``nn.Linear`` layers.
+    """Compute pykan's std-propagation edge, node and feature scores for a chain of ``nn.Linear`` layers.
 
     With ``a_0 = x`` and ``a_{l-1}`` the recorded input of Linear ``l`` (``W_l``
     its effective, mask-applied weight), over the ``N`` rows of ``inputs``

@@ -22,7 +22,7 @@ Builder = Callable[[int, int, int, int], torch.Tensor]
 
 
 def evaluate_perturbations(problem: Problem, n_perturbations: int, build: Builder, *, desc: str) -> torch.Tensor:
-    """Selected model outputs for every perturbation and row.
+    """Compute the selected model outputs for every perturbation and row.
 
     Returns
     -------

@@ -82,7 +82,8 @@ class Explanation(FrameResult):
             if values.ndim != len(self.axes):
                 raise ValueError(f"values has {values.ndim} dims but axes names {len(self.axes)}: {self.axes}")
             if values.shape[self.axes.index(self.level)] != len(self.names):
-                raise ValueError(f"values has {values.shape[self.axes.index(self.level)]} {self.level}s but {len(self.names)} names were given")
+                raise ValueError(f"values has {values.shape[self.axes.index(self.level)]} {self.level}s but "
+                                 f"{len(self.names)} names were given")
         if scores is not None:
             scores = np.asarray(scores)
             if scores.ndim != 2 or scores.shape[1] != len(self.names):
@@ -145,7 +146,7 @@ class Explanation(FrameResult):
         return pd.Series(imp, index=pd.Index(self.names, name=self.level), name=self.method)
 
     def importance_std_error(self) -> pd.Series | pd.DataFrame:
-        """Standard error of :meth:`importance` (over repeats, else over samples)."""
+        """Return the standard error of :meth:`importance` (over repeats, else over samples)."""
         if self.scores is not None:
             r = self.scores.shape[0]
             se = self.scores.std(axis=0, ddof=1) / np.sqrt(r) if r > 1 else np.full(self.scores.shape[1], np.nan)
@@ -233,7 +234,8 @@ class Explanation(FrameResult):
 
     def __repr__(self) -> str:
         shape = None if self.values is None else self.values.shape
-        return f"Explanation(method={self.method!r}, {self.level}s={len(self.names)}, values_shape={shape}, axes={self.axes})"
+        return (f"Explanation(method={self.method!r}, {self.level}s={len(self.names)}, values_shape={shape}, "
+                f"axes={self.axes})")
 
     # -- persistence -------------------------------------------------------------
     def _meta(self) -> dict[str, Any]:

@@ -206,7 +206,8 @@ def optimize_input(
         except RuntimeError:
             ok = False
         if not ok:
-            raise ValueError(f"target of shape {tuple(tgt.shape)} does not broadcast to the model output {tuple(out.shape)}")
+            raise ValueError(f"target of shape {tuple(tgt.shape)} does not broadcast to the model output "
+                             f"{tuple(out.shape)}")
         per = fn(out, tgt)
         if not isinstance(per, torch.Tensor) or per.shape != (k,):
             raise ValueError(f"loss must return one value per starting point, shape ({k},)")

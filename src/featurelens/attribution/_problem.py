@@ -52,7 +52,7 @@ class Problem:
     checked: bool = False
 
     def forward(self, xb: torch.Tensor) -> torch.Tensor:
-        """Selected output for a batch: ``(B,)`` or ``(B, K)``.
+        """Return the selected output for a batch: ``(B,)`` or ``(B, K)``.
 
         The first call turns a model/data mismatch into a ``ValueError``
         naming the input shape (no separate probe forward is spent on it).
@@ -64,7 +64,7 @@ class Problem:
         return self.selector(self.model(xb), xb.shape[0])
 
     def forward_all(self, x: torch.Tensor | None = None, *, desc: str = "model outputs") -> torch.Tensor:
-        """Selected outputs for all rows of ``x`` (default: the inputs), in chunks, without grad.
+        """Compute the selected outputs for all rows of ``x`` (default: the inputs), in chunks, without grad.
 
         :func:`featurelens.models.evaluate` with the problem's selector and batch size.
         """

@@ -152,7 +152,7 @@ class PrunedInputs:
         return [n for n, k in zip(self.feature_names, self.keep, strict=True) if not k]
 
     def select(self, inputs: Any) -> Any:
-        """The kept columns of full-width ``inputs`` (tensor/ndarray ``[..., keep]``, DataFrame by name)."""
+        """Return the kept columns of full-width ``inputs`` (tensor/ndarray ``[..., keep]``, DataFrame by name)."""
         if isinstance(inputs, pd.DataFrame):
             return inputs[self.kept_names]
         if isinstance(inputs, torch.Tensor):
@@ -205,7 +205,8 @@ class PrunedInputs:
         if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
             raise ValueError(f"{str(path)!r} is not a featurelens pruned-inputs file")
         if obj.get("version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{str(path)!r} has format version {obj['version']}; this featurelens reads up to {FORMAT_VERSION}")
+            raise ValueError(f"{str(path)!r} has format version {obj['version']}; "
+                             f"this featurelens reads up to {FORMAT_VERSION}")
         keep = obj["keep"].to(torch.bool).cpu()
         model = resolve_factory(factory)()
         layer = obj["input_layer"]
@@ -252,7 +253,7 @@ def prune_inputs(
     inputs: Any = None,
     layer: str | None = None,
 ) -> PrunedInputs:
-    """A new, narrower model that reads only the inputs whose score exceeds ``threshold``.
+    """Build a new, narrower model that reads only the inputs whose score exceeds ``threshold``.
 
     ``keep = scores > threshold`` (pykan's ``prune_input`` rule and default
     threshold, meant for raw edge scores relative to output score 1). The
@@ -308,7 +309,8 @@ def prune_inputs(
     names = names if names is not None else default_feature_names(d)
     keep = vals > threshold
     if not keep.any():
-        raise ValueError(f"no score exceeds threshold={threshold} (the largest is {vals.max():.3g}); nothing would be kept")
+        raise ValueError(f"no score exceeds threshold={threshold} (the largest is {vals.max():.3g}); "
+                         "nothing would be kept")
     path = _resolve_layer(model, layer, hint, inputs)
     new = copy.deepcopy(model)
     _narrow(new, path, torch.as_tensor(keep))

@@ -46,7 +46,9 @@ def _input_weight_sums(problem: Problem) -> tuple[str, np.ndarray]:
 
 
 def weights(problem: Problem) -> Explanation:
-    """First-layer weight importance (the deep-hedging lottery-ticket notebook's score), mask-aware and found by data flow.
+    """Score features by their first-layer weights, mask-aware, with the input layer found by data flow.
+
+    The deep-hedging lottery-ticket notebook's score.
 
     Definition: with ``W`` the input layer's effective weight
     (``weight_orig * weight_mask`` for a layer pruned with
@@ -62,7 +64,8 @@ def weights(problem: Problem) -> Explanation:
     col = _normalised(col)
     return problem.explanation(
         None, method="weights",
-        params={"input_layer": name, "normalization": "sum", "score_label": "share of Σ|input-layer weight| (sums to 1)"},
+        params={"input_layer": name, "normalization": "sum",
+                "score_label": "share of Σ|input-layer weight| (sums to 1)"},
         axes=("sample", problem.level), scores=_group(problem, col), extras={"feature_scores": col},
     )
 
@@ -100,7 +103,7 @@ def weights_x_std(problem: Problem, *, background: Any = None) -> Explanation:
 
 
 def edge_scores_method(problem: Problem, *, eps: float = 1e-4) -> Explanation:
-    """pykan's std-propagation edge scores (see :func:`featurelens.attribution.edge_scores`).
+    """Compute pykan's std-propagation edge scores (see :func:`featurelens.attribution.edge_scores`).
 
     ``target=None`` (single-output models) or ``"all"``: the mean over one
     identity query per output of the last Linear layer (pykan's convention);

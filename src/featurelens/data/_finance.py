@@ -1,6 +1,7 @@
-"""Finance features from OHLCV tables (see :mod:`._ohlcv`), as in the superposition and spurious-correlation notebook: technical vs calendar groups.
+"""Finance features from OHLCV tables (see :mod:`._ohlcv`): technical vs calendar groups.
 
-The notebook downloads daily bars with ``yfinance``, builds five features per day
+The features follow the superposition and spurious-correlation notebook. The notebook
+downloads daily bars with ``yfinance``, builds five features per day
 (SMA(20) of the close, RSI(14), the 20-day rolling standard deviation of the
 volume, the day of the week and a month-end flag) and cuts 30-day windows
 whose label says whether the next close is above the last one. This module
@@ -64,7 +65,7 @@ def _as_series(values: Any, name: str) -> pd.Series:
 
 
 def sma(close: Any, window: int = 20) -> pd.Series:
-    """Simple moving average ``SMA_t = mean(close_{t-window+1} .. close_t)``.
+    """Compute the simple moving average ``SMA_t = mean(close_{t-window+1} .. close_t)``.
 
     Parameters
     ----------
@@ -109,7 +110,8 @@ def rsi(close: Any, window: int = 14, *, method: str = "wilder") -> pd.Series:
 
     * ``method="wilder"`` (default, Wilder 1978): ``G_n = mean(g_1 .. g_n)``
       and ``G_t = (G_{t-1} (n - 1) + g_t) / n`` for ``t > n``; ``L_t`` alike;
-    * ``method="simple"`` (as in the superposition and spurious-correlation notebook): ``G_t = mean(g_{t-n+1} .. g_t)``, ``L_t`` alike;
+    * ``method="simple"`` (as in the superposition and spurious-correlation notebook):
+      ``G_t = mean(g_{t-n+1} .. g_t)``, ``L_t`` alike;
 
     then ``RSI_t = 100 - 100 / (1 + G_t / L_t)``, defined as 100 when
     ``L_t = 0 < G_t`` and as 50 when ``G_t = L_t = 0``.
@@ -160,9 +162,9 @@ def ohlcv_features(
     relative: bool = False,
     dropna: bool = True,
 ) -> pd.DataFrame:
-    """The superposition and spurious-correlation notebook's daily features and the next-day-up label from an OHLCV table.
+    """Compute daily features and the next-day-up label from an OHLCV table.
 
-    Columns, for day ``t``:
+    The features of the superposition and spurious-correlation notebook. Columns, for day ``t``:
 
     * ``sma``: :func:`sma` of Close over ``sma_window`` days (price units);
       with ``relative=True`` it is replaced by ``sma_gap = Close_t / SMA_t - 1``

@@ -156,7 +156,7 @@ class FeatureSpec:
             )
 
     def players(self) -> tuple[list[str], list[tuple[int, ...]]]:
-        """The units attributions are computed for: groups if any, else single features."""
+        """Return the units attributions are computed for: groups if any, else single features."""
         if self._groups:
             return list(self._groups), list(self._groups.values())
         return list(self._names), [(i,) for i in range(self.n_features)]
@@ -171,7 +171,7 @@ class FeatureSpec:
 
     # -- (de)serialisation -----------------------------------------------------
     def groups_as_names(self) -> dict[str, list[str]]:
-        """Groups with members as feature names (JSON/YAML friendly)."""
+        """Return the groups with members as feature names (JSON/YAML friendly)."""
         return {g: [self._names[i] for i in idx] for g, idx in self._groups.items()}
 
     def with_groups(self, groups: Mapping[str, GroupMembers] | None) -> FeatureSpec:

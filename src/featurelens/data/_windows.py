@@ -68,7 +68,7 @@ class Windows:
         return x, torch.from_numpy(np.asarray(self.y)).to(y_dtype or dtype)
 
     def spec(self) -> FeatureSpec:
-        """A :class:`FeatureSpec` over the ``d`` columns (shared by all time steps)."""
+        """Return a :class:`FeatureSpec` over the ``d`` columns (shared by all time steps)."""
         return FeatureSpec(self.feature_names)
 
 

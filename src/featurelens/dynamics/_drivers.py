@@ -8,8 +8,9 @@ alpha_t(k))`` with ``log alpha_t(k) = log b_k(z_t) + log sum_j alpha_{t-1}(j) A_
     d p_t(k) / d z_t     = p_t(k) (g_k - gbar),   gbar = sum_j p_t(j) g_j   (a D-vector)
     d log p_t(k) / d z_t = g_k - gbar
 
-The notebook of Latent State Models of Training Dynamics (Hu et al., 2023) and the authors' code subtracted the scalar ``sum_j sum_d p_j g_j[d]``
-from every feature and dropped the factor ``p_k``; neither is a derivative of the posterior.
+The notebook of Latent State Models of Training Dynamics (Hu et al., 2023) and the authors' code
+subtracted the scalar ``sum_j sum_d p_j g_j[d]`` from every feature and dropped the factor ``p_k``;
+neither is a derivative of the posterior.
 
 Raw units: runs are z-scored per run and feature, ``z = (x - m) / s``, so
 ``d p / d x = (d p / d z) / s`` (element-wise per feature, with that run's ``s``).

@@ -71,8 +71,10 @@ def _floor_covariances(cov: np.ndarray, floor: float, ctype: str) -> np.ndarray:
 
 
 def _mstep(stats: dict, params: tuple, ctype: str, floor: float, d: int) -> tuple:
-    """Maximum-likelihood update; states with (numerically) no posterior mass keep their old
-    mean, covariance and transition row."""
+    """Compute the maximum-likelihood update of the parameters.
+
+    States with (numerically) no posterior mass keep their old mean, covariance and transition row.
+    """
     _, A_old, mu_old, cov_old = params
     pi = stats["start"] / stats["start"].sum(axis=-1, keepdims=True)
     rows = stats["trans"].sum(axis=-1, keepdims=True)
@@ -176,7 +178,7 @@ def _initial_models(seqs, k, ctype, n_restarts, init, floor, rng, names) -> list
 
 
 def _check_fit_options(d, covariance_type, n_iter, tol, covariance_floor, feature_names) -> tuple:
-    """Validated (covariance_type, n_iter, tol, floor, feature_names) shared with select_model."""
+    """Validate and return (covariance_type, n_iter, tol, floor, feature_names), shared with select_model."""
     ctype = _check_covariance_type(covariance_type)
     n_iter = check_int(n_iter, name="n_iter", minimum=1)
     if tol is not None:
@@ -233,7 +235,8 @@ def fit_hmm(
     k = check_int(n_states, name="n_states", minimum=1)
     seqs = check_sequences(sequences)
     d = seqs[0].shape[1]
-    ctype, n_iter, tol, floor, names = _check_fit_options(d, covariance_type, n_iter, tol, covariance_floor, feature_names)
+    ctype, n_iter, tol, floor, names = _check_fit_options(
+        d, covariance_type, n_iter, tol, covariance_floor, feature_names)
     if isinstance(init, GaussianHMM):
         init = [init]
     if isinstance(init, str):
@@ -258,7 +261,7 @@ def fit_hmm(
 
 
 def _best_fit(restarts: Sequence[RestartResult], n_timesteps: int) -> HMMFit:
-    """The :class:`HMMFit` keeping the restart with the highest finite final log-likelihood."""
+    """Return the :class:`HMMFit` keeping the restart with the highest finite final log-likelihood."""
     final = np.array([r.loglik for r in restarts])
     best = int(np.argmax(np.where(np.isfinite(final), final, -np.inf)))
     return HMMFit(restarts[best].model, tuple(restarts), best, n_timesteps)
@@ -268,7 +271,7 @@ _MAX_BATCH_ELEMENTS = 8_000_000  # per (T, R, N, K) work array: 64 MB in float64
 
 
 def _em_groups(design: _Design, inits: Sequence[GaussianHMM]) -> list[list[int]]:
-    """Indices of ``inits`` grouped by K, each group cut so a (T, R, N, K) array stays small.
+    """Group the indices of ``inits`` by K, each group cut so a (T, R, N, K) array stays small.
 
     Models with different K are not padded into one batch: numpy's stacked matmul costs
     grow linearly with the batch, so a padded batch only adds work (measured).
@@ -325,5 +328,6 @@ def _em_group(design, inits, ctype, n_iter, tol, floor, advance) -> list[Restart
     out = []
     for i, m in enumerate(inits):
         model = GaussianHMM(*(p[i] for p in params), ctype, m.feature_names)
-        out.append(RestartResult(m, model, float(final_ll[i]), len(history[i]), bool(converged[i]), np.array(history[i])))
+        out.append(RestartResult(m, model, float(final_ll[i]), len(history[i]), bool(converged[i]),
+                                 np.array(history[i])))
     return out

@@ -106,7 +106,9 @@ def _backward_log(logb: np.ndarray, valid: np.ndarray, A: np.ndarray) -> np.ndar
     return log_b
 
 
-def _viterbi(logb: np.ndarray, valid: np.ndarray, lengths: np.ndarray, log_pi: np.ndarray, log_A: np.ndarray) -> list[np.ndarray]:
+def _viterbi(
+    logb: np.ndarray, valid: np.ndarray, lengths: np.ndarray, log_pi: np.ndarray, log_A: np.ndarray
+) -> list[np.ndarray]:
     """Viterbi paths for logb (T, N, K), vectorised over the N sequences."""
     T, N, K = logb.shape
     delta = log_pi[None, :] + logb[0]
@@ -174,7 +176,7 @@ def _log_emission_batch(design: _Design, mu: np.ndarray, cov: np.ndarray, ctype:
 
 
 def _pairs_matmul(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """sum over (t, n) of u[t, r, n, :]' v[t, r, n, :] -> (R, K, K)."""
+    """Sum over (t, n) of u[t, r, n, :]' v[t, r, n, :] -> (R, K, K)."""
     r, k = u.shape[1], u.shape[3]
     uu = u.transpose(1, 0, 2, 3).reshape(r, -1, k)
     vv = v.transpose(1, 0, 2, 3).reshape(r, -1, k)

@@ -72,7 +72,7 @@ def _variance(x: torch.Tensor, ddof: int) -> float:
 
 
 def matrix_metrics(w: torch.Tensor, *, ddof: int = 1, sv_threshold: float = 1e-5) -> dict[str, float]:
-    """The eight matrix metrics of one 2-D matrix ``W`` of shape ``(m, n)``.
+    """Compute the eight matrix metrics of one 2-D matrix ``W`` of shape ``(m, n)``.
 
     ``l1 = Σ|W_ij|``, ``l2 = ‖W‖_F``, ``trace = Σ_{i < min(m, n)} W_ii`` (main
     diagonal of a non-square matrix), ``spectral = σ_max``,
@@ -202,7 +202,7 @@ def weight_metrics(
     heads: Mapping[str, int] | None = None,
     include: Iterable[str] | None = None,
 ) -> dict[str, float]:
-    """The per-checkpoint weight metrics of Hu et al. (2023) for ``model``.
+    """Compute the per-checkpoint weight metrics of Hu et al. (2023) for ``model``.
 
     Parameters
     ----------
@@ -369,7 +369,7 @@ class MetricsLogger:
         return row
 
     def frame(self) -> pd.DataFrame:
-        """The rows logged so far as a DataFrame."""
+        """Return the rows logged so far as a DataFrame."""
         return pd.DataFrame(self.rows)
 
     def flush(self) -> None:

@@ -72,8 +72,11 @@ class ModelSelection:
         return html_table(self.summary(), title=f"HMM model selection: recommended K = {self.recommended}")
 
     def summary(self) -> pd.DataFrame:
-        """Per K: test log-likelihood of the selected restart, mean and std over restarts, mean
-        AIC/BIC (train and test)."""
+        """Summarise the fits per K.
+
+        Per K: test log-likelihood of the selected restart, mean and std over restarts, mean
+        AIC/BIC (train and test).
+        """
         g = self.table.groupby("n_states")
         sel = self.table[self.table["selected"]].set_index("n_states")
         return pd.DataFrame(
@@ -206,5 +209,6 @@ def select_model(
             )
     table = pd.DataFrame(rows)
     sel = table[table["selected"]]
-    recommended, rule = recommend_n_states(dict(zip(sel["n_states"], sel["test_loglik"], strict=True)), gain_fraction=gain_fraction)
+    recommended, rule = recommend_n_states(dict(zip(sel["n_states"], sel["test_loglik"], strict=True)),
+                                           gain_fraction=gain_fraction)
     return ModelSelection(table, best, recommended, rule, tuple(train_idx), tuple(test_idx), fits)

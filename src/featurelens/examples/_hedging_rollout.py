@@ -1,4 +1,6 @@
-"""Hedging a European call step by step: the deep-hedging lottery-ticket notebook's 8 features, P&L accounting, risk measures.
+"""Hedging a European call step by step: 8 features, P&L accounting, risk measures.
+
+The features are those of the deep-hedging lottery-ticket notebook.
 
 Conventions (the same as pfhedge's ``pl``, plus an optional premium):
 
@@ -60,7 +62,7 @@ class HedgingTask:
         check_float(self.premium, name="premium")
 
     def feature_scale(self) -> torch.Tensor:
-        """Fixed divisors that bring the raw features to order one, shape ``(8,)``.
+        """Return the fixed divisors that bring the raw features to order one, shape ``(8,)``.
 
         With ``σ`` the reference volatility (GBM ``sigma``, Heston ``sqrt(theta)``), ``T`` the
         maturity, ``dt`` the step and ``n`` the number of steps: log(S/K) / (σ sqrt(T)),
@@ -100,7 +102,7 @@ class HedgeRun:
     inputs: torch.Tensor
 
     def rows(self) -> torch.Tensor:
-        """The per-step feature rows as a table, shape ``(n_paths · n_steps, 8)`` (path-major)."""
+        """Return the per-step feature rows as a table, shape ``(n_paths · n_steps, 8)`` (path-major)."""
         return self.inputs.reshape(-1, self.inputs.shape[-1])
 
 
@@ -153,7 +155,7 @@ def hedge_with_model(model: nn.Module, task: HedgingTask, paths: Paths, *,
 
 
 def delta_hedge(task: HedgingTask, paths: Paths) -> HedgeRun:
-    """The Black–Scholes delta hedge ``δ_k = N(d1)`` at the current volatility.
+    """Run the Black–Scholes delta hedge ``δ_k = N(d1)`` at the current volatility.
 
     The volatility is ``sqrt(V_k)`` (GBM: ``sigma``, so this is the textbook hedge; Heston:
     the instantaneous volatility, floored at 1e-4), with the market's drift ignored (r = 0).
@@ -163,12 +165,12 @@ def delta_hedge(task: HedgingTask, paths: Paths) -> HedgeRun:
 
 
 def no_hedge(task: HedgingTask, paths: Paths) -> HedgeRun:
-    """The unhedged short call: ``δ_k = 0``, so ``PnL = premium − payoff``."""
+    """Run the unhedged short call: ``δ_k = 0``, so ``PnL = premium − payoff``."""
     return rollout(task, paths, lambda k, x, raw: torch.zeros_like(raw[:, 0]))
 
 
 def expected_shortfall(pnl: torch.Tensor, *, alpha: float = 0.1) -> torch.Tensor:
-    """Expected shortfall of the loss ``−PnL`` at level ``alpha``.
+    """Compute the expected shortfall of the loss ``−PnL`` at level ``alpha``.
 
     The mean of the ``m = ceil(alpha · n)`` largest losses (the worst ``alpha`` fraction of
     paths; pfhedge's ``ExpectedShortfall(p)``). Differentiable (a scalar tensor).

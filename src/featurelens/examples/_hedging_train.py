@@ -35,7 +35,7 @@ Adversary = Callable[[nn.Module, Paths], torch.Tensor]
 
 
 def make_hedger(hidden: Sequence[int] = (32, 32, 32), *, random_state: int = 0) -> MLP:
-    """The per-step hedging network: ``featurelens.models.MLP(8, hidden, 1)`` (ReLU).
+    """Build the per-step hedging network: ``featurelens.models.MLP(8, hidden, 1)`` (ReLU).
 
     Maps the 8 scaled features of one step, ``(n, 8)``, to the hedge ``(n,)``; layers are
     named ``layer1`` (input) … ``layer{L}`` (output). Initialised with
@@ -153,7 +153,7 @@ def attack_hedger(model: nn.Module, task: HedgingTask, paths: Paths, *, epsilon:
                   random_start: bool = False, features: Sequence[int] = MARKET_FEATURES,
                   criterion: str = "es", alpha: float = 0.1, lam: float = 1.0,
                   random_state: RandomState = None) -> torch.Tensor:
-    """A worst-case perturbation of the market features the hedger observes; returns the offset.
+    """Find a worst-case perturbation of the market features the hedger observes; return the offset.
 
     The clean run records the scaled inputs ``x`` ``(n, steps, 8)``; the attack is
     :func:`featurelens.models.adversarial.perturb` ascending

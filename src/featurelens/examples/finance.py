@@ -42,7 +42,7 @@ LABEL = "next_day_up"
 def finance_splits(
     *, n_days: int, calendar_effect: float, effect_share: float, lookback: int, random_state: int
 ) -> dict[str, Any]:
-    """The example's data: splits, feature spec, environments, windows and the CLI table.
+    """Build the example's data: splits, feature spec, environments, windows and the CLI table.
 
     Returns a dict with ``splits`` (train, val, test, shifted :class:`Split`),
     ``spec``, ``environments`` (year of each test and shifted window's last
@@ -136,7 +136,8 @@ def run_finance_example(
         title="featurelens example: does a next-day-up classifier rely on a calendar anomaly?",
         splits=data["splits"], spec=data["spec"], suspect="calendar",
         environments=data["environments"], window=63, strategies=STRATEGIES,
-        immutable=list(data["spec"].groups_as_names()["calendar"]), table=data["table"], epochs=epochs, mitigation_epochs=mitigation_epochs,
+        immutable=list(data["spec"].groups_as_names()["calendar"]), table=data["table"], epochs=epochs,
+        mitigation_epochs=mitigation_epochs,
         summary={"data": f"{n_days} business days of synthetic OHLCV bars (regime-switching returns)",
                  "features": "sma_gap, rsi (Wilder, 14), volume_cv (20) | day_of_week, month_end",
                  "label": "next_day_up: Close of the next day > Close of the window's last day"},

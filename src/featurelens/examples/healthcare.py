@@ -34,7 +34,7 @@ IMMUTABLE = ("insurance_type", "facility_type", "admission_day")
 def healthcare_splits(
     *, n_patients: int, n_shifted: int, n_visits: int, shortcut: float, random_state: int
 ) -> dict[str, Any]:
-    """Splits (60/20/20 of the training hospitals, and the new hospital), spec, environments, table."""
+    """Build the splits (60/20/20 of the training hospitals, and the new hospital), spec, environments, table."""
     n = check_int(n_patients, name="n_patients", minimum=50)
     n_sh = check_int(n_shifted, name="n_shifted", minimum=10)
     s = check_float(shortcut, name="shortcut", low=0.0, high=1.0)

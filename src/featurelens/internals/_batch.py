@@ -21,7 +21,7 @@ BatchAxis = Union[int, Mapping[str, int], None]  # noqa: UP007
 
 
 def axis_for(batch_axis: BatchAxis, name: str) -> int | None:
-    """The ``batch_axis`` given for module ``name``: an int for every module, or a per-name mapping."""
+    """Return the ``batch_axis`` given for module ``name``: an int for every module, or a per-name mapping."""
     if isinstance(batch_axis, Mapping):
         value = batch_axis.get(name)
         return None if value is None else check_int(value, name=f"batch_axis[{name!r}]")
@@ -50,7 +50,7 @@ def locate_batch_axis(
     batch_axis: int | None = None,
     what: str = "outputs",
 ) -> int:
-    """The axis of ``name``'s tensors that holds the batch.
+    """Locate the axis of ``name``'s tensors that holds the batch.
 
     ``shapes[i]`` is the shape of call (or tensor) ``i`` and ``rows[i]`` the
     number of input rows of the model call that produced it (``None``:
@@ -98,7 +98,7 @@ def locate_batch_axis(
 
 
 def repeat_rows(x: torch.Tensor, copies: int) -> torch.Tensor:
-    """``copies`` copies of ``x`` stacked along axis 0: block ``c`` is rows ``c*n .. (c+1)*n - 1``."""
+    """Stack ``copies`` copies of ``x`` along axis 0: block ``c`` is rows ``c*n .. (c+1)*n - 1``."""
     return x.repeat(copies, *([1] * (x.dim() - 1)))
 
 

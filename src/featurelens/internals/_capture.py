@@ -26,7 +26,7 @@ TUPLE_SUFFIX = ".tuple"
 
 
 def _cat(name: str, parts: list[Any], rows: list[int | None], batch_axis: int | None) -> Any:
-    """The calls' outputs joined along their batch axis (one call as is; non-tensors as a list)."""
+    """Join the calls' outputs along their batch axis (one call as is; non-tensors as a list)."""
     if len(parts) == 1:
         return parts[0]
     if not all(isinstance(p, torch.Tensor) for p in parts):
@@ -87,7 +87,7 @@ class Activations(Mapping[str, Any]):
         return self._cache[name]
 
     def calls_of(self, name: str) -> list[Any]:
-        """The stored output of each call of ``name``, in call order (not concatenated)."""
+        """Return the stored output of each call of ``name``, in call order (not concatenated)."""
         self._check(name)
         return list(self._parts[name])
 
@@ -97,7 +97,10 @@ class Activations(Mapping[str, Any]):
         return list(self._rows[name])
 
     def batch_axis(self, name: str) -> int:
-        """The batch axis of ``name``'s outputs (:func:`~featurelens.internals._batch.locate_batch_axis` over its calls)."""
+        """Return the batch axis of ``name``'s outputs.
+
+        :func:`~featurelens.internals._batch.locate_batch_axis` over its calls.
+        """
         self._check(name)
         parts = [p for p in self._parts[name] if isinstance(p, torch.Tensor)]
         if len(parts) != len(self._parts[name]):
@@ -106,9 +109,10 @@ class Activations(Mapping[str, Any]):
                                  batch_axis=axis_for(self._batch_axis, name))
 
     def unit_rows(self, name: str) -> torch.Tensor:
-        """All calls of ``name`` as one ``(rows, units)`` matrix: each call's output
-        ``(..., units)`` reshaped to ``(prod(...), units)`` in its own axis order
-        (batch-major for ``(B, T, U)``, time-major for a sequence-first
+        """Return all calls of ``name`` as one ``(rows, units)`` matrix.
+
+        Each call's output ``(..., units)`` is reshaped to ``(prod(...), units)`` in its own
+        axis order (batch-major for ``(B, T, U)``, time-major for a sequence-first
         ``(T, B, U)``), concatenated in call order. The units are the last axis.
 
         Works when calls differ in their middle axes (e.g. a layer applied to
@@ -140,7 +144,7 @@ class Activations(Mapping[str, Any]):
 
 
 def _store(value: Any, *, detach: bool, to_cpu: bool) -> Any:
-    """A copy of ``value`` (tensors cloned, or copied to the CPU), so in-place ops of the model cannot change it.
+    """Copy ``value`` (tensors cloned, or copied to the CPU), so in-place ops of the model cannot change it.
 
     ``detach=False`` keeps the copy in the autograd graph (``clone`` is differentiable).
     """
@@ -295,8 +299,11 @@ def collect(
 
 @dataclass(frozen=True)
 class BatchProbe:
-    """What :func:`probe_batch_axis` found: the batch axis and unit count of a module's output,
-    its number of calls per forward, and the model's output for the probe rows (selected by ``output``)."""
+    """What :func:`probe_batch_axis` found.
+
+    The batch axis and unit count of a module's output, its number of calls per forward, and the
+    model's output for the probe rows (selected by ``output``).
+    """
 
     axis: int
     units: int

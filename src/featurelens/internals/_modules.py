@@ -30,8 +30,10 @@ def module_type_name(module: nn.Module) -> str:
 
 
 def is_module_type(module: nn.Module, types: type | tuple[type, ...]) -> bool:
-    """``isinstance`` on :func:`featurelens.models.original_class`: also true for an exported
-    submodule that was one of ``types`` before export."""
+    """Apply ``isinstance`` to :func:`featurelens.models.original_class`.
+
+    Also true for an exported submodule that was one of ``types`` before export.
+    """
     kind = original_class(module)
     return isinstance(kind, type) and issubclass(kind, types)
 
@@ -89,16 +91,21 @@ def _resolve_one(
 
 
 def hookable_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """``dict(model.named_modules())`` without the submodules of exported programs whose hooks
-    would not see the original module's input and output
-    (:func:`featurelens.models.export_boundary_problems`)."""
+    """Return ``dict(model.named_modules())`` without the submodules hooks cannot observe.
+
+    Left out are the submodules of exported programs whose hooks would not see the original
+    module's input and output (:func:`featurelens.models.export_boundary_problems`).
+    """
     problems = export_boundary_problems(model)
     return {n: m for n, m in model.named_modules() if n not in problems}
 
 
 def _runs_any_holder(graph_module: fx.GraphModule) -> bool:
-    """Whether the graph calls (``call_module``) a child that holds parameters, or a module in or
-    around one; a graph without such children counts as running them."""
+    """Tell whether the graph runs a child that holds parameters.
+
+    True if the graph calls (``call_module``) such a child, or a module in or around one; a graph
+    without such children counts as running them.
+    """
     called = {str(n.target) for n in graph_module.graph.nodes if n.op == "call_module"}
     holders = [n for n, m in graph_module.named_children() if any(True for _ in m.parameters())]
     return not holders or any(
@@ -107,9 +114,12 @@ def _runs_any_holder(graph_module: fx.GraphModule) -> bool:
 
 
 def check_hookable(model: object) -> None:
-    """``TypeError`` unless ``model`` is an ``nn.Module``; ``ValueError`` for models whose
+    """Check that forward hooks on ``model``'s submodules will run.
+
+    ``TypeError`` unless ``model`` is an ``nn.Module``; ``ValueError`` for models whose
     submodules never run: TorchScript (compiled code calls no forward hooks) and the flat
-    ``ExportedProgram.module()`` graph (its submodules only hold parameters)."""
+    ``ExportedProgram.module()`` graph (its submodules only hold parameters).
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(model, torch.jit.ScriptModule):
@@ -188,7 +198,7 @@ def resolve_single(model: nn.Module, spec: ModuleSpec, *, name: str = "module") 
 
 
 def as_input_tensor(model: nn.Module, inputs: object) -> torch.Tensor:
-    """``inputs`` as a tensor on the model's device and floating dtype."""
+    """Convert ``inputs`` to a tensor on the model's device and floating dtype."""
     from featurelens.models._state import model_device_dtype
 
     device, dtype = model_device_dtype(model)

@@ -43,7 +43,7 @@ def _check_neurons(neurons: Any) -> torch.Tensor | None:
 
 
 def _reference_for(reference: Any, name: str, strategy: str) -> tuple[list[torch.Tensor], list[int | None]]:
-    """The reference tensors for ``name`` (one per captured call) and the input rows behind each."""
+    """Return the reference tensors for ``name`` (one per captured call) and the input rows behind each."""
     if reference is None:
         raise ValueError(
             f"replacement {strategy!r} for {name!r} needs reference= activations "
@@ -77,7 +77,7 @@ class _Reference:
         self._joined: dict[int, torch.Tensor] = {}
 
     def along(self, act: torch.Tensor, rows: int | None, what: str) -> tuple[int, torch.Tensor]:
-        """The batch axis ``k`` of ``act`` and the reference concatenated along it."""
+        """Return the batch axis ``k`` of ``act`` and the reference concatenated along it."""
         shapes = [tuple(act.shape), *(tuple(p.shape) for p in self.parts)]
         fits = len({len(s) for s in shapes}) == 1 and any(
             len({s[:k] + s[k + 1:] for s in shapes}) == 1 for k in range(act.dim()))
@@ -142,7 +142,7 @@ def _make_fn(name: str, rep: Any, reference: Any, rng: np.random.Generator, axis
 
 
 def _apply(fn: Callable, act: torch.Tensor, rows: int | None, neurons: torch.Tensor | None, name: str) -> torch.Tensor:
-    """The patched output: always a fresh tensor, so in-place ops downstream cannot reach a cached value."""
+    """Compute the patched output: always a fresh tensor, so in-place ops downstream cannot reach a cached value."""
     new = fn(act, rows)
     if neurons is None:
         return new.clone()  # a cached tensor, an expanded mean or a callable's result may be shared
@@ -242,7 +242,7 @@ def patch(
 
 
 def _zero_blocks(units: int, axis: int, j0: int, c: int, device: torch.device) -> Callable:
-    """Hook function: split the output into ``c`` blocks along ``axis``; zero unit ``j0 + i`` in block ``i``."""
+    """Build a hook function: split the output into ``c`` blocks along ``axis``; zero unit ``j0 + i`` in block ``i``."""
     keep = torch.ones(c, units, dtype=torch.bool, device=device)
     keep[torch.arange(c), torch.arange(j0, j0 + c)] = False
 

@@ -261,7 +261,7 @@ class InternalsSummary(FrameResult):
 
 
 def _jacobian_layer(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> str | None:
-    """The last summarised layer (in forward order) with >= 2 outputs that is not the model output."""
+    """Return the last summarised layer (in forward order) with >= 2 outputs that is not the model output."""
     with preserve_model(model), torch.no_grad(), capture(model, list(layers)) as acts:
         out = model(x[:2])
     rows = min(2, x.shape[0])  # per-sample size = numel / rows, whatever the layer's batch axis
@@ -348,10 +348,12 @@ def summarize_internals(
 
 
 def _layer_fn(model: nn.Module, name: str, probe: torch.Tensor):
-    """A function ``x -> output of module name`` (tuple outputs: element 0) with the batch moved to axis 0,
-    running the whole model; the layer's batch axis is located on the ``probe`` rows
-    (:func:`~featurelens.internals._capture.probe_batch_axis`), so a sequence-first ``(T, B, U)`` layer
-    gives ``(B, T, U)`` and the Jacobian is taken per sample."""
+    """Build a function ``x -> output of module name`` (tuple outputs: element 0).
+
+    The batch is moved to axis 0 and the whole model runs; the layer's batch axis is located on
+    the ``probe`` rows (:func:`~featurelens.internals._capture.probe_batch_axis`), so a
+    sequence-first ``(T, B, U)`` layer gives ``(B, T, U)`` and the Jacobian is taken per sample.
+    """
     module = resolve_single(model, name, name="jacobian_layer")[1]
     with preserve_model(model):
         found = probe_batch_axis(model, name, module, probe)
@@ -364,7 +366,8 @@ def _layer_fn(model: nn.Module, name: str, probe: torch.Tensor):
             model(x)
         if acts.calls.get(name) != 1:
             raise ValueError(
-                f"the Jacobian layer ran {acts.calls.get(name, 0)} times in one forward pass; pick a layer that runs once"
+                f"the Jacobian layer ran {acts.calls.get(name, 0)} times in one forward pass; "
+                "pick a layer that runs once"
             )
         return acts[name].movedim(found.axis, 0)
 

@@ -1,8 +1,8 @@
 """Per-head attention probabilities of ``nn.MultiheadAttention`` and their statistics.
 
-The superposition and spurious-correlation notebook (its ``ScaleAnalyzer``) applied ``softmax`` to attention weights that
-were already probabilities and measured "head diversity" on weights already
-averaged over heads. Here the probabilities are captured per head and every
+The superposition and spurious-correlation notebook (its ``ScaleAnalyzer``) applied ``softmax``
+to attention weights that were already probabilities and measured "head diversity" on weights
+already averaged over heads. Here the probabilities are captured per head and every
 statistic is computed on them as given (never re-normalised).
 """
 
@@ -25,7 +25,8 @@ from featurelens.models._state import preserve_model
 
 __all__ = ["attention_statistics", "attention_weights", "record_attention"]
 
-_MHA_ARGS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights", "is_causal")
+_MHA_ARGS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights",
+             "is_causal")
 
 
 def _attention_modules(model: nn.Module, modules: ModuleSpec | None) -> dict[str, nn.MultiheadAttention]:

@@ -28,7 +28,9 @@ def _as_box(epsilon: Any, x: torch.Tensor, *, name: str = "epsilon") -> torch.Te
         try:
             torch.broadcast_shapes(eps.shape, x.shape)
         except RuntimeError:
-            raise ValueError(f"{name} of shape {tuple(eps.shape)} does not broadcast to the inputs {tuple(x.shape)}") from None
+            raise ValueError(
+                f"{name} of shape {tuple(eps.shape)} does not broadcast to the inputs {tuple(x.shape)}"
+            ) from None
         if not bool(torch.isfinite(eps).all()) or bool((eps < 0).any()):
             raise ValueError(f"{name} must be finite and non-negative")
     else:
@@ -125,7 +127,8 @@ def perturb(
         raise TypeError(f"random_start must be a bool, got {type(random_start).__name__}")
     x0 = x.detach()
     eps = _as_box(epsilon, x0)
-    alpha = (eps if steps == 1 else 2.5 * eps / steps) if step_size is None else _as_box(step_size, x0, name="step_size")
+    alpha = ((eps if steps == 1 else 2.5 * eps / steps) if step_size is None
+             else _as_box(step_size, x0, name="step_size"))
     m = _as_mask(mask, x0)
     eps = _masked(eps, m, x0)
     start = random_box_point(x0, eps, random_state) if random_start else x0.clone()
@@ -138,8 +141,11 @@ def _masked(eps: torch.Tensor, mask: torch.Tensor | None, x: torch.Tensor) -> to
 
 
 def random_box_point(x0: torch.Tensor, eps: torch.Tensor, random_state: RandomState) -> torch.Tensor:
-    """``x0 + (2u − 1) ε`` with ``u ~ U[0, 1)`` of ``x0``'s shape, drawn on the CPU from a torch
-    generator seeded by one draw of ``random_state`` (the global torch RNG is untouched)."""
+    """Draw a uniform point ``x0 + (2u − 1) ε`` of the box, with ``u ~ U[0, 1)`` of ``x0``'s shape.
+
+    ``u`` is drawn on the CPU from a torch generator seeded by one draw of ``random_state`` (the
+    global torch RNG is untouched).
+    """
     rng = check_random_state(random_state)
     gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
     u = torch.rand(x0.shape, generator=gen, dtype=x0.dtype).to(x0.device)
@@ -156,8 +162,11 @@ def ascend(
     steps: int,
     mask: torch.Tensor | None,
 ) -> torch.Tensor:
-    """The ascent loop of :func:`perturb` from ``start`` (checked arguments, ``epsilon`` already
-    0 on immutable entries): ``steps`` sign-gradient steps, each projected onto the box."""
+    """Run the ascent loop of :func:`perturb` from ``start``.
+
+    Arguments are checked, ``epsilon`` is already 0 on immutable entries: ``steps`` sign-gradient
+    steps, each projected onto the box.
+    """
     lo, hi = x0 - epsilon, x0 + epsilon
     alpha, m = step_size, mask
     x_adv = start

@@ -74,7 +74,7 @@ def evaluate(
     progress: bool = False,
     desc: str = "model outputs",
 ) -> torch.Tensor:
-    """The model's (selected) outputs on every row of ``X``, computed in chunks of rows.
+    """Compute the model's (selected) outputs on every row of ``X``, in chunks of rows.
 
     For each chunk ``X[i : i + batch_size]`` the model is called once
     (through :func:`call_model`, so a model/data mismatch is a ``ValueError``

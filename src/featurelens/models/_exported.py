@@ -45,7 +45,7 @@ class InputSpec:
     dims: tuple[tuple[int, int | None], ...]
 
     def describe(self) -> str:
-        """The shape as text: ``(n, 4)``; a bounded dynamic axis as ``low..high``."""
+        """Describe the shape as text: ``(n, 4)``; a bounded dynamic axis as ``low..high``."""
         parts = []
         for low, high in self.dims:
             if low == high:
@@ -84,7 +84,7 @@ def input_specs(program: torch.export.ExportedProgram) -> tuple[InputSpec | None
 
 
 def _mismatch(spec: InputSpec, x: torch.Tensor) -> str | None:
-    """What is wrong with ``x`` for ``spec`` (``None``: it fits)."""
+    """Say what is wrong with ``x`` for ``spec`` (``None``: it fits)."""
     if x.dim() != len(spec.dims):
         return f"{len(spec.dims)} axes expected, {x.dim()} received"
     last = x.dim() - 1
@@ -156,24 +156,28 @@ def check_eval_mode(program: torch.export.ExportedProgram, *, source: str) -> No
 
 
 def _codegen(module: nn.Module) -> None:
-    """Run the unflattened graphs as generated code, not through ``torch.fx.Interpreter``
-    (same results, about 4x less overhead per call on a small MLP)."""
+    """Run the unflattened graphs as generated code, not through ``torch.fx.Interpreter``.
+
+    Same results, about 4x less overhead per call on a small MLP.
+    """
     for m in module.modules():
         if hasattr(m, "_run_with_interpreter"):
             m._run_with_interpreter = False
 
 
 class _SharedNodes(list):
-    """The exported input placeholders torch's own input check reads (``node.meta["val"]``, fake
-    tensors with symbolic sizes, which ``copy.deepcopy`` cannot copy). They describe the
-    program's inputs, identical for every copy, so copies share them."""
+    """The exported input placeholders torch's own input check reads.
+
+    ``node.meta["val"]`` holds fake tensors with symbolic sizes, which ``copy.deepcopy`` cannot
+    copy. They describe the program's inputs, identical for every copy, so copies share them.
+    """
 
     def __deepcopy__(self, memo: dict) -> _SharedNodes:
         return self
 
 
 def module_from_program(program: torch.export.ExportedProgram, *, source: str) -> nn.Module:
-    """An ``nn.Module`` with the original module hierarchy that checks its inputs.
+    """Build an ``nn.Module`` with the original module hierarchy that checks its inputs.
 
     Parameters
     ----------
@@ -214,15 +218,20 @@ def module_from_program(program: torch.export.ExportedProgram, *, source: str) -
 
 
 def _runs(module: nn.Module) -> bool:
-    """Whether an unflattened submodule has code (a module the original forward never called,
-    such as a ``ModuleList``, has an empty graph and an unreliable class record)."""
+    """Tell whether an unflattened submodule has code.
+
+    A module the original forward never called, such as a ``ModuleList``, has an empty graph and
+    an unreliable class record.
+    """
     graph = getattr(module, "graph", None)
     return graph is not None and any(node.op != "output" for node in graph.nodes)
 
 
 def original_class(module: nn.Module) -> type | str:
-    """The class ``module`` stands for: its own, or for a submodule of an unflattened exported
-    program the class it had before export.
+    """Return the class ``module`` stands for.
+
+    Its own class, or for a submodule of an unflattened exported program the class it had before
+    export.
 
     :func:`torch.export.unflatten` records each submodule's original class
     (from the program's ``nn_module_stack``). For such a submodule that runs,
@@ -252,8 +261,10 @@ _SINGLE_TENSOR_FILES = frozenset({
 
 
 def _single_tensor_class(cls: type | str) -> bool:
-    """A ``torch.nn`` class whose forward returns one tensor (not attention, not a pooling layer
-    that can return indices)."""
+    """Tell whether ``cls`` is a ``torch.nn`` class whose forward returns one tensor.
+
+    Not attention, not a pooling layer that can return indices.
+    """
     if not isinstance(cls, type) or cls is nn.MultiheadAttention:
         return False
     if cls.__module__.removeprefix("torch.nn.modules.") not in _SINGLE_TENSOR_FILES:
@@ -266,8 +277,10 @@ def _is_tensor_node(node: Any) -> bool:
 
 
 def _boundary_problem(module: nn.Module) -> str | None:
-    """Why hooks on an unflattened submodule whose call signature was not preserved would not
-    see the original module's input and output (``None``: they would)."""
+    """Say why hooks on an unflattened submodule would not see the original input and output.
+
+    Such a submodule's call signature was not preserved; ``None``: the hooks would see them.
+    """
     calls = module.call_modules() if isinstance(module, InterpreterModuleDispatcher) else [module]
     for call in calls:
         if not _runs(call):
@@ -287,8 +300,10 @@ def _boundary_problem(module: nn.Module) -> str | None:
 
 
 def export_boundary_problems(model: nn.Module) -> dict[str, str]:
-    """Submodules of unflattened exported programs inside ``model`` whose hooks would not see
-    what the original module received and returned, with the reason.
+    """Find the submodules whose hooks would not see the original module's input and output.
+
+    Looks at the submodules of unflattened exported programs inside ``model``; each one found
+    comes with the reason.
 
     :func:`torch.export.unflatten` gives a submodule its original call signature
     only if the program was exported with

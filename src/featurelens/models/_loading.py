@@ -100,7 +100,7 @@ def _sniff(path: Path) -> str:
 
 
 def _export_pickles_unsafe(path: Path) -> bool:
-    """True if an export archive holds pickles that ``weights_only=True`` refuses.
+    """Tell whether an export archive holds pickles that ``weights_only=True`` refuses.
 
     ``torch.export.load`` unpickles tensor subclasses, constants and sample
     inputs with full (unsafe) unpickling where a weights-only load fails; check them

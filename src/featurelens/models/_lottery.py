@@ -74,7 +74,9 @@ def _rewind(model: nn.Module, state: Mapping[str, Any], pruned: set[str]) -> Non
         value = state[source]
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(current[key].shape):
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise ValueError(f"rewind_to[{source!r}] has shape {shape}, the model's {key!r} {tuple(current[key].shape)}")
+            raise ValueError(
+                f"rewind_to[{source!r}] has shape {shape}, the model's {key!r} {tuple(current[key].shape)}"
+            )
         targets[key] = value
     with torch.no_grad():
         for key, value in targets.items():
@@ -110,7 +112,7 @@ def iterative_magnitude_pruning(
     exclude: Sequence[str] = (),
     min_remaining: float = 0.05,
 ) -> LotteryTicket:
-    """Iterative magnitude pruning (IMP) with weight rewinding: a lottery ticket.
+    """Find a lottery ticket by iterative magnitude pruning (IMP) with weight rewinding.
 
     ``model`` is the trained network. Each round ``k = 1..R``: prune the
     smallest-magnitude unpruned weights of the current (trained) weights down to

@@ -13,12 +13,12 @@ LINKS = ("identity", "sigmoid", "softmax", "logit")
 
 
 def _is_int(value: Any) -> bool:
-    """True for Python and NumPy integers (e.g. ``np.argmax`` results), not for bools."""
+    """Tell whether ``value`` is a Python or NumPy integer (e.g. ``np.argmax`` results); False for bools."""
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def pick_output(raw: Any, output: int | None) -> torch.Tensor:
-    """The model output to use: ``raw``, or ``raw[output]`` for a model returning a tuple or list."""
+    """Pick the model output to use: ``raw``, or ``raw[output]`` for a model returning a tuple or list."""
     if isinstance(raw, (tuple, list)):
         if output is None:
             raise TypeError(
@@ -83,7 +83,7 @@ class OutputSelector:
         return pick_output(raw, self.output)
 
     def __call__(self, raw: Any, batch_size: int, *, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """The selected output of one batch of ``batch_size`` rows; ``dtype`` casts before the link."""
+        """Select the output of one batch of ``batch_size`` rows; ``dtype`` casts before the link."""
         out = self._pick(raw)
         if out.dim() == 0 or out.shape[0] != batch_size:
             raise ValueError(
@@ -120,7 +120,9 @@ class OutputSelector:
                 f"the model has {k} outputs (shape {trailing}); pass target=<int in [0, {k})> or target='all'"
             )
         if isinstance(self.target, tuple):
-            if len(self.target) != len(trailing) or any(not 0 <= t < s for t, s in zip(self.target, trailing, strict=False)):
+            if len(self.target) != len(trailing) or any(
+                not 0 <= t < s for t, s in zip(self.target, trailing, strict=False)
+            ):
                 raise ValueError(f"target={self.target!r} does not index the model's output dims {trailing}")
             idx = 0
             for t, s in zip(self.target, trailing, strict=True):

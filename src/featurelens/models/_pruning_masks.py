@@ -1,5 +1,6 @@
-"""Magnitude pruning with ``torch.nn.utils.prune`` masks: layer selection, one-shot pruning,
-masks, sparsity tables and folding masks into parameters.
+"""Magnitude pruning with ``torch.nn.utils.prune`` masks.
+
+Layer selection, one-shot pruning, masks, sparsity tables and folding masks into parameters.
 
 Private implementation of :mod:`featurelens.models.pruning` (see its docstring for the
 mask convention); layers are addressed by exact module path, parameters by exact dotted name.
@@ -27,12 +28,12 @@ _DEFAULT_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
 
 
 def _own_parameters(module: nn.Module) -> dict[str, torch.Tensor]:
-    """The parameters a module holds itself, also for TorchScript modules (no ``_parameters`` dict)."""
+    """Return the parameters a module holds itself, also for TorchScript modules (no ``_parameters`` dict)."""
     return dict(module.named_parameters(recurse=False))
 
 
 def _own_buffers(module: nn.Module) -> dict[str, torch.Tensor]:
-    """The buffers a module holds itself, also for TorchScript modules."""
+    """Return the buffers a module holds itself, also for TorchScript modules."""
     return dict(module.named_buffers(recurse=False))
 
 
@@ -46,7 +47,7 @@ def _module_masks(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def pruning_masks(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The pruning masks of ``model`` by exact parameter name.
+    """Return the pruning masks of ``model`` by exact parameter name.
 
     Returns ``{"<module path>.<param>": mask}`` for every module that holds a
     ``<param>_orig`` parameter and a ``<param>_mask`` buffer (the
@@ -70,7 +71,7 @@ def _param_name(module_path: str, param: str) -> str:
 
 
 def copy_model(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` that also works after a forward pass of a pruned model.
+    """Deep-copy ``model``, also after a forward pass of a pruned model.
 
     ``copy.deepcopy`` refuses non-leaf tensors, and a pruned module holds one: the
     ``weight = weight_orig * weight_mask`` attribute its pre-hook computed (so does a
@@ -91,8 +92,10 @@ def copy_model(model: nn.Module) -> nn.Module:
 
 
 def _refresh_pruned(model: nn.Module, names: Iterable[str]) -> None:
-    """Recompute ``<p> = <p>_orig * <p>_mask`` for every pruned parameter ``names``
-    (exact dotted names), as the pruning pre-hook does before a forward pass."""
+    """Recompute ``<p> = <p>_orig * <p>_mask`` for every pruned parameter ``names``.
+
+    ``names`` are exact dotted names; this is what the pruning pre-hook does before a forward pass.
+    """
     for name in names:
         mod_path, _, pname = name.rpartition(".")
         module = model.get_submodule(mod_path)
@@ -100,7 +103,7 @@ def _refresh_pruned(model: nn.Module, names: Iterable[str]) -> None:
 
 
 def effective_weight(module: nn.Module) -> torch.Tensor:
-    """The weight a layer computes with, detached: ``weight_orig * weight_mask`` if pruned.
+    """Return the weight a layer computes with, detached: ``weight_orig * weight_mask`` if pruned.
 
     ``torch.nn.utils.prune`` keeps the dense ``weight_orig`` parameter and the
     ``weight_mask`` buffer; the product is what the forward pass uses. A module
@@ -137,8 +140,11 @@ def _subclass_names(classes: Iterable[type]) -> set[str]:
 
 
 def _is_layer_type(module: nn.Module) -> bool:
-    """An ``nn.Linear`` or convolution, also as a TorchScript module (by its original class name)
-    or as a submodule of an unflattened exported program (by the class it had before export)."""
+    """Tell whether ``module`` is an ``nn.Linear`` or convolution.
+
+    Also as a TorchScript module (by its original class name) or as a submodule of an unflattened
+    exported program (by the class it had before export).
+    """
     if isinstance(module, _DEFAULT_TYPES):
         return True
     cls = original_class(module)
@@ -149,7 +155,9 @@ def _is_layer_type(module: nn.Module) -> bool:
     )
 
 
-def _select_layers(model: nn.Module, layers: Sequence[str] | None, exclude: Sequence[str]) -> list[tuple[str, nn.Module]]:
+def _select_layers(
+    model: nn.Module, layers: Sequence[str] | None, exclude: Sequence[str]
+) -> list[tuple[str, nn.Module]]:
     """Modules to prune, by exact module path."""
     modules = dict(model.named_modules())
     for arg, names in (("layers", layers), ("exclude", exclude)):
@@ -191,7 +199,7 @@ def _apply_masks(layers: Sequence[tuple[str, nn.Module]], masks: Sequence[torch.
 
 
 def _smallest(values: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the ``k`` smallest entries of the 1-D ``values`` (ties: lowest index first)."""
+    """Return the indices of the ``k`` smallest entries of the 1-D ``values`` (ties: lowest index first)."""
     order = torch.sort(values, stable=True).indices
     return order[:k]
 
@@ -212,8 +220,10 @@ def _prune_layerwise(layers: Sequence[tuple[str, nn.Module]], keep: Sequence[int
 
 
 def _prune_global(layers: Sequence[tuple[str, nn.Module]], keep_total: int, floors: Sequence[int]) -> None:
-    """Prune to ``keep_total`` unpruned weights over all layers, smallest ``|w|`` first,
-    never below ``floors[l]`` weights in layer ``l`` (its largest ones are protected)."""
+    """Prune to ``keep_total`` unpruned weights over all layers, smallest ``|w|`` first.
+
+    Never below ``floors[l]`` weights in layer ``l`` (its largest ones are protected).
+    """
     masks, mags, positions, owners = [], [], [], []
     for li, ((_, module), floor) in enumerate(zip(layers, floors, strict=True)):
         mask = _mask_of(module)
@@ -312,7 +322,7 @@ def magnitude_prune(
 
 
 def make_permanent(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with every pruning mask folded into its parameter.
+    """Copy ``model`` with every pruning mask folded into its parameter.
 
     ``prune.remove`` on each pruned parameter: ``weight = weight_orig * weight_mask``
     becomes a plain parameter (pruned entries are zeros), the masks and hooks go.

@@ -1,4 +1,6 @@
-"""Reference architectures: a plain MLP and the small transformer classifier of the superposition and spurious-correlation notebook.
+"""Reference architectures: a plain MLP and a small transformer classifier.
+
+The transformer is the one of the superposition and spurious-correlation notebook.
 
 Both return raw scores (regression values or logits), never probabilities:
 train them with ``BCEWithLogitsLoss``/``CrossEntropyLoss`` (see

@@ -1,5 +1,6 @@
-"""Sparsity tables and unpruned-weight values of (possibly TorchScript) models, masks matched
-by exact name.
+"""Sparsity tables and unpruned-weight values of (possibly TorchScript) models.
+
+Masks are matched by exact name.
 
 A layer is a module holding a ``weight``: every ``nn.Linear`` and convolution (also as a
 TorchScript module, recognised by its original class name), and any module pruned with
@@ -38,9 +39,11 @@ def _with_total(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _weight_layers(model: nn.Module, masks: dict[str, torch.Tensor]) -> list[tuple[str, nn.Module]]:
-    """``(exact weight name, module)`` of every layer with a weight, in module order: every
-    ``nn.Linear`` and convolution, and any module whose weight is pruned (``masks``:
-    :func:`pruning_masks` of ``model``)."""
+    """Return ``(exact weight name, module)`` of every layer with a weight, in module order.
+
+    Every ``nn.Linear`` and convolution, and any module whose weight is pruned (``masks``:
+    :func:`pruning_masks` of ``model``).
+    """
     return [
         (_param_name(name, _PARAM), m) for name, m in model.named_modules()
         if _has_weight(m) and (_is_layer_type(m) or _param_name(name, _PARAM) in masks)

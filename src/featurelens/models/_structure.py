@@ -1,7 +1,8 @@
-"""Model structure found by forward hooks: the input layer found by data flow
-(:func:`find_input_layer`) and a verified strict chain of ``nn.Linear`` layers
-(:func:`linear_chain`), shared by the weight-based attributions, edge scores,
-``prune_inputs``, ``optimize_input`` and the internals summaries.
+"""Model structure found by forward hooks.
+
+The input layer found by data flow (:func:`find_input_layer`) and a verified strict chain of
+``nn.Linear`` layers (:func:`linear_chain`), shared by the weight-based attributions, edge
+scores, ``prune_inputs``, ``optimize_input`` and the internals summaries.
 
 Hooks record copies (``detach().clone()``) of what they see, so an in-place
 operation later in the forward pass (``ReLU(inplace=True)``, ``x.mul_()``)
@@ -57,7 +58,7 @@ class _Call:
 
 
 def _copy(value: Any) -> torch.Tensor | None:
-    """A detached copy of a tensor (later in-place operations cannot change it); None otherwise."""
+    """Return a detached copy of a tensor (later in-place operations cannot change it); None otherwise."""
     return value.detach().clone() if isinstance(value, torch.Tensor) else None
 
 
@@ -67,8 +68,11 @@ def _display(name: str) -> str:
 
 @contextlib.contextmanager
 def _recording(modules: Sequence[tuple[str, nn.Module]]) -> Iterator[list[_Call]]:
-    """Record every call of ``modules``: name, module and, for ``nn.Linear`` calls, copies of
-    the first positional input and of the output taken when the call returns."""
+    """Record every call of ``modules``.
+
+    Name, module and, for ``nn.Linear`` calls, copies of the first positional input and of the
+    output taken when the call returns.
+    """
     calls: list[_Call] = []
     handles = []
 
@@ -116,7 +120,7 @@ def run_model(model: nn.Module, x: torch.Tensor, output: int | None) -> torch.Te
 
 
 def _reads_input(a: torch.Tensor, x: torch.Tensor) -> bool:
-    """``a`` equals ``x`` bit for bit, up to size-1 axes added or removed (e.g. ``x.unsqueeze(1)``).
+    """Tell whether ``a`` equals ``x`` bit for bit, up to size-1 axes added or removed (e.g. ``x.unsqueeze(1)``).
 
     The last axis must be the same, so the Linear's weight columns are the input features.
     """
@@ -130,7 +134,7 @@ def _reads_input(a: torch.Tensor, x: torch.Tensor) -> bool:
 
 
 def linear_readers(calls: Sequence[_Call], x: torch.Tensor) -> list[_Call]:
-    """Calls of ``nn.Linear`` modules whose input is ``x`` itself or a size-1-axis view of it."""
+    """Return the calls of ``nn.Linear`` modules whose input is ``x`` itself or a size-1-axis view of it."""
     found: dict[str, _Call] = {}
     for c in calls:
         a = c.input
@@ -152,9 +156,12 @@ def _perturbed(x: torch.Tensor) -> torch.Tensor:
 
 def _check_stage(model: nn.Module, x_alt: torch.Tensor, prev: _Call, consumer: _Call | None,
                  clean: torch.Tensor, output: int | None) -> None:
-    """Check that ``clean`` (the consumer's input, or the model output) is an elementwise
-    function of ``prev``'s output alone: unchanged when everything upstream changes but
-    ``prev``'s output is held fixed, and with a diagonal Jacobian with respect to it."""
+    """Check that ``clean`` is an elementwise function of ``prev``'s output alone.
+
+    ``clean`` is the consumer's input, or the model output: it must be unchanged when everything
+    upstream changes but ``prev``'s output is held fixed, and have a diagonal Jacobian with
+    respect to it.
+    """
     leaf = prev.output.detach().clone().requires_grad_(True)
     captured: dict[str, torch.Tensor] = {}
 
@@ -210,7 +217,7 @@ def _check_stage(model: nn.Module, x_alt: torch.Tensor, prev: _Call, consumer: _
 
 
 def linear_chain(model: nn.Module, x: torch.Tensor, *, output: int | None = None) -> list[tuple[str, nn.Linear]]:
-    """The ``nn.Linear`` layers of ``model`` in data-flow order, verified to form a strict chain.
+    """Return the ``nn.Linear`` layers of ``model`` in data-flow order, verified to form a strict chain.
 
     Verified with forward hooks on the first ``PROBE_ROWS`` (64) rows of ``x``
     (a tensor on the model's device and dtype; the caller sets the model's
@@ -304,7 +311,7 @@ def locate_input_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Linea
 
 
 def find_input_layer(model: nn.Module, inputs: Any) -> tuple[str, nn.Linear]:
-    """The ``nn.Linear`` layer that reads the model input, found by data flow.
+    """Find the ``nn.Linear`` layer that reads the model input, by data flow.
 
     The model is run (in eval mode, without gradients; its mode is restored) on
     up to 64 rows of ``inputs`` with forward hooks on every ``nn.Linear``; the

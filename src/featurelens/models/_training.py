@@ -149,8 +149,8 @@ def train(
     progress : bool
         Show a rich progress bar updated once per epoch.
     orthogonal_penalty : float
-        Weight ``λ ≥ 0`` of the "disentangled" training of the superposition and spurious-correlation notebook: the training
-        objective becomes ``task loss + λ Σ_l ‖G_l − I‖_F²`` with ``G_l = W Wᵀ``
+        Weight ``λ ≥ 0`` of the "disentangled" training of the superposition and spurious-correlation
+        notebook: the training objective becomes ``task loss + λ Σ_l ‖G_l − I‖_F²`` with ``G_l = W Wᵀ``
         for a layer weight ``W`` of shape ``(out, in)`` with ``out ≤ in``
         (orthonormal rows) and ``G_l = Wᵀ W`` otherwise (orthonormal columns;
         ``W Wᵀ = I`` is unreachable when ``out > in``). The notebook used the mean
@@ -236,8 +236,11 @@ def train(
 
 @dataclass
 class _Data:
-    """Training rows (``rows``: their indices into the ``X`` given to :func:`train`), weights
-    rescaled to mean 1, and the validation set (``None`` without one)."""
+    """Training rows, their weights and the validation set.
+
+    ``rows``: the training rows' indices into the ``X`` given to :func:`train`; weights rescaled
+    to mean 1; the validation set is ``None`` without one.
+    """
 
     X: torch.Tensor
     y: torch.Tensor
@@ -308,8 +311,10 @@ def _probe(model: nn.Module, loss: str, data: _Data) -> None:
 
 @dataclass
 class _Step:
-    """One optimiser step on a mini-batch: the objective (task loss or ``batch_objective``)
-    plus the orthogonality penalty."""
+    """One optimiser step on a mini-batch.
+
+    The objective (task loss or ``batch_objective``) plus the orthogonality penalty.
+    """
 
     model: nn.Module
     loss: str
@@ -319,8 +324,10 @@ class _Step:
     batch_objective: BatchObjective | None
 
     def __call__(self, data: _Data, idx: torch.Tensor) -> float:
-        """Take the step on rows ``idx`` of ``data``; return the batch's summed task loss
-        (or the objective times the batch size)."""
+        """Take the step on rows ``idx`` of ``data``; return the batch's summed task loss.
+
+        With ``batch_objective``, the objective times the batch size is returned instead.
+        """
         self.optimizer.zero_grad()
         if self.batch_objective is not None:
             objective = _objective(self.batch_objective, self.model, data.X[idx], data.y[idx], data.rows[idx])
@@ -348,8 +355,11 @@ def _fit(
     step: _Step, data: _Data, *, epochs: int, batch_size: int, patience: int | None, seed: int,
     device: torch.device, progress: bool,
 ) -> _Fit:
-    """The epochs, inside a forked torch RNG seeded with ``seed``: shuffled mini-batches, the
-    validation loss after each epoch, the best-validation weights kept, early stopping."""
+    """Run the epochs, inside a forked torch RNG seeded with ``seed``.
+
+    Shuffled mini-batches, the validation loss after each epoch, the best-validation weights kept,
+    early stopping.
+    """
     model = step.model
     gen = torch.Generator().manual_seed(seed)
     fit = _Fit(rows=[], best_state=None, best_epoch=0, best_val=math.inf)

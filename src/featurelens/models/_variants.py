@@ -1,4 +1,6 @@
-"""The superposition and spurious-correlation notebook's transformer architecture variants: parallel, hierarchical and gated.
+"""Transformer architecture variants: parallel, hierarchical and gated.
+
+The three variants of the superposition and spurious-correlation notebook.
 
 All three share :class:`~featurelens.models.SmallTransformer`'s interface: the
 input is ``(B, d)`` (one token) or ``(B, T, d)``, it is projected to

@@ -86,7 +86,9 @@ def _auto_loss(out: torch.Tensor, y: torch.Tensor) -> str:
     return "mse"
 
 
-def _loss_callable(loss: LossSpec, out: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def _loss_callable(
+    loss: LossSpec, out: torch.Tensor, y: torch.Tensor
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``fn(output, y) -> scalar`` summed over rows for a loss name or a user callable."""
     if callable(loss):
         return loss

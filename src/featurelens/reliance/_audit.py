@@ -102,11 +102,11 @@ class RelianceAudit:
     notes: tuple[str, ...] = ()
 
     def to_frame(self) -> pd.DataFrame:
-        """The detection table (a copy): one row per group, columns as :attr:`SpuriousReport.table`."""
+        """Return the detection table (a copy): one row per group, columns as :attr:`SpuriousReport.table`."""
         return self.detection.table.copy()
 
     def robustness_frame(self) -> pd.DataFrame | None:
-        """The curves as one tidy table, as :func:`featurelens.reliance.robustness` returns it.
+        """Return the curves as one tidy table, as :func:`featurelens.reliance.robustness` returns it.
 
         Columns ``perturbation``, ``strength``, ``metric``, ``std``, ``n_repeats``,
         ``degradation`` and each curve's ``clean``, ``auc`` and ``degradation_auc``
@@ -208,7 +208,7 @@ def _split(split: Any, *, name: str, like: np.ndarray, both: bool) -> Split | No
 
 
 def _check_model(model: nn.Module, X: np.ndarray) -> None:
-    """The model takes ``X``'s rows and returns one logit per row (a binary classifier)."""
+    """Check that the model takes ``X``'s rows and returns one logit per row (a binary classifier)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     device, dtype = model_device_dtype(model)

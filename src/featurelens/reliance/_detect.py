@@ -211,7 +211,7 @@ def row_targets(y: Any, n: int) -> np.ndarray:
 def group_spec(
     groups: Any, n_features: int, data_names: list[str] | None, feature_names: Any, *, purpose: str
 ) -> FeatureSpec:
-    """``groups`` (required; ``purpose`` says why) as a FeatureSpec over the ``n_features`` columns of ``X``."""
+    """Build a FeatureSpec from ``groups`` (required; ``purpose`` says why) over the ``n_features`` columns of ``X``."""
     if groups is None:
         raise ValueError(f"groups is required: {purpose}")
     spec = groups if isinstance(groups, FeatureSpec) else FeatureSpec(

@@ -91,7 +91,8 @@ def _env_codes(env: Any, n: int, *, name: str) -> np.ndarray:
 def _suspect_columns(names: list[str], groups: Any, suspect: str) -> list[int]:
     spec = spec_over(names, groups)
     if not isinstance(suspect, str) or suspect not in spec.groups:
-        raise ValueError(f"suspect must name one of the groups ({', '.join(map(repr, spec.group_names))}); got {suspect!r}")
+        raise ValueError(f"suspect must name one of the groups ({', '.join(map(repr, spec.group_names))}); "
+                         f"got {suspect!r}")
     return list(spec.groups[suspect])
 
 
@@ -288,7 +289,8 @@ def mitigate(
         if Xv is None:
             raise ValueError("strategy 'dfr' needs held-out data X_val, y_val to refit the last layer on")
         if env_val is None and classification:
-            env_val = infer_environments(Xv.cpu(), yv, groups={suspect: cols}, suspect=suspect, loss=loss, random_state=rng)
+            env_val = infer_environments(Xv.cpu(), yv, groups={suspect: cols}, suspect=suspect, loss=loss,
+                                         random_state=rng)
     seed = int(rng.integers(0, 2**63 - 1))
     copy_ = copy.deepcopy(model) if init == "copy" or strategy == "dfr" else _reinitialised(model, seed)
     ctx = Context(

@@ -1,4 +1,7 @@
-"""Before/after tables of mitigation strategies, and the acceptance benchmark on the superposition and spurious-correlation notebook's data."""
+"""Before/after tables of mitigation strategies, and the acceptance benchmark.
+
+The benchmark runs on the superposition and spurious-correlation notebook's data.
+"""
 
 from __future__ import annotations
 
@@ -67,7 +70,11 @@ class MitigationTable(FrameResult):
         return f"MitigationTable: strategies acting on group {self.suspect!r} ({self.metric})"
 
     def meets(self, *, shifted_gain: float = 0.10, reliance_cut: float = 0.5, shifted: str | None = None) -> pd.Series:
-        """Per strategy: does it raise the shifted metric by ``shifted_gain`` and cut reliance by ``reliance_cut``?"""
+        """Tell, per strategy, whether it meets both goals.
+
+        True where the strategy raises the shifted metric by ``shifted_gain`` and cuts reliance by
+        ``reliance_cut``.
+        """
         col = "shifted_change" if shifted is None else f"shifted_{shifted}_change"
         if col not in self.table:
             raise ValueError(f"no column {col!r}; the shifted sets are named in the table's columns")
@@ -195,7 +202,8 @@ def evaluate_mitigations(
     def row(label: str, net: nn.Module, seconds: float) -> dict[str, Any]:
         out: dict[str, Any] = {"strategy": label, "in_distribution": _score(net, Xt, y_te, m, link, name="test")}
         for key, (xs, ys) in shifted_sets.items():
-            out["shifted" if key == "" else f"shifted_{key}"] = _score(net, xs, ys, m, link, name=f"shifted {key}".strip())
+            out["shifted" if key == "" else f"shifted_{key}"] = _score(net, xs, ys, m, link,
+                                                                       name=f"shifted {key}".strip())
         out["reliance"], out["reliance_se"] = _reliance(net, Xt, y_te, cols=cols, suspect=suspect, names=names,
                                                         metric=m, link=link, n_repeats=n_repeats, seed=rel_seed)
         out["seconds"] = seconds
@@ -250,8 +258,9 @@ def mitigation_benchmark(
     random_state: int = 0,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> MitigationTable:
-    """The acceptance experiment on the superposition and spurious-correlation notebook's data: mitigate a planted shortcut, judge on shifted data.
+    """Run the acceptance experiment: mitigate a planted shortcut, judge on shifted data.
 
+    On the superposition and spurious-correlation notebook's data.
     Data: :func:`featurelens.datasets.make_biased` (``n_groups`` genuine groups
     of ``group_dim`` features and the group ``"spurious"``, ``bias_strength``
     0.8) for training (``n_train`` rows), validation and in-distribution test

@@ -75,7 +75,8 @@ def _validation(ctx: Context) -> dict[str, Any]:
 
 
 def _fit(ctx: Context, **kw: Any) -> tuple[nn.Module, pd.DataFrame]:
-    res = train(ctx.model, ctx.X, ctx.y, loss=ctx.loss, random_state=_seed(ctx), **_validation(ctx), **ctx.train_options, **kw)
+    res = train(ctx.model, ctx.X, ctx.y, loss=ctx.loss, random_state=_seed(ctx), **_validation(ctx),
+                **ctx.train_options, **kw)
     return ctx.model, res.history
 
 
@@ -87,7 +88,9 @@ def _targets(ctx: Context, yb: torch.Tensor) -> torch.Tensor:
     return yb.long() if ctx.loss == "ce" else yb
 
 
-def adversarial(ctx: Context, *, epsilon: float = 1.0, mix: float = 1.0, steps: int = 5) -> tuple[nn.Module, pd.DataFrame]:
+def adversarial(
+    ctx: Context, *, epsilon: float = 1.0, mix: float = 1.0, steps: int = 5
+) -> tuple[nn.Module, pd.DataFrame]:
     mask = torch.zeros(ctx.X.shape[-1], dtype=torch.bool)
     mask[ctx.suspect_cols] = True
     new, res = adversarial_train(
@@ -200,7 +203,8 @@ def pcgrad(ctx: Context) -> tuple[nn.Module, pd.DataFrame]:
             lg = losses[e == g].mean()
             env_losses.append(lg)
             parts = torch.autograd.grad(lg, params, retain_graph=True, allow_unused=True)
-            grads.append(torch.cat([(torch.zeros_like(p) if d is None else d).reshape(-1) for p, d in zip(params, parts, strict=True)]))
+            grads.append(torch.cat([(torch.zeros_like(p) if d is None else d).reshape(-1)
+                                    for p, d in zip(params, parts, strict=True)]))
         projected = []
         for i, gi in enumerate(grads):
             gi = gi.clone()
@@ -285,7 +289,8 @@ def dfr(ctx: Context, *, C: float = 1.0, n_subsets: int = 10) -> tuple[nn.Module
     if ctx.loss == "ce" and w.shape[0] == 1:  # sklearn's binary case: logit of class 1 vs 0
         w, b = np.vstack([-w / 2, w / 2]), np.array([-b[0] / 2, b[0] / 2])
     if w.shape[0] != head.out_features:
-        raise ValueError(f"strategy 'dfr': the last layer has {head.out_features} outputs but the labels have {w.shape[0]} classes")
+        raise ValueError(f"strategy 'dfr': the last layer has {head.out_features} outputs but the labels have "
+                         f"{w.shape[0]} classes")
     with torch.no_grad():
         head.weight.copy_(torch.as_tensor(w, dtype=head.weight.dtype))
         if head.bias is not None:

@@ -228,7 +228,7 @@ def auc_standard_error(a: float, n_pos: int, n_neg: int) -> float:
 
 
 def relation_by_environment(scores: np.ndarray, y: np.ndarray, environments: np.ndarray) -> pd.DataFrame:
-    """The score-label relation inside each environment (see the module docstring).
+    """Measure the score-label relation inside each environment (see the module docstring).
 
     Returns
     -------

@@ -120,7 +120,7 @@ def _check_strengths(strengths: Any, perturbation: str) -> np.ndarray:
 
 
 def spec_over(names: list[str], groups: Mapping[str, Sequence[str | int]] | FeatureSpec | None) -> FeatureSpec:
-    """``groups`` as a FeatureSpec over the features ``names`` of the inputs."""
+    """Build a FeatureSpec from ``groups`` over the features ``names`` of the inputs."""
     spec = groups if isinstance(groups, FeatureSpec) else FeatureSpec(names, groups)
     if spec.n_features != len(names):
         raise ValueError(f"groups describe {spec.n_features} features but the inputs have {len(names)}")
@@ -145,7 +145,8 @@ def perturbation_mask(
         mask[:] = False
         for g in perturb_groups:
             if g not in spec.groups:
-                raise ValueError(f"perturb_groups: unknown group {g!r}; groups are {', '.join(map(repr, spec.group_names))}")
+                raise ValueError(f"perturb_groups: unknown group {g!r}; "
+                                 f"groups are {', '.join(map(repr, spec.group_names))}")
             mask[list(spec.groups[g])] = True
     if immutable is not None:
         if isinstance(immutable, str):

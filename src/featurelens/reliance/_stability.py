@@ -83,7 +83,7 @@ def _importance_rows(
     model: nn.Module, x: torch.Tensor, y: np.ndarray | None, spec: FeatureSpec, method: str,
     options: dict[str, Any], parts: Sequence[tuple[np.ndarray | slice, str, dict[str, Any]]],
 ) -> list[dict[str, Any]]:
-    """Importance of every group on each part ``(rows, where, columns)``: one record per (part, group)."""
+    """Compute the importance of every group on each part ``(rows, where, columns)``: one record per (part, group)."""
     records = []
     for rows, where, columns in parts:
         opts = dict(options)
@@ -174,7 +174,8 @@ def importance_over_windows(
     n = xt.shape[0]
     starts = list(range(0, n - window + 1, step))
     if len(starts) < 2:
-        raise ValueError(f"window={window} and step={step} give {len(starts)} complete window(s) of {n} rows; need >= 2")
+        raise ValueError(f"window={window} and step={step} give {len(starts)} complete window(s) of {n} rows; "
+                         "need >= 2")
     opts = _options(method, xt, metric, n_repeats, baselines, target, link, output, batch_size, rng)
     parts = [(slice(start, start + window), f"window {w} (rows {start}..{start + window - 1})",
               {"window": w, "start": start, "stop": start + window}) for w, start in enumerate(starts)]
@@ -257,7 +258,9 @@ def metrics_by_subgroup(
     output: int | None = None,
     batch_size: int | None = None,
 ) -> pd.DataFrame:
-    """Model metrics per subgroup (the superposition and spurious-correlation notebook's AUC by insurance type), plus all rows together.
+    """Compute model metrics per subgroup, plus all rows together.
+
+    Like the superposition and spurious-correlation notebook's AUC by insurance type.
 
     Parameters
     ----------

@@ -133,7 +133,8 @@ def interference(activations: Any) -> Interference:
     counts as constant; their correlation is undefined, so they are excluded
     and reported in ``constant_units``/``n_constant``). 0 for uncorrelated
     units, 1 when every unit is an affine copy of the others. ``nan`` when
-    fewer than two units vary. Unlike the superposition and spurious-correlation notebook, the diagonal is not averaged in.
+    fewer than two units vary. Unlike the superposition and spurious-correlation notebook, the
+    diagonal is not averaged in.
     """
     a = as_matrix(activations, min_rows=2)
     x = a - a.mean(axis=0)
