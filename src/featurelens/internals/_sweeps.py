@@ -1,4 +1,6 @@
-"""Seed 002's sweeps: capacity vs superposition, width/depth scaling, architecture variants.
+"""The sweeps of the superposition and spurious-correlation notebook: capacity, scaling, variants.
+
+Capacity vs superposition, width/depth scaling and architecture variants.
 
 Each sweep trains small models on synthetic data with a fixed seed per
 configuration and returns a :class:`SweepResult` with tidy data frames (one
@@ -10,7 +12,7 @@ Sequence form: the scale and architecture sweeps present each row of
 :func:`~featurelens.datasets.make_biased` as ``G + 1`` tokens (one per group,
 ``group_dim`` features each, the spurious group last), so attention has
 something to attend over; the capacity sweep uses the tabular form (one
-token), as the seed did.
+token), as the notebook did.
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def capacity_sweep(
     progress: bool = False,
     keep_models: bool = False,
 ) -> SweepResult:
-    """Capacity vs superposition (seed 002): feature groups × hidden width.
+    """Capacity vs superposition: feature groups × hidden width.
 
     For each ``(G, h)`` a one-layer :class:`~featurelens.models.SmallTransformer`
     of width ``h`` is trained on :func:`~featurelens.datasets.make_multifeature`
@@ -140,7 +142,7 @@ def capacity_sweep(
         ``overlap_mean`` / ``overlap_max``: mean / max off-diagonal entry of
         :func:`~featurelens.representation.group_overlap` on
         ``input_proj.weight`` (mean squared cosine of the principal angles
-        between the groups' column spaces; the seed sliced PCA loadings by
+        between the groups' column spaces; the notebook sliced PCA loadings by
         input positions instead), ``effective_rank`` and ``interference`` of
         the ``input_proj`` output and of the encoder output
         (``encoder_effective_rank``, ``encoder_interference``),
@@ -228,7 +230,7 @@ def scale_sweep(
     progress: bool = False,
     keep_models: bool = False,
 ) -> SweepResult:
-    """Width and depth scaling of :class:`~featurelens.models.SmallTransformer` (seed 002).
+    """Width and depth scaling of :class:`~featurelens.models.SmallTransformer`.
 
     Data: :func:`token_data` (``G + 1`` tokens, spurious token last, bias
     ``bias_strength``), 60/20/20 split. Per trained model and encoder layer
@@ -236,7 +238,7 @@ def scale_sweep(
     output (:func:`layer_summary`), its attention statistics on
     probabilities (:func:`~featurelens.internals.attention.attention_statistics`:
     mean entropy and sparsity over heads, head diversity on per-head
-    patterns — the seed softmaxed probabilities again and averaged heads
+    patterns — the notebook softmaxed probabilities again and averaged heads
     first), and the norm of the test-loss gradient with respect to the
     layer's parameters (:func:`gradient_norms`, summed over its submodules).
 
@@ -314,7 +316,7 @@ def architecture_sweep(
     progress: bool = False,
     keep_models: bool = False,
 ) -> SweepResult:
-    """Seed 002's architecture variants compared on the same biased token data.
+    """Compare the notebook's architecture variants on the same biased token data.
 
     Every architecture (``"small"``: :class:`~featurelens.models.SmallTransformer`
     with 2 layers; ``"parallel"``, ``"hierarchical"``, ``"gated"``: the
@@ -333,11 +335,11 @@ def architecture_sweep(
         spurious group in group ablation importance (mean |Δ probability|
         when a token is set to its training mean; via
         :func:`featurelens.attribute`) and the standard deviation of the
-        shares over groups (the seed's "feature attribution variance", on
+        shares over groups (the notebook's "feature attribution variance", on
         normalised shares); ``ablation_sensitivity``: the mean over groups of
         that |Δ probability|; ``noise_sensitivity``: mean |Δ probability|
         under Gaussian noise of ``σ`` times each feature's training standard
-        deviation, averaged over ``noise_levels`` (noise drawn with the seed).
+        deviation, averaged over ``noise_levels`` (noise seeded from ``random_state``).
     """
     from featurelens.attribution import attribute
 
