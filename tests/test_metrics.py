@@ -1,39 +1,16 @@
-"""``logit_accuracy``: the binary accuracy of a logit model, shared by the demo and the sweeps."""
+"""Metrics on selected outputs: which check speaks first, and what it says."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-from featurelens._metrics import accuracy, logit_accuracy
-from featurelens.models import MLP
-
-
-def test_logit_accuracy_equals_accuracy_of_probabilities():
-    torch.manual_seed(0)
-    model = MLP(3, (4,), 1, dropout=0.5)  # training mode, with dropout
-    x = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
-    y = (x[:, 0] > 0).astype(int)
-    got = logit_accuracy(model, x, y)
-    assert model.training and model.drop1.training  # mode restored
-    model.eval()
-    with torch.no_grad():
-        logits = model(torch.from_numpy(x))
-    want = float(np.mean((logits.numpy() >= 0) == (y == 1)))
-    assert got == want == accuracy(torch.from_numpy(y), torch.sigmoid(logits).double())
-
-
-def test_logit_accuracy_needs_one_logit():
-    with pytest.raises(ValueError, match="one logit per row"):
-        logit_accuracy(MLP(3, (4,), 2), np.zeros((5, 3), dtype=np.float32), np.zeros(5))
+from featurelens._metrics import METRICS
 
 
 @pytest.mark.parametrize("metric", ["accuracy", "log_loss"])
 @pytest.mark.parametrize("k", [1, 3])
 def test_class_metric_on_a_regression_target_says_it_needs_class_labels(metric, k):
-    from featurelens._metrics import METRICS
-
     y = torch.tensor([0.25, 1.5, -2.0, 3.0], dtype=torch.float64)  # a regression target
     pred = torch.linspace(-3, 3, 4 * k, dtype=torch.float64).reshape(4, k).squeeze(1)  # outputs outside [0, 1]
     with pytest.raises(ValueError, match=rf"metric '{metric}' needs class labels, but the labels hold non-integer "
@@ -44,8 +21,6 @@ def test_class_metric_on_a_regression_target_says_it_needs_class_labels(metric, 
 
 
 def test_class_metric_on_logits_with_class_labels_advises_a_link():
-    from featurelens._metrics import METRICS
-
     with pytest.raises(ValueError, match=r"needs probabilities in \[0, 1\].*link='sigmoid' \(one logit per row\)"):
         METRICS["accuracy"].fn(torch.tensor([0.0, 1.0]), torch.tensor([-2.0, 3.0], dtype=torch.float64))
     with pytest.raises(ValueError, match=r"on one output needs binary labels 0/1, found label value\(s\) \[2.0\]"):

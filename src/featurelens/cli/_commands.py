@@ -101,9 +101,10 @@ def demo_command(
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
-    """Train seed 002's transformer on data with a planted spurious group, attribute it, write a report."""
+    """Train a small transformer on data with a planted spurious group, attribute it, write a report."""
     from featurelens.examples import run_spurious_demo
 
+    check_output_dir(out, force=force)
     if n_samples > MAX_DEMO_SAMPLES:
         raise ValueError(f"--n-samples {n_samples} exceeds the maximum of {MAX_DEMO_SAMPLES:,} rows")
     result = run_spurious_demo(out, n_samples=n_samples, bias_strength=bias_strength, random_state=seed,

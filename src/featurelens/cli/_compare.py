@@ -120,7 +120,7 @@ def tickets_example(
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
-    """Seed 000: dense deep hedger vs 80 %-sparse lottery ticket vs robust ticket (train, attack, compare)."""
+    """The deep-hedging lottery-ticket study: dense hedger vs 80 %-sparse ticket vs robust ticket (train, attack, compare)."""
     from featurelens.examples.tickets import run_tickets_study
 
     result = run_tickets_study(out, quick=quick, random_state=seed, formats=_split_commas([fmt]), force=force,

@@ -66,9 +66,9 @@ def internals_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on the terminal."),
 ) -> None:
     """Per-layer representation metrics, input-group overlap and attention statistics of a saved model."""
-    from featurelens.data import load_table, read_groups
+    from featurelens.data import as_tensor, load_table, read_groups
     from featurelens.internals import summarize_internals
-    from featurelens.models import load_model
+    from featurelens.models import load_model, model_device_dtype
     from featurelens.report import save_internals_report
 
     check_output_dir(out, force=force)
@@ -79,6 +79,7 @@ def internals_command(
     table = load_table(data, label=label)
     group_map = read_groups(groups) if groups is not None else None
     net = load_model(model, factory=factory, trust=trust_checkpoint)
+    as_tensor(table.X, name="inputs", dtype=model_device_dtype(net)[1])  # values the model's dtype cannot hold
     summary = summarize_internals(
         net, table.X, groups=group_map, feature_names=table.feature_names, modules=list(layer) or None,
         jacobian_layer=jacobian_layer, max_rows=max_rows, random_state=seed,
@@ -114,7 +115,7 @@ def sweep_command(
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:
-    """Train small models over a grid and tabulate representation metrics (seed 002's sweeps)."""
+    """Train small models over a grid and tabulate representation metrics (the superposition study's sweeps)."""
     import json
 
     from featurelens._io import atomic_write_text
