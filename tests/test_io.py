@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -71,5 +72,106 @@ def test_npz_round_trip_and_errors(tmp_path):
     with pytest.raises(ValueError, match=r"'.*bad.npz' is not a test file"):
         read_npz(tmp_path / "bad.npz", what="test file")
     np.savez(tmp_path / "pickled.npz", o=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(ValueError, match=r"is not a test file: .*allow_pickle"):
+    with pytest.raises(ValueError, match=r"is not a test file: array 'o' holds Python objects") as info:
         read_npz(tmp_path / "pickled.npz", what="test file")
+    assert "allow_pickle" not in str(info.value) and "unpickl" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["npy", "pickle", "text", "truncated zip"])
+def test_read_npz_never_suggests_unpickling(tmp_path, kind):
+    import pickle
+    import zipfile
+
+    import numpy as np
+
+    from featurelens._io import atomic_write_npz, read_npz
+
+    path = tmp_path / "f.npz"
+    if kind == "npy":
+        np.save(tmp_path / "f.npy", np.arange(3))
+        (tmp_path / "f.npy").rename(path)
+    elif kind == "pickle":
+        path.write_bytes(pickle.dumps({"a": 1}))
+    elif kind == "text":
+        path.write_text("hello")
+    else:
+        atomic_write_npz(path, {"a": np.arange(1000.0)})
+        data = path.read_bytes()
+        with zipfile.ZipFile(path) as zf:
+            offset = zf.infolist()[0].header_offset
+        path.write_bytes(data[:offset + 80] + data[len(data) - 200:])
+    with pytest.raises(ValueError, match=r"'.*f.npz' is not a test file") as info:
+        read_npz(path, what="test file")
+    assert "pickle" not in str(info.value).lower()
+
+
+def test_check_output_dir_refuses_unwritable_parent_and_leaves_nothing(tmp_path):
+    with pytest.raises(ValueError, match=r"cannot write output directory '/proc/featurelens-out': \w"):
+        check_output_dir("/proc/featurelens-out")
+    with pytest.raises(ValueError, match=r"cannot write output directory '/proc/self/out': No such file"):
+        check_output_dir("/proc/self/out")
+    check_output_dir(tmp_path / "new")
+    assert list(tmp_path.iterdir()) == []  # the writability probe is removed
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_check_output_dir_refuses_read_only_directory(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(ValueError, match=r"cannot write output directory '.*ro/out': Permission denied"):
+            check_output_dir(ro / "out")
+    finally:
+        ro.chmod(0o700)
+
+
+def _full_disk(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, "disk quota talk that is not the reason")
+
+
+def test_full_disk_during_a_file_write_names_path_and_reason(tmp_path, monkeypatch):
+    import featurelens._io as fio
+
+    monkeypatch.setattr(fio.os, "fsync", _full_disk)
+    with pytest.raises(ValueError, match=r"cannot write file '.*f.txt': No space left on device"):
+        atomic_write_text(tmp_path / "f.txt", "x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_inside_an_output_directory_leaves_nothing(tmp_path, monkeypatch):
+    import featurelens._io as fio
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("old")
+    with pytest.raises(ValueError, match=r"cannot write output directory '.*out': No space left on device"):
+        with atomic_output_dir(tmp_path / "out", force=True) as tmp:
+            (tmp / "a.txt").write_text("a")
+            monkeypatch.setattr(fio.os, "fsync", _full_disk)
+            atomic_write_text(tmp / "b.txt", "b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["keep.txt"]
+    # an OSError of the caller's own (not about the destination) is not renamed
+    monkeypatch.undo()
+    with pytest.raises(FileNotFoundError), atomic_output_dir(tmp_path / "new"):
+        (tmp_path / "elsewhere" / "x.txt").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_failed_final_rename_keeps_the_old_directory(tmp_path, monkeypatch):
+    import featurelens._io as fio
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("old")
+    real = fio.os.replace
+
+    def refuse_new(src, dst):
+        if ".tmp-" in str(src):
+            raise OSError(errno.EROFS, "read-only")
+        return real(src, dst)
+
+    monkeypatch.setattr(fio.os, "replace", refuse_new)
+    with pytest.raises(ValueError, match="Read-only file system"), atomic_output_dir(tmp_path / "out", force=True) as tmp:
+        (tmp / "a.txt").write_text("a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (tmp_path / "out" / "keep.txt").read_text() == "old"

@@ -37,20 +37,34 @@ def _check_probabilities(y_pred: torch.Tensor, metric: str) -> None:
     if lo < 0.0 or hi > 1.0:
         raise ValueError(
             f"metric {metric!r} needs probabilities in [0, 1], but the selected output ranges over "
-            f"[{lo:.3g}, {hi:.3g}]; explain the model with link='sigmoid' (or 'softmax') if it returns logits"
+            f"[{lo:.3g}, {hi:.3g}]; if the model returns logits, explain it with link='sigmoid' (one logit "
+            "per row) or link='softmax' (one logit per class)"
+        )
+
+
+def _check_class_values(y_true: torch.Tensor, metric: str) -> None:
+    """Class metrics need whole-number labels; a fractional one means a regression target."""
+    frac = y_true != torch.round(y_true)
+    if bool(frac.any()):
+        bad = [float(f"{v:.4g}") for v in torch.unique(y_true[frac])[:3].tolist()]
+        raise ValueError(
+            f"metric {metric!r} needs class labels, but the labels hold non-integer values such as {bad} "
+            "(a regression target?); use metric='mse' or metric='mae'"
         )
 
 
 def _binary_labels(y_true: torch.Tensor, metric: str) -> torch.Tensor:
+    _check_class_values(y_true, metric)
     ok = (y_true == 0) | (y_true == 1)
     if not bool(ok.all()):
         bad = torch.unique(y_true[~ok])[:5].tolist()
-        raise ValueError(f"metric {metric!r} needs binary labels 0/1, found label value(s) {bad}")
+        raise ValueError(f"metric {metric!r} on one output needs binary labels 0/1, found label value(s) {bad}")
     return y_true
 
 
 def _class_labels(y_true: torch.Tensor, k: int, metric: str) -> torch.Tensor:
-    ok = (y_true == torch.round(y_true)) & (y_true >= 0) & (y_true < k)
+    _check_class_values(y_true, metric)
+    ok = (y_true >= 0) & (y_true < k)
     if not bool(ok.all()):
         bad = torch.unique(y_true[~ok])[:5].tolist()
         raise ValueError(f"metric {metric!r} needs class labels in 0..{k - 1}, found {bad}")
@@ -72,23 +86,33 @@ def mae(y_true: torch.Tensor, y_pred: torch.Tensor) -> float:
 
 
 def log_loss(y_true: torch.Tensor, y_pred: torch.Tensor) -> float:
-    """Cross-entropy of probabilities, natural log; probabilities clipped to [1e-12, 1 − 1e-12]."""
+    """Cross-entropy of probabilities, natural log; probabilities clipped to [1e-12, 1 − 1e-12].
+
+    The labels are checked first (0/1 for ``(n,)``, classes ``0..K-1`` for
+    ``(n, K)``), then that the output is a probability.
+    """
+    if y_pred.dim() == 1:
+        y = _binary_labels(y_true, "log_loss").double()
+        _check_probabilities(y_pred, "log_loss")
+        p = y_pred.double().clamp(_EPS, 1 - _EPS)
+        return float(-(y * torch.log(p) + (1 - y) * torch.log1p(-p)).mean())
+    y = _class_labels(y_true, y_pred.shape[1], "log_loss")
     _check_probabilities(y_pred, "log_loss")
     p = y_pred.double().clamp(_EPS, 1 - _EPS)
-    if p.dim() == 1:
-        y = _binary_labels(y_true, "log_loss").double()
-        return float(-(y * torch.log(p) + (1 - y) * torch.log1p(-p)).mean())
-    y = _class_labels(y_true, p.shape[1], "log_loss")
     return float(-torch.log(p.gather(1, y[:, None])).mean())
 
 
 def accuracy(y_true: torch.Tensor, y_pred: torch.Tensor) -> float:
-    """Share of correct predictions: ``p >= 0.5`` for binary, arg-max for ``(n, K)``."""
-    _check_probabilities(y_pred, "accuracy")
+    """Share of correct predictions: ``p >= 0.5`` for binary, arg-max for ``(n, K)``.
+
+    The labels are checked first, then that the output is a probability.
+    """
     if y_pred.dim() == 1:
         y = _binary_labels(y_true, "accuracy")
+        _check_probabilities(y_pred, "accuracy")
         return float(((y_pred >= 0.5).to(y.dtype) == y).double().mean())
     y = _class_labels(y_true, y_pred.shape[1], "accuracy")
+    _check_probabilities(y_pred, "accuracy")
     return float((y_pred.argmax(dim=1) == y).double().mean())
 
 

@@ -338,3 +338,42 @@ def test_non_differentiable_model_and_single_row_smoothgrad_errors():
         attribute(_mlp(), torch.randn(1, 6, dtype=torch.float64), method="smoothgrad")
     one = attribute(_mlp(), torch.randn(1, 6, dtype=torch.float64), method="smoothgrad", noise_level=0.0)
     assert one.values.shape == (1, 6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "integrated_gradients", "n_steps": 10**12},
+         r"n_steps=1000000000000 exceeds the maximum of 1024 nodes for rule='gausslegendre'; use a Riemann rule"),
+        ({"method": "integrated_gradients", "n_steps": 100_001, "rule": "riemann_middle"},
+         r"n_steps=100001 exceeds the maximum of 100000 nodes for rule='riemann_middle'"),
+        ({"method": "integrated_gradients", "tolerance": 0.01, "max_steps": 2048},
+         r"max_steps=2048 exceeds the maximum of 1024 nodes"),
+        ({"method": "smoothgrad", "n_samples": 10**9}, r"n_samples=1000000000 exceeds the maximum of 10000"),
+        ({"method": "smoothgrad", "base": "integrated_gradients", "n_steps": 5000},
+         r"n_steps=5000 exceeds the maximum of 1024"),
+    ],
+)
+def test_absurd_step_and_sample_counts_are_refused_before_any_work(kwargs, match):
+    from featurelens.attribution import method_options
+
+    model = _mlp()
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    with pytest.raises(ValueError, match=match):
+        attribute(model, torch.randn(5, 6, dtype=torch.float64), **kwargs)
+    assert calls == []
+    given = {k: v for k, v in kwargs.items() if k != "method"}
+    with pytest.raises(ValueError, match=match):  # refused from the option values alone, as the CLI does
+        method_options(kwargs["method"], given=given)
+
+
+def test_quadrature_refuses_absurd_node_counts_before_allocating():
+    from featurelens.attribution._ig import MAX_N_STEPS, quadrature
+
+    a, w = quadrature("riemann_left", MAX_N_STEPS)
+    assert a.shape == (MAX_N_STEPS,) and np.isclose(w.sum(), 1.0)
+    with pytest.raises(ValueError, match="exceeds the maximum of 100000 nodes"):
+        quadrature("riemann_left", 10**12)
+    with pytest.raises(ValueError, match="exceeds the maximum of 1024 nodes"):
+        quadrature("gausslegendre", 1025)

@@ -328,3 +328,92 @@ def test_method_options_given_other_options():
     assert "n_steps" not in plain and "baselines" not in plain and "n_samples" in plain
     assert "n_steps" in method_options("smoothgrad", given={"base": "integrated_gradients"})
     assert method_options("ablation", given={"x": 1}) == method_options("ablation")
+
+
+def _softmax_class_loop(model, x, y, groups, n_repeats, seed, cls):
+    """Independent one-vs-rest reference: sklearn's binary log loss of p(class cls) against y == cls."""
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(seed)
+    yb = (y == cls).numpy().astype(int)
+    with torch.no_grad():
+        p = torch.softmax(model(x), dim=1)[:, cls].numpy()
+        ref = log_loss(yb, p, labels=[0, 1])
+        scores = np.zeros((n_repeats, len(groups)))
+        for r in range(n_repeats):
+            for j, cols in enumerate(groups.values()):
+                xp = x.clone()
+                xp[:, cols] = x[rng.permutation(len(x))][:, cols]
+                pp = torch.softmax(model(xp), dim=1)[:, cls].numpy()
+                scores[r, j] = log_loss(yb, pp, labels=[0, 1]) - ref
+    return scores
+
+
+@pytest.mark.parametrize("cls", [0, 2])
+def test_permutation_one_class_of_a_multiclass_model_is_one_vs_rest(cls):
+    model = _mlp(out=3, seed=7)
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(90, 8, dtype=torch.float64, generator=gen)
+    y = torch.bucketize(x[:, 0] + x[:, 3], torch.tensor([-0.5, 0.5], dtype=torch.float64)).double()  # classes 0..2
+    e = attribute(model, x, method="permutation", groups=GROUPS, labels=y, target=cls, link="softmax",
+                  n_repeats=3, random_state=4)
+    assert e.params["metric"] == "log_loss" and e.params["one_vs_rest_class"] == cls
+    np.testing.assert_allclose(e.scores, _softmax_class_loop(model, x, y, GROUPS, 3, 4, cls), rtol=1e-9, atol=1e-12)
+    # a named class metric is one-vs-rest too; accuracy of p >= 0.5 against y == cls
+    acc = attribute(model, x, method="permutation", groups=GROUPS, labels=y, target=cls, link="softmax",
+                    metric="accuracy", n_repeats=2, random_state=4)
+    with torch.no_grad():
+        p = torch.softmax(model(x), dim=1)[:, cls]
+    assert acc.params["one_vs_rest_class"] == cls
+    np.testing.assert_allclose(acc.extras["metric_baseline"], float(((p >= 0.5) == (y == cls)).double().mean()))
+
+
+def test_permutation_regression_metric_keeps_the_labels():
+    model = _mlp(out=3, seed=7)
+    x = torch.randn(40, 8, dtype=torch.float64)
+    y = torch.randint(0, 3, (40,)).double()
+    e = attribute(model, x, method="permutation", labels=y, target=1, metric="mse", n_repeats=2, random_state=0)
+    assert "one_vs_rest_class" not in e.params
+    with torch.no_grad():
+        ref = float(((model(x)[:, 1] - y) ** 2).mean())
+    np.testing.assert_allclose(e.extras["metric_baseline"], ref, rtol=1e-12)
+
+
+def test_permutation_streams_repeats_in_blocks_with_the_same_numbers(monkeypatch):
+    import featurelens.attribution._perturbation as perturbation
+
+    model = _mlp()
+    x = torch.randn(30, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    y = (x[:, 0] > 0).double()
+    kw = dict(groups=GROUPS, labels=y, link="sigmoid", n_repeats=6, random_state=2, batch_size=64)
+    whole = attribute(model, x, method="permutation", **kw)
+    seen = []
+    real = perturbation.evaluate_perturbations
+
+    def spy(problem, n_perturbations, build, *, desc):
+        seen.append(n_perturbations)
+        return real(problem, n_perturbations, build, desc=desc)
+
+    monkeypatch.setattr(perturbation, "MAX_ROWS_PER_BLOCK", 5 * 30)
+    monkeypatch.setattr(perturbation, "evaluate_perturbations", spy)
+    blocked = attribute(model, x, method="permutation", **kw)
+    assert len(seen) > 1 and max(seen) <= 5 and sum(seen) == 6 * len(GROUPS)  # never all 24 perturbations at once
+    np.testing.assert_array_equal(blocked.scores, whole.scores)
+    np.testing.assert_allclose(blocked.values, whole.values, rtol=0, atol=1e-15)
+    scores, per_sample = _loop_permutation(model, x, y, GROUPS, 6, 2, METRICS["log_loss"])
+    np.testing.assert_allclose(blocked.scores, scores, atol=1e-12)
+    np.testing.assert_allclose(blocked.values, per_sample, atol=1e-12)
+
+
+def test_absurd_repeat_count_is_refused_before_any_work():
+    from featurelens.attribution import method_options
+
+    model = _mlp()
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    with pytest.raises(ValueError, match=r"n_repeats=1000000000000 exceeds the maximum of 10000 repeats"):
+        attribute(model, torch.randn(12, 8, dtype=torch.float64), method="permutation", n_repeats=10**12)
+    assert calls == []
+    with pytest.raises(ValueError, match="n_repeats=10001 exceeds"):
+        method_options("permutation", given={"n_repeats": 10_001})
+    assert "n_repeats" in method_options("permutation", given={"n_repeats": 10_000})

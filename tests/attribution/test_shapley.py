@@ -283,3 +283,40 @@ def test_bad_arguments_raise_clear_errors(kwargs, exc, match):
     model = _mlp(d=8 if x is None else x.shape[1])
     with pytest.raises(exc, match=match):
         attribute(model, _randn(6, 8) if x is None else x, **kwargs)
+
+
+def test_sampling_streams_orders_in_blocks_with_the_same_numbers(monkeypatch):
+    model = _mlp(out=2)
+    x = _randn(25, 8, seed=6)
+    for target in (1, "all"):
+        kw = dict(groups=GROUPS, n_permutations=10, random_state=5, target=target, baselines="zeros")
+        whole = attribute(model, x, method="shapley_sampling", **kw)
+        k = 2 if target == "all" else 1
+        monkeypatch.setattr(_shapley, "MAX_OUTPUTS_PER_BLOCK", 8 * 4 * 25 * k * 2)  # two pairs per block
+        seen = []
+        real = _shapley._Game.values
+
+        def spy(self, z, *, desc, real=real, seen=seen):
+            seen.append(z.shape[0])
+            return real(self, z, desc=desc)
+
+        monkeypatch.setattr(_shapley._Game, "values", spy)
+        blocked = attribute(model, x, method="shapley_sampling", **kw)
+        monkeypatch.undo()
+        assert seen == [2 + 4 * 3, 4 * 3, 2 * 3]  # ends + two pairs, two pairs, the fifth pair
+        np.testing.assert_allclose(blocked.values, whole.values, rtol=0, atol=1e-14)
+        np.testing.assert_allclose(blocked.extras["std_error"], whole.extras["std_error"], rtol=1e-10, atol=1e-15)
+        np.testing.assert_allclose(blocked.extras["efficiency_error"], 0.0, atol=1e-12)
+
+
+def test_absurd_permutation_count_is_refused_before_any_work():
+    from featurelens.attribution import method_options
+
+    model = _mlp()
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    with pytest.raises(ValueError, match=r"n_permutations=1000000000000 exceeds the maximum of 100000 orders"):
+        attribute(model, _randn(6, 8), method="shapley_sampling", n_permutations=10**12, baselines="zeros")
+    assert calls == []
+    with pytest.raises(ValueError, match="n_permutations=100002 exceeds"):
+        method_options("shapley_sampling", given={"n_permutations": 100_002})

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import typer
 from torch import nn
 
 from featurelens.cli import main
@@ -161,7 +162,7 @@ def _bad(workspace, name):
         ({"--baselines": "middle"}, "baselines must be one of"),
         ({"--metric": "f1"}, "metric must be one of"),
         ({"--link": "probit"}, "link must be one of"),
-        ({"--n-repeats": "0"}, "n_repeats must be >= 1"),
+        ({"--n-repeats": "0"}, "--n-repeats must be >= 1"),
         ({"--bogus": "1"}, "No such option"),
         ({"--method": "ablation", "--metric": "auc"}, "--metric applies to --method permutation"),
         ({"--method": "permutation", "--background": "data.csv"}, "--background applies to methods with baselines"),
@@ -244,3 +245,146 @@ def test_every_method_from_the_cli_with_options(workspace, capsys):
     assert results["importance"]["weights"]["first"] > results["importance"]["weights"]["second"]
     for method, imp in results["importance"].items():
         assert all(np.isfinite(v) for v in imp.values()), method
+
+
+def test_tables_keep_full_method_names_off_a_terminal(workspace, capsys):
+    """Captured stdout is no terminal: the table is printed at full width, not cut at 80 columns."""
+    methods = ["integrated_gradients", "input_x_gradient", "shapley_sampling", "weights_x_std", "smoothgrad",
+               "saliency", "ablation", "permutation"]
+    args = ["attribute", "--model", "weights.pt", "--factory", "mynet:build", "--data", "data.csv", "--label", "label",
+            "--out", "wide", "--option", "n_steps=8", "--option", "n_permutations=2", "--option", "n_samples=2"]
+    code, out, err = _run(capsys, *args, *[s for m in methods for s in ("--method", m)])
+    assert code == 0, err
+    header = next(line for line in out.splitlines() if "feature" in line)
+    assert all(m in header for m in methods), header
+    assert "…" not in out and len(header) > 80
+
+
+def test_threads_default_to_one_are_validated_and_restored(workspace, capsys, monkeypatch):
+    import featurelens.attribution as attribution
+    from featurelens.cli._app import DEFAULT_THREADS, max_threads
+
+    seen = []
+
+    def record(*a, **k):
+        seen.append(torch.get_num_threads())
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(attribution, "attribute", record)
+    args = ["attribute", "--model", "model.pt", "--data", "data.csv", "--label", "label", "--out", "rep", "-q"]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert _run(capsys, *args)[0] == 2
+        assert _run(capsys, "--threads", str(max_threads()), *args)[0] == 2
+        assert seen == [DEFAULT_THREADS, max_threads()] and DEFAULT_THREADS == 1
+        assert torch.get_num_threads() == 2  # an in-process caller keeps its own setting
+    finally:
+        torch.set_num_threads(before)
+    for bad in ("0", "100000", str(max_threads() + 1)):
+        code, _, err = _run(capsys, "--threads", bad, *args)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"--threads must be between 1 and {max_threads()} (the CPUs of this machine), got {bad}" in err
+    assert len(seen) == 2  # refused before the command ran
+    assert not (workspace / "rep").exists()
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("target=3 is out of range for a model with 2 outputs", "--target 3 is out of range for a model with 2 outputs"),
+        ("pass target=<int in [0, 3)> or target='all'", "pass --target <int in [0, 3)> or --target all"),
+        ("n_repeats must be >= 1, got 0", "--n-repeats must be >= 1, got 0"),
+        ("explain it with link='sigmoid' (one logit per row)", "explain it with --link sigmoid (one logit per row)"),
+        ("it can only be opened with trust=True (CLI: --trust-checkpoint), and only", "it can only be opened with "
+         "--trust-checkpoint, and only"),
+        ("n_steps=5000 exceeds the maximum of 1024 nodes for rule='gausslegendre'",
+         "--option n_steps=5000 exceeds the maximum of 1024 nodes for --option rule='gausslegendre'"),
+        ("n_samples must be >= 1, got 0", "--option n_samples must be >= 1, got 0"),
+        ("random_state must be a non-negative int, got -1", "--seed must be a non-negative int, got -1"),
+        ("metric= needs labels= (the true targets)", "--metric needs --label (the true targets)"),
+        ("label column 'target' not found; available columns: 'a', 'metric'",
+         "label column 'target' not found; available columns: 'a', 'metric'"),
+        ("the model output has shape (3,) for a batch", "the model output has shape (3,) for a batch"),
+        ("output directory 'x' already exists; pass force=True to replace it",
+         "output directory 'x' already exists; pass --force to replace it"),
+    ],
+)
+def test_library_argument_names_become_attribute_options(message, expected):
+    from featurelens.cli import app
+    from featurelens.cli._app import _invoked, _option_names, cli_words
+
+    command = _invoked(typer.main.get_command(app), ["--threads", "1", "attribute", "--model", "m.pt"])
+    assert cli_words(message, _option_names(command)) == expected
+
+
+def test_library_argument_names_become_the_invoked_commands_options():
+    from featurelens.cli import app
+    from featurelens.cli._app import _invoked, _option_names, cli_words
+
+    root = typer.main.get_command(app)
+    fit = _option_names(_invoked(root, ["dynamics", "fit", "r.csv"]))
+    assert cli_words("n_restarts must be >= 1, got 0", fit) == "--restarts must be >= 1, got 0"
+    assert cli_words("covariance_type must be one of 'full', 'diag'", fit) == "--covariance must be one of 'full', 'diag'"
+    compare = _option_names(_invoked(root, ["compare"]))
+    assert cli_words("formats: 'gif' is not a figure format", compare) == "--format: 'gif' is not a figure format"
+    internals = _option_names(_invoked(root, ["internals"]))
+    assert cli_words("n_steps must be >= 1", internals) == "n_steps must be >= 1"  # not an internals option
+
+
+def test_an_empty_reason_is_never_printed(workspace, capsys, monkeypatch):
+    import featurelens.attribution as attribution
+
+    def bare(*a, **k):
+        raise ValueError()
+
+    def bare_colon(*a, **k):
+        try:
+            raise MemoryError()
+        except MemoryError as exc:
+            raise ValueError("'m.pt2' could not be loaded as an exported program: ") from exc
+
+    args = ["attribute", "--model", "model.pt", "--data", "data.csv", "--label", "label", "--out", "rep", "-q"]
+    monkeypatch.setattr(attribution, "attribute", bare)
+    assert _run(capsys, *args)[2] == "featurelens: error: ValueError\n"
+    monkeypatch.setattr(attribution, "attribute", bare_colon)
+    assert _run(capsys, *args)[2] == ("featurelens: error: 'm.pt2' could not be loaded as an exported program: "
+                                      "MemoryError\n")
+
+
+def _multiclass(workspace):
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).eval()
+    torch.jit.save(torch.jit.script(net), workspace / "multi.pt")
+    frame = pd.read_csv(workspace / "data.csv")
+    frame["label"] = np.digitize(frame["a"] + 0.5 * frame["b"], [-0.5, 0.5])  # classes 0, 1, 2
+    frame.to_csv(workspace / "classes.csv", index=False)
+    return net, frame
+
+
+def test_attribute_one_class_of_a_multiclass_model_from_the_cli(workspace, capsys):
+    from sklearn.metrics import log_loss
+
+    net, frame = _multiclass(workspace)
+    code, _, err = _run(capsys, "attribute", "--model", "multi.pt", "--data", "classes.csv", "--label", "label",
+                        "--target", "2", "--link", "softmax", "--method", "permutation", "--n-repeats", "3",
+                        "--groups", "groups.yaml", "--seed", "5", "--out", "rep", "-q")
+    assert code == 0, err
+    results = json.loads((workspace / "rep" / "results.json").read_text())
+    params = results["explanations"]["permutation"]["params"]
+    assert params["metric"] == "log_loss" and params["one_vs_rest_class"] == 2
+    assert results["summary"]["permutation labels"] == "one-vs-rest: label == 2"
+    # independent: sklearn's binary log loss of p(class 2) against label == 2, the same permutations
+    x = torch.tensor(frame[FEATURES].to_numpy(np.float32))
+    yb = (frame["label"].to_numpy() == 2).astype(int)
+    rng = np.random.default_rng(5)
+    with torch.no_grad():
+        ref = log_loss(yb, torch.softmax(net(x), 1)[:, 2].double().numpy(), labels=[0, 1])
+        scores = np.zeros((3, 2))
+        for r in range(3):
+            for j, cols in enumerate(([0, 1], [2, 3])):
+                xp = x.clone()
+                xp[:, cols] = x[rng.permutation(len(x))][:, cols]
+                scores[r, j] = log_loss(yb, torch.softmax(net(xp), 1)[:, 2].double().numpy(), labels=[0, 1]) - ref
+    got = results["importance"]["permutation"]
+    np.testing.assert_allclose([got["first"], got["second"]], scores.mean(0), rtol=1e-6, atol=1e-9)

@@ -120,7 +120,7 @@ def test_quiet_without_label_and_default_methods(workspace, capsys):
         (["--model", "nonsense"], "--model must look like NAME=PATH"),
         (["--model", "dense=x.pt"], "the name 'dense' is given twice"),
         (["--reference", "sparse"], "--reference 'sparse' is not one of the --model names"),
-        (["--format", "gif"], "formats: 'gif' is not a figure format"),
+        (["--format", "gif"], "--format: 'gif' is not a figure format"),
         (["--method", "magic"], "--method 'magic' is not available"),
         (["--metric", "mse"], "--metric needs --label"),
         (["--label", "nope"], "nope"),

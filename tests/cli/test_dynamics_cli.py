@@ -68,6 +68,7 @@ def test_explain_prints_the_table(fitted, capsys):
     assert f"{expl.n_occurrences} occurrences" in printed and expl.n_occurrences == t["count"]
     lines = [line for line in printed.splitlines() if any(f in line for f in ("m0", "m1", "m2"))]
     assert [next(f for f in ("m0", "m1", "m2") if f in line) for line in lines] == list(expl.features)
+    assert "μ_j − μ_i (z units)" in printed and "…" not in printed  # full width off a terminal
     for line, g, c in zip(lines, expl.mean_gradient, expl.mean_change, strict=True):
         assert f"{g:.4g}" in line and f"{c:.4g}" in line
     # the same through the model file (runs.npz found next to models/) and through --runs
@@ -94,6 +95,7 @@ def _fails(capsys, argv, match):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and match in err, err
+    assert "allow_pickle" not in err and "unpickl" not in err, err
 
 
 def test_fit_errors_write_nothing(fitted, capsys, tmp_path):
@@ -108,6 +110,9 @@ def test_fit_errors_write_nothing(fitted, capsys, tmp_path):
     _fails(capsys, ["dynamics", "fit", runs, "--metrics", "m0", "--converge-column", "val_accuracy",
                     "--out", str(new)], "go together")
     _fails(capsys, ["dynamics", "fit", runs, "--metrics", "m0,,m1", "--out", str(new)], "comma-separated")
+    for opt, cap in (("--max-states", "64"), ("--restarts", "1,000"), ("--iterations", "100,000")):
+        _fails(capsys, ["dynamics", "fit", runs, "--metrics", "m0", opt, "1000000000000", "--out", str(new)],
+               f"{opt} 1000000000000 exceeds the maximum of {cap}")
     _fails(capsys, ["dynamics", "fit", str(tmp_path / "none*.csv"), "--metrics", "m0", "--out", str(new)],
            "matches no file")
     assert not new.exists()
@@ -119,6 +124,12 @@ def test_explain_errors(fitted, capsys, tmp_path):
     _fails(capsys, ["dynamics", "explain", str(out), "--transition", "0", "5"], "destination state 5 is not in 0..2")
     _fails(capsys, ["dynamics", "explain", str(out), "--transition", "1", "1"], "two different states")
     _fails(capsys, ["dynamics", "explain", str(tmp_path / "none.npz"), "--transition", "0", "1"], "does not exist")
+    np.save(tmp_path / "plain.npy", np.arange(3))  # a .npy, not an .npz: numpy would advise unpickling it
+    _fails(capsys, ["dynamics", "explain", str(tmp_path / "plain.npy"), "--transition", "0", "1"],
+           "is not a featurelens GaussianHMM file: it is not an .npz (zip) archive")
+    np.savez(tmp_path / "objects.npz", means=np.array([{"a": 1}], dtype=object))
+    _fails(capsys, ["dynamics", "explain", str(tmp_path / "objects.npz"), "--transition", "0", "1"],
+           "array 'means' holds Python objects, which featurelens never loads")
     _fails(capsys, ["dynamics", "explain", str(tmp_path), "--transition", "0", "1"], "has no results.json")
     lonely = tmp_path / "alone"
     lonely.mkdir()

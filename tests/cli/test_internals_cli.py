@@ -42,6 +42,10 @@ def test_internals_command(files, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "representation per layer" in printed and "group overlap" in printed
+    # captured stdout is no terminal: the table keeps every column name whole (not cut at 80 columns)
+    header = next(line for line in printed.splitlines() if "effective_rank" in line)
+    assert all(c in header for c in ("participation_ratio", "interference", "fraction_inactive")), header
+    assert "…" not in printed
     res = json.loads((out / "results.json").read_text())
     assert [r["layer"] for r in res["internals"]["layers"]] == ["layer1", "act1"]
     assert set(res["internals"]["overlap"]) == {"input weights (layer1)", "Jacobian (act1)"}
@@ -90,5 +94,19 @@ def test_sweep_command(tmp_path, capsys):
 
 def test_sweep_bad_kind(tmp_path, capsys):
     code = main(["sweep", "width", "--out", str(tmp_path / "s")])
-    assert code == 2 and "sweep must be one of capacity, scale, architectures" in capsys.readouterr().err
+    assert code == 2 and "KIND must be one of capacity, scale, architectures" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["capacity", "--n-samples", "1000000000000"], "--n-samples 1000000000000 exceeds the maximum of 1,000,000"),
+        (["scale", "--epochs", "1000000000"], "--epochs 1000000000 exceeds the maximum of 10,000"),
+    ],
+)
+def test_sweep_refuses_absurd_sizes_before_generating(tmp_path, capsys, args, message):
+    code = main(["sweep", *args, "--out", str(tmp_path / "s"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

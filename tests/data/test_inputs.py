@@ -160,3 +160,17 @@ def test_huge_finite_values_pass_even_when_their_sum_overflows():
     x[1, 2] = float("inf")
     with pytest.raises(ValueError, match="NaN or inf in column"):
         as_tensor(x)
+
+
+def test_values_that_overflow_the_target_dtype_are_named_not_called_nan():
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "c": [0.5, 1e300, -1e300], "d": [1.0, 2.0, 1e39]})
+    with pytest.raises(ValueError, match=r"inputs holds values beyond ±3.4e\+38, which overflow float32 in "
+                                         r"column\(s\) 'c', 'd'; rescale") as info:
+        as_tensor(frame, dtype=torch.float32)
+    assert "NaN" not in str(info.value)
+    with pytest.raises(ValueError, match=r"labels holds values beyond .* overflow float32 at row\(s\) 1"):
+        as_tensor(np.array([0.0, 1e300]), name="labels", dtype=torch.float32, ndims=(1,))
+    t, _ = as_tensor(frame)  # float64 holds them
+    assert t.dtype == torch.float64 and float(t[1, 1]) == 1e300
+    with pytest.raises(ValueError, match=r"holds NaN or inf in column\(s\) 'a'"):  # real inf stays inf
+        as_tensor(frame.assign(a=[np.inf, 1.0, 2.0]), dtype=torch.float32)

@@ -32,10 +32,17 @@ def method_options(method: str, given: dict | None = None) -> list[str]:
 
     With ``given`` (options already chosen), only those that apply alongside
     them, for methods whose options depend on each other (e.g. smoothgrad's
-    integrated-gradients options need ``base="integrated_gradients"``).
+    integrated-gradients options need ``base="integrated_gradients"``); the
+    sizes in ``given`` (``n_repeats``, ``n_steps``, ``max_steps``,
+    ``n_samples``, ``n_permutations``) are checked against the method's caps
+    at once, so a caller can refuse an absurd request before loading
+    anything (``ValueError``, as :func:`attribute` would raise later).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
+    check_sizes = getattr(METHODS[method], "check_sizes", None)
+    if given is not None and check_sizes is not None:
+        check_sizes(given)
     options = _options_of(METHODS[method])
     applicable = getattr(METHODS[method], "applicable_options", None)
     return applicable(options, given) if applicable is not None and given is not None else options

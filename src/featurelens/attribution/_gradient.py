@@ -28,6 +28,7 @@ from featurelens.attribution._ig import (
     NoiseStream,
     UnitBuilder,
     Units,
+    check_n_steps,
     path_gradients,
     quadrature,
 )
@@ -41,6 +42,9 @@ BASES = ("saliency", "input_x_gradient", "integrated_gradients")
 TOLERANCE_START = 16
 #: n_steps cap of integrated gradients with ``tolerance=``
 MAX_STEPS = 1024
+#: most noisy copies of SmoothGrad (its noise averages out as 1/sqrt(n_samples); the copies are
+#: generated and evaluated chunk by chunk)
+MAX_NOISE_SAMPLES = 10_000
 _ONE = np.ones(1)
 
 
@@ -127,10 +131,41 @@ def _builder(problem: Problem, ref: _Reference | None, noise: NoiseStream | None
 
 
 def _check_steps(n_steps: Any, rule: str, default: int) -> int:
-    steps = check_int(default if n_steps is None else n_steps, name="n_steps", minimum=1)
+    steps = check_n_steps(default if n_steps is None else n_steps, rule)
     if rule == "riemann_trapezoid" and steps < 2:
         raise ValueError(f"rule='riemann_trapezoid' needs n_steps >= 2, got {steps}")
     return steps
+
+
+def _check_noise_samples(n_samples: Any) -> int:
+    n_samples = check_int(n_samples, name="n_samples", minimum=1)
+    if n_samples > MAX_NOISE_SAMPLES:
+        raise ValueError(f"n_samples={n_samples} exceeds the maximum of {MAX_NOISE_SAMPLES} noisy copies")
+    return n_samples
+
+
+def _rule_of(given: dict, default: str = "gausslegendre") -> str | None:
+    rule = given.get("rule") or default
+    return rule if isinstance(rule, str) and rule in RULES else None
+
+
+def _ig_sizes(given: dict) -> None:
+    """Size checks of integrated gradients' options alone (no data needed), for early refusal."""
+    rule = _rule_of(given)
+    if rule is None:
+        return
+    for name in ("n_steps", "max_steps"):
+        if given.get(name) is not None:
+            check_n_steps(given[name], rule, name=name)
+
+
+def _smoothgrad_sizes(given: dict) -> None:
+    """Size checks of smoothgrad's options alone (no data needed), for early refusal."""
+    if given.get("n_samples") is not None:
+        _check_noise_samples(given["n_samples"])
+    rule = _rule_of(given)
+    if rule is not None and given.get("n_steps") is not None:
+        check_n_steps(given["n_steps"], rule)
 
 
 # -- saliency and input × gradient ----------------------------------------------------------
@@ -230,7 +265,11 @@ def integrated_gradients(
     elif max_steps is not None:
         raise ValueError("max_steps= is used only with tolerance=")
     steps = _check_steps(n_steps, rule, TOLERANCE_START if tol is not None else 50)
-    cap = steps if tol is None else check_int(MAX_STEPS if max_steps is None else max_steps, name="max_steps", minimum=steps)
+    if tol is None:
+        cap = steps
+    else:
+        cap = check_int(MAX_STEPS if max_steps is None else max_steps, name="max_steps", minimum=steps)
+        cap = check_n_steps(cap, rule, name="max_steps")
     rng = check_random_state(random_state)
     ref = _reference(problem, baselines, background, max_background, rng)
     n_units, build, scale = _builder(problem, ref, None, 1)
@@ -312,9 +351,12 @@ def smoothgrad(
     ``random_state``, so the same seed gives the same numbers for any
     ``batch_size``. ``n_steps``, ``rule``, ``baselines`` and
     ``max_background`` apply to ``base="integrated_gradients"`` only.
+
+    Sizes: ``n_samples`` is at most :data:`MAX_NOISE_SAMPLES` (10 000); the
+    noisy copies are generated and evaluated chunk by chunk, never all at once.
     """
     base = check_option(base, name="base", options=BASES)
-    n_samples = check_int(n_samples, name="n_samples", minimum=1)
+    n_samples = _check_noise_samples(n_samples)
     noise_level = check_float(noise_level, name="noise_level", low=0.0)
     is_ig = base == "integrated_gradients"
     if not is_ig:
@@ -361,6 +403,8 @@ def _smoothgrad_applicable(options: list[str], given: dict) -> list[str]:
 
 
 smoothgrad.applicable_options = _smoothgrad_applicable  # type: ignore[attr-defined]
+smoothgrad.check_sizes = _smoothgrad_sizes  # type: ignore[attr-defined]
+integrated_gradients.check_sizes = _ig_sizes  # type: ignore[attr-defined]
 
 METHODS = {
     "saliency": saliency,

@@ -30,10 +30,27 @@ import numpy as np
 import torch
 
 from featurelens._progress import progress_bar
+from featurelens._validation import check_int
 from featurelens.attribution._problem import Problem
 
 #: Captum's names for the integral approximations (``IntegratedGradients(method=...)``)
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
+#: most nodes of a Riemann rule (Captum's default is 50; their error falls as 1/n or 1/n², so
+#: 100 000 nodes are far past any float32 gain); the nodes are evaluated in chunks of batch_size rows
+MAX_N_STEPS = 100_000
+#: most Gauss–Legendre nodes: numpy's ``leggauss(n)`` solves an n × n eigenproblem (O(n²) memory,
+#: O(n³) time), and 1024 nodes integrate any smooth path to float64 precision
+MAX_GAUSS_LEGENDRE_STEPS = 1024
+
+
+def check_n_steps(n_steps: object, rule: str, *, name: str = "n_steps") -> int:
+    """``n_steps`` as int in ``1..cap`` (:data:`MAX_GAUSS_LEGENDRE_STEPS` or :data:`MAX_N_STEPS`)."""
+    steps = check_int(n_steps, name=name, minimum=1)
+    cap = MAX_GAUSS_LEGENDRE_STEPS if rule == "gausslegendre" else MAX_N_STEPS
+    if steps > cap:
+        other = "; use a Riemann rule (e.g. rule='riemann_trapezoid') for more" if rule == "gausslegendre" else ""
+        raise ValueError(f"{name}={steps} exceeds the maximum of {cap} nodes for rule={rule!r}{other}")
+    return steps
 
 
 def quadrature(rule: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +67,13 @@ def quadrature(rule: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     ``torch.linspace``; here they are exact in float64). The trapezoid
     weights differ: Captum uses ``1/n`` (ends ``1/(2n)``), which sum to
     ``(n−1)/n`` and scale every attribution down by that factor.
+
+    ``n_steps`` is at most :data:`MAX_N_STEPS` (:data:`MAX_GAUSS_LEGENDRE_STEPS`
+    for ``gausslegendre``); a larger count raises ``ValueError`` before
+    anything is allocated.
     """
+    if rule in RULES:
+        n_steps = check_n_steps(n_steps, rule)
     k = np.arange(n_steps, dtype=np.float64)
     w = np.full(n_steps, 1.0 / n_steps)
     if rule == "riemann_left":

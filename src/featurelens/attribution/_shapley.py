@@ -38,6 +38,9 @@ from featurelens.attribution._problem import Problem
 MAX_EXACT_PLAYERS = 14
 #: model outputs held in memory at once (before averaging over background rows)
 MAX_OUTPUTS_PER_BLOCK = 1 << 24
+#: most orders of shapley_sampling (its standard error falls as 1/sqrt(n_permutations)); the orders
+#: are drawn and evaluated in blocks, so memory does not grow with n_permutations
+MAX_PERMUTATIONS = 100_000
 
 
 # -- the game -------------------------------------------------------------------------------
@@ -271,6 +274,11 @@ def shapley_sampling(
     runs on ``(2 + n_permutations · (g − 1))`` coalitions per row (times the
     background rows for ``baselines="background"``).
 
+    Sizes: ``n_permutations`` is at most :data:`MAX_PERMUTATIONS` (100 000).
+    Orders are drawn and evaluated in blocks whose coalition values fit in
+    ``MAX_OUTPUTS_PER_BLOCK / 8`` floats; the pairs' mean and spread are
+    merged across blocks, so memory does not grow with ``n_permutations``.
+
     Parameters
     ----------
     problem : Problem
@@ -287,38 +295,102 @@ def shapley_sampling(
     Explanation
         As for :func:`shapley`, plus ``extras["std_error"]`` (shape of ``values``).
     """
+    n_permutations = _check_permutations(n_permutations)
+    rng = check_random_state(random_state)
+    game, params, extras = _setup(problem, "shapley_sampling", baselines, background, max_background, rng)
+    g, n_pairs = game.g, n_permutations // 2
+    if problem.selector.all_targets and problem.selector.n_outputs is None:
+        with torch.no_grad():  # one row tells the number of outputs, which sizes the blocks
+            problem.forward(problem.x[:1])
+    k = (problem.selector.n_outputs or 1) if problem.selector.all_targets else 1
+    per_block = max(1, MAX_OUTPUTS_PER_BLOCK // (8 * g * problem.n * k))
+    n_blocks = -(-n_pairs // per_block)
+    ends = torch.stack([torch.zeros(g, dtype=torch.bool), torch.ones(g, dtype=torch.bool)])
+    v_empty = c_full = v_full = None
+    moments = _PairMoments()
+    for b, q0 in enumerate(range(0, n_pairs, per_block)):
+        r2 = 2 * (min(q0 + per_block, n_pairs) - q0)  # orders in this block
+        perms = torch.as_tensor(antithetic_permutations(g, r2, rng))
+        rank = torch.argsort(perms, dim=1)  # rank[r, j]: position of player j in order r
+        prefix = rank.unsqueeze(1) < torch.arange(1, g).reshape(1, -1, 1)  # (r2, g-1, g): sizes 1..g-1
+        z = prefix.reshape(-1, g) if v_empty is not None else torch.cat([ends, prefix.reshape(-1, g)])
+        desc = "shapley_sampling coalitions" + ("" if n_blocks == 1 else f" ({b + 1}/{n_blocks})")
+        v = game.values(z, desc=desc)  # ([2 +] r2 (g - 1), n[, K])
+        if v_empty is None:  # the empty and full coalitions, shared by every order, come first
+            v_empty, v_full = v[0], v[1]
+            zero, c_full, v = v[:1] - v_empty, v[1:2] - v_empty, v[2:]
+        v = v - v_empty
+        tail = tuple(v.shape[1:])
+        walk = torch.cat(
+            [zero.expand(r2, 1, *tail), v.reshape((r2, g - 1, *tail)), c_full.expand(r2, 1, *tail)], dim=1,
+        )  # (r2, g + 1, n[, K]): the values along each order
+        steps = walk[:, 1:] - walk[:, :-1]  # steps[r, t]: contribution of player perms[r, t]
+        idx = rank.to(v.device).reshape((r2, g) + (1,) * len(tail)).expand_as(steps)
+        phi_r = torch.gather(steps, 1, idx)  # (r2, g, n[, K]) per order, by player
+        moments.add(0.5 * (phi_r[0::2] + phi_r[1::2]))
+    phi, se = moments.mean_and_std_error()
+    extras["std_error"] = _sample_major(se)
+    params.update(n_players=g, n_permutations=n_permutations, random_state=_seed_of(random_state))
+    return _finish(problem, "shapley_sampling", phi, v_full, v_empty, params, extras)
+
+
+def _check_permutations(n_permutations: Any) -> int:
     n_permutations = check_int(n_permutations, name="n_permutations", minimum=2)
     if n_permutations % 2:
         raise ValueError(
             f"n_permutations must be even (each order is paired with its reverse), got {n_permutations}"
         )
-    rng = check_random_state(random_state)
-    game, params, extras = _setup(problem, "shapley_sampling", baselines, background, max_background, rng)
-    g = game.g
-    perms = torch.as_tensor(antithetic_permutations(g, n_permutations, rng))
-    rank = torch.argsort(perms, dim=1)  # rank[r, j]: position of player j in order r
-    prefix = rank.unsqueeze(1) < torch.arange(1, g).reshape(1, -1, 1)  # (R2, g-1, g): coalitions of size 1..g-1
-    z = torch.cat([torch.zeros(1, g, dtype=torch.bool), torch.ones(1, g, dtype=torch.bool), prefix.reshape(-1, g)])
-    v = game.values(z, desc="shapley_sampling coalitions")  # (2 + R2 (g - 1), n[, K])
-    v_empty, v_full = v[0], v[1]
-    v = v - v_empty
-    tail = tuple(v.shape[1:])
-    walk = torch.cat(
-        [v[:1].expand(n_permutations, 1, *tail),
-         v[2:].reshape((n_permutations, g - 1, *tail)),
-         v[1:2].expand(n_permutations, 1, *tail)],
-        dim=1,
-    )  # (R2, g + 1, n[, K]): the values along each order
-    steps = walk[:, 1:] - walk[:, :-1]  # steps[r, t]: contribution of player perms[r, t]
-    idx = rank.to(v.device).reshape((n_permutations, g) + (1,) * len(tail)).expand_as(steps)
-    phi_r = torch.gather(steps, 1, idx)  # (R2, g, n[, K]) per order, by player
-    pairs = 0.5 * (phi_r[0::2] + phi_r[1::2])
-    phi = pairs.mean(dim=0)
-    n_pairs = pairs.shape[0]
-    se = pairs.std(dim=0, correction=1) / math.sqrt(n_pairs) if n_pairs > 1 else torch.full_like(phi, math.nan)
-    extras["std_error"] = _sample_major(se)
-    params.update(n_players=g, n_permutations=n_permutations, random_state=_seed_of(random_state))
-    return _finish(problem, "shapley_sampling", phi, v_full, v_empty, params, extras)
+    if n_permutations > MAX_PERMUTATIONS:
+        raise ValueError(f"n_permutations={n_permutations} exceeds the maximum of {MAX_PERMUTATIONS} orders")
+    return n_permutations
+
+
+def _sampling_sizes(given: dict) -> None:
+    """Size checks of shapley_sampling's options alone (no data needed), for early refusal."""
+    if given.get("n_permutations") is not None:
+        _check_permutations(given["n_permutations"])
+
+
+shapley_sampling.check_sizes = _sampling_sizes  # type: ignore[attr-defined]
+
+
+class _PairMoments:
+    """Mean and standard error over pairs ``a_r``, fed in blocks ``(Q, g, n[, K])``.
+
+    One block: ``a.mean(0)`` and ``a.std(0, ddof=1) / sqrt(R)``. Several:
+    the blocks' means and sums of squared deviations are merged exactly
+    (Chan, Golub and LeVeque's pairwise update), never the pairs themselves.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: torch.Tensor | None = None
+        self.m2: torch.Tensor | None = None
+        self.single: torch.Tensor | None = None
+
+    def add(self, pairs: torch.Tensor) -> None:
+        if self.count == 0:
+            self.single, self.count = pairs, pairs.shape[0]
+            return
+        if self.single is not None:  # a second block: fold the first into running moments
+            first, self.single = self.single, None
+            self.mean = first.mean(dim=0)
+            self.m2 = ((first - self.mean) ** 2).sum(dim=0)
+        nb = pairs.shape[0]
+        mean_b = pairs.mean(dim=0)
+        total = self.count + nb
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * (nb / total)
+        self.m2 = self.m2 + ((pairs - mean_b) ** 2).sum(dim=0) + delta**2 * (self.count * nb / total)
+        self.count = total
+
+    def mean_and_std_error(self) -> tuple[torch.Tensor, torch.Tensor]:
+        r = self.count
+        if self.single is not None:  # one block: exactly as without blocks
+            phi = self.single.mean(dim=0)
+            se = self.single.std(dim=0, correction=1) / math.sqrt(r) if r > 1 else torch.full_like(phi, math.nan)
+            return phi, se
+        return self.mean, torch.sqrt(self.m2 / (r - 1)) / math.sqrt(r)
 
 
 #: method name -> implementation, merged into ``featurelens.attribution.METHODS``

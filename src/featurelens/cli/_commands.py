@@ -4,21 +4,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 import typer
-from rich.console import Console
 from rich.table import Table as RichTable
 
 from featurelens._io import check_output_dir
+from featurelens._metrics import METRICS
+from featurelens._validation import check_option
+from featurelens.attribution import resolve_baselines
+from featurelens.cli._console import make_console
 
 _METHODS = ("ablation", "permutation")
 #: background rows used by averaging methods (--baselines background) unless --option max_background=N
 _MAX_BACKGROUND = 100
+#: most rows `featurelens demo --n-samples` generates (default 40 000): the data, its splits and
+#: the training run grow with it, and larger requests are refused before anything is allocated
+MAX_DEMO_SAMPLES = 1_000_000
+#: most rows per model call `--batch-size` accepts (the CUDA default is 65 536)
+MAX_BATCH_SIZE = 1 << 20
 
 
 def _render(explanations: dict, out: Path, *, quiet: bool, seconds: float | None = None) -> None:
     if quiet:
         return
-    console = Console()
+    console = make_console()
     shares = {}
     for m, e in explanations.items():
         share = e.importance(normalize=True)
@@ -55,6 +64,18 @@ def _parse_baselines(text: str) -> str | float:
         return text
 
 
+def _check_batch_size(batch_size: int | None) -> None:
+    if batch_size is not None and not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE:,} rows per model call, got {batch_size}")
+
+
+def check_baselines(base: str | float, *, n_features: int) -> None:
+    """Refuse an unknown ``--baselines`` name before any method runs (every method would, later)."""
+    if base != "background":
+        zeros = torch.zeros((2, n_features), dtype=torch.float64)
+        resolve_baselines(base, zeros, background=zeros if base in ("mean", "median") else None)
+
+
 def _parse_options(items: list[str]) -> dict[str, object]:
     """``KEY=VALUE`` strings to a dict; values are read as YAML scalars (numbers, bools, strings)."""
     import yaml
@@ -74,14 +95,18 @@ def _parse_options(items: list[str]) -> dict[str, object]:
 def demo_command(
     out: Path = typer.Option(Path("featurelens-report"), "--out", help="Output directory for the report."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
-    n_samples: int = typer.Option(40000, "--n-samples", help="Rows of the generated data set."),
+    n_samples: int = typer.Option(40000, "--n-samples",
+                                  help=f"Rows of the generated data set (100 to {MAX_DEMO_SAMPLES:,})."),
     bias_strength: float = typer.Option(0.8, "--bias-strength", help="Strength of the planted spurious link (0..1)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
-    """Train the spurious-correlation study's transformer on data with a planted spurious group, attribute it, write a report."""
+    """Train a small transformer on data with a planted spurious group, attribute it, write a report."""
     from featurelens.examples import run_spurious_demo
 
+    check_output_dir(out, force=force)
+    if n_samples > MAX_DEMO_SAMPLES:
+        raise ValueError(f"--n-samples {n_samples} exceeds the maximum of {MAX_DEMO_SAMPLES:,} rows")
     result = run_spurious_demo(out, n_samples=n_samples, bias_strength=bias_strength, random_state=seed,
                                force=force, progress=not quiet)
     _render(result.explanations, Path(out), quiet=quiet, seconds=result.seconds)
@@ -116,10 +141,10 @@ def attribute_command(
     background: Path = typer.Option(None, "--background",
                                     help="Table for mean/median/background baselines (default: --data)."),
     metric: str = typer.Option(None, "--metric", help="Permutation metric: log_loss, accuracy, auc, mse, mae."),
-    n_repeats: int = typer.Option(5, "--n-repeats", help="Permutation repeats."),
+    n_repeats: int = typer.Option(5, "--n-repeats", help="Permutation repeats (1 to 10 000)."),
     option: list[str] = typer.Option([], "--option",
                                      help="Method option KEY=VALUE (e.g. n_steps=100, rule=riemann_trapezoid); repeatable."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Rows per model call."),
+    batch_size: int = typer.Option(None, "--batch-size", help=f"Rows per model call (1 to {MAX_BATCH_SIZE:,})."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
@@ -138,12 +163,16 @@ def attribute_command(
     if bad:
         raise ValueError(f"--method {bad[0]!r} is not available; choose from {', '.join(METHODS)}")
     extra = _parse_options(option)
-    accepts = {m: set(method_options(m, given=extra)) for m in methods}
+    # method_options checks the sizes given (n_repeats, n_steps, ...) against the methods' caps
+    accepts = {m: set(method_options(m, given={"n_repeats": n_repeats, **extra})) for m in methods}
     for key in extra:
         if not any(key in a for a in accepts.values()):
             raise ValueError(f"--option {key}=... is not an option of {', '.join(methods)}")
     if metric is not None and not any("metric" in a for a in accepts.values()):
         raise ValueError("--metric applies to --method permutation, which is not selected")
+    if metric is not None:
+        check_option(metric, name="--metric", options=METRICS)
+    _check_batch_size(batch_size)
     if background is not None and not any("background" in a for a in accepts.values()):
         raise ValueError("--background applies to methods with baselines (e.g. ablation), none is selected")
     base = _parse_baselines(baselines)
@@ -154,6 +183,8 @@ def attribute_command(
     table = load_table(data, label=label)
     spec = FeatureSpec(table.feature_names, read_groups(groups) if groups is not None else None)
     bg = table.X if background is None else load_table(background, features=table.feature_names).X
+    if any("baselines" in a for a in accepts.values()):
+        check_baselines(base, n_features=table.n_features)
     net = load_model(model, factory=factory, trust=trust_checkpoint)
     common = dict(groups=spec, target=_parse_target(target), output=output, link=link,
                   batch_size=batch_size, random_state=seed, progress=not quiet)
@@ -169,6 +200,7 @@ def attribute_command(
         if "labels" in accepts[m]:
             kw.update(labels=table.y, metric=metric, n_repeats=n_repeats)
         explanations[m] = attribute(net, table.X, method=m, **kw, **common)
+    one_vs_rest = {e.params.get("one_vs_rest_class") for e in explanations.values()} - {None}
     summary = {
         "model file": str(model),
         "data file": str(data),
@@ -177,6 +209,7 @@ def attribute_command(
         "label column": label,
         "groups": ", ".join(spec.group_names) if spec.has_groups else "none (one player per feature)",
         "output": f"target={target or 'default'}, link={link}",
+        **({"permutation labels": f"one-vs-rest: {label} == {one_vs_rest.pop()}"} if one_vs_rest else {}),
     }
     save(AttributionReport(explanations, title=f"featurelens: attributions of {model.name}", summary=summary),
          out, force=force)

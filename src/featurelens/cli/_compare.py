@@ -48,7 +48,7 @@ def compare_command(
     baselines: str = typer.Option("mean", "--baselines",
                                   help="Baseline of methods that take one: zeros, mean, median or a number."),
     metric: str = typer.Option(None, "--metric", help="Permutation metric with --label: mse, mae, log_loss, accuracy, auc."),
-    n_repeats: int = typer.Option(5, "--n-repeats", help="Permutation repeats."),
+    n_repeats: int = typer.Option(5, "--n-repeats", help="Permutation repeats (1 to 10 000)."),
     target: int = typer.Option(None, "--target", help="Output unit to explain for multi-output models."),
     output: int = typer.Option(None, "--output", help="Element of a tuple-returning model's output."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow arbitrary unpickling (trusted files only)."),
@@ -60,7 +60,7 @@ def compare_command(
     import sys
 
     from featurelens.attribution import METHODS, method_options
-    from featurelens.cli._commands import _parse_baselines
+    from featurelens.cli._commands import _parse_baselines, check_baselines
     from featurelens.compare import compare
     from featurelens.data import load_table
     from featurelens.models import load_model
@@ -79,23 +79,27 @@ def compare_command(
         raise ValueError("--metric needs --label and --method permutation")
     if factory is not None:
         sys.path.insert(0, str(Path.cwd()))
-    table = load_table(data, label=label)
-    nets = {name: load_model(path, factory=factory, trust=trust_checkpoint) for name, path in paths.items()}
     base = _parse_baselines(baselines)
     options: dict[str, dict] = {}
     for m in methods:
+        method_options(m, given={"n_repeats": n_repeats})  # refuses an absurd --n-repeats before any loading
         accepted = method_options(m)
         kw: dict = {}
         if "baselines" in accepted:
             kw["baselines"] = base
-            if "background" in accepted and base in ("mean", "median"):
-                kw["background"] = table.X
         if "n_repeats" in accepted:
             kw["n_repeats"] = n_repeats
         if "metric" in accepted and metric is not None:
             kw["metric"] = metric
         if kw:
             options[m] = kw
+    table = load_table(data, label=label)
+    if any("baselines" in kw for kw in options.values()):
+        check_baselines(base, n_features=table.n_features)
+    for m, kw in options.items():
+        if "baselines" in kw and "background" in method_options(m) and base in ("mean", "median"):
+            kw["background"] = table.X
+    nets = {name: load_model(path, factory=factory, trust=trust_checkpoint) for name, path in paths.items()}
     result = compare(nets, table.X, methods=methods, reference=reference, feature_names=table.feature_names,
                      targets=table.y, target=target, output=output, method_options=options, random_state=seed,
                      progress=not quiet)
@@ -116,7 +120,7 @@ def tickets_example(
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
-    """Seed 000: dense deep hedger vs 80 %-sparse lottery ticket vs robust ticket (train, attack, compare)."""
+    """The deep-hedging lottery-ticket study: dense hedger vs 80 %-sparse ticket vs robust ticket (train, attack, compare)."""
     from featurelens.examples.tickets import run_tickets_study
     from featurelens.report import comparison_text
 

@@ -8,6 +8,14 @@ from pathlib import Path
 import typer
 
 from featurelens._io import check_output_dir
+from featurelens.cli._console import make_console
+
+#: most hidden states, seeded EM restarts per K and EM iterations per restart `dynamics fit` tries
+#: (Hu et al. select K below 20; the defaults are 8 states, 5 restarts, 32 iterations): the fits
+#: grow with each, and larger requests are refused before any run is read
+MAX_STATES = 64
+MAX_RESTARTS = 1_000
+MAX_ITERATIONS = 100_000
 
 
 def _parse_metrics(text: str) -> list[str]:
@@ -27,10 +35,10 @@ def fit_command(
     runs: list[str] = typer.Argument(..., help="Run files (CSV/Parquet), directories or glob patterns."),
     metrics: str = typer.Option(..., "--metrics", help="Comma-separated metric columns ('base' = the 14 weight metrics)."),
     out: Path = typer.Option(..., "--out", help="Output directory (models, selection table, figures, report)."),
-    max_states: int = typer.Option(8, "--max-states", help="Largest number of states K tried."),
+    max_states: int = typer.Option(8, "--max-states", help=f"Largest number of states K tried (at most {MAX_STATES})."),
     min_states: int = typer.Option(1, "--min-states", help="Smallest number of states K tried."),
-    restarts: int = typer.Option(5, "--restarts", help="Seeded EM restarts per K."),
-    iterations: int = typer.Option(32, "--iterations", help="EM iterations per restart."),
+    restarts: int = typer.Option(5, "--restarts", help=f"Seeded EM restarts per K (at most {MAX_RESTARTS:,})."),
+    iterations: int = typer.Option(32, "--iterations", help=f"EM iterations per restart (at most {MAX_ITERATIONS:,})."),
     covariance: str = typer.Option("full", "--covariance", help="full or diag."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of runs held out for scoring."),
     states: int = typer.Option(None, "--states", help="Report this K instead of the recommended one."),
@@ -44,8 +52,6 @@ def fit_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
     """Fit Gaussian HMMs over K = min..max states to logged runs and write models, table, figures and report."""
-    from rich.console import Console
-
     from featurelens._validation import check_option
     from featurelens.dynamics import analyse_runs
     from featurelens.dynamics._hmm import COVARIANCE_TYPES
@@ -57,6 +63,10 @@ def fit_command(
     check_option(covariance, name="--covariance", options=COVARIANCE_TYPES)
     if min_states < 1 or max_states < min_states:
         raise ValueError(f"--min-states/--max-states must satisfy 1 <= min <= max, got {min_states}, {max_states}")
+    for opt, value, cap in (("--max-states", max_states, MAX_STATES), ("--restarts", restarts, MAX_RESTARTS),
+                            ("--iterations", iterations, MAX_ITERATIONS)):
+        if value > cap:
+            raise ValueError(f"{opt} {value} exceeds the maximum of {cap:,}")
     if states is not None and not min_states <= states <= max_states:
         raise ValueError(f"--states {states} is outside --min-states..--max-states ({min_states}..{max_states})")
     if (converge_column is None) != (converge_threshold is None):
@@ -74,7 +84,7 @@ def fit_command(
     save(analysis, out, force=force, title="featurelens: training dynamics", summary=summary)
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     if not quiet:
-        console = Console()
+        console = make_console()
         console.print(f"{len(loaded)} runs ({len(loaded.dropped)} dropped), {len(names)} metrics; "
                       f"recommended K = {results['selection']['recommended']}, reported K = {analysis.n_states}")
         console.print(results["selection"]["rule"])
@@ -107,7 +117,6 @@ def explain_command(
     units: str = typer.Option("z", "--units", help="Gradient per z-score unit (z) or per raw metric unit (raw)."),
 ) -> None:
     """Print the drivers of transition i → j: features ranked by |mean gradient of the filtered posterior|."""
-    from rich.console import Console
     from rich.table import Table as RichTable
 
     from featurelens._validation import check_option
@@ -152,7 +161,7 @@ def explain_command(
         table.add_column(col, justify="left" if col == "feature" else "right")
     for r in rows:
         table.add_row(r["feature"], f"{r['mean_gradient']:.4g}", f"{r['mean_change']:.4g}")
-    Console(width=120).print(table)
+    make_console().print(table)
 
 
 def example_command(

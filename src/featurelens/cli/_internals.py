@@ -8,12 +8,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table as RichTable
 
 from featurelens._io import check_output_dir
+from featurelens.cli._console import make_console
 
 SWEEPS = ("capacity", "scale", "architectures")
+#: most rows a sweep generates per model and most epochs it trains (its defaults: 1 200-3 000 rows,
+#: 15-30 epochs); larger requests are refused before anything is generated
+MAX_SWEEP_SAMPLES = 1_000_000
+MAX_SWEEP_EPOCHS = 10_000
 
 
 def _cell(v: object, digits: int) -> str:
@@ -62,9 +66,9 @@ def internals_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on the terminal."),
 ) -> None:
     """Per-layer representation metrics, input-group overlap and attention statistics of a saved model."""
-    from featurelens.data import load_table, read_groups
+    from featurelens.data import as_tensor, load_table, read_groups
     from featurelens.internals import InternalsReport, summarize_internals
-    from featurelens.models import load_model
+    from featurelens.models import load_model, model_device_dtype
     from featurelens.report import save
 
     check_output_dir(out, force=force)
@@ -75,6 +79,7 @@ def internals_command(
     table = load_table(data, label=label)
     group_map = read_groups(groups) if groups is not None else None
     net = load_model(model, factory=factory, trust=trust_checkpoint)
+    as_tensor(table.X, name="inputs", dtype=model_device_dtype(net)[1])  # values the model's dtype cannot hold
     summary = summarize_internals(
         net, table.X, groups=group_map, feature_names=table.feature_names, modules=list(layer) or None,
         jacobian_layer=jacobian_layer, max_rows=max_rows, random_state=seed,
@@ -85,7 +90,7 @@ def internals_command(
     save(InternalsReport(summary, title=f"featurelens: internals of {model.name}", summary=info), out, force=force)
     if quiet:
         return
-    console = Console()
+    console = make_console()
     cols = ["type", "units", "effective_rank", "participation_ratio", "interference", "fraction_inactive"]
     console.print(_frame_table(summary.layers[cols], "representation per layer"))
     for name, m in summary.overlap.items():
@@ -101,19 +106,24 @@ def sweep_command(
     kind: str = typer.Argument(..., help="capacity, scale or architectures."),
     out: Path = typer.Option(..., "--out", help="Output directory (CSV tables, figure, results.json)."),
     quick: bool = typer.Option(False, "--quick", help="Smaller grid and data (about a quarter of the work)."),
-    epochs: int = typer.Option(None, "--epochs", help="Maximum training epochs per model (default: the sweep's)."),
-    n_samples: int = typer.Option(None, "--n-samples", help="Rows generated per model (default: the sweep's)."),
+    epochs: int = typer.Option(None, "--epochs",
+                               help=f"Maximum training epochs per model, at most {MAX_SWEEP_EPOCHS:,} (default: the sweep's)."),
+    n_samples: int = typer.Option(None, "--n-samples",
+                                  help=f"Rows generated per model, at most {MAX_SWEEP_SAMPLES:,} (default: the sweep's)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:
-    """Train small models over a grid and tabulate representation metrics (seed 002's sweeps)."""
+    """Train small models over a grid and tabulate representation metrics (the superposition study's sweeps)."""
     from featurelens.internals import architecture_sweep, capacity_sweep, scale_sweep
     from featurelens.report import save
 
     if kind not in SWEEPS:
-        raise ValueError(f"sweep must be one of {', '.join(SWEEPS)}; got {kind!r}")
+        raise ValueError(f"KIND must be one of {', '.join(SWEEPS)}; got {kind!r}")
     check_output_dir(out, force=force)
+    for opt, value, cap in (("--epochs", epochs, MAX_SWEEP_EPOCHS), ("--n-samples", n_samples, MAX_SWEEP_SAMPLES)):
+        if value is not None and value > cap:
+            raise ValueError(f"{opt} {value} exceeds the maximum of {cap:,}")
     kwargs: dict[str, object] = {"random_state": seed, "progress": not quiet}
     if quick:
         kwargs.update({
@@ -129,7 +139,7 @@ def sweep_command(
     result = run(**kwargs)
     save(result, out, force=force)
     if not quiet:
-        console = Console()
+        console = make_console()
         console.print(_frame_table(result.table[SHOWN[kind]], f"{kind} sweep (all columns in {kind}.csv)",
                                    index=False))
         console.print(f"tables and figure written to {out}")

@@ -88,8 +88,9 @@ def as_tensor(
         For an unsupported type, a non-numeric (or complex) column or array,
         or a ``dtype`` that is not a floating torch dtype.
     ValueError
-        For a wrong number of dimensions, no rows, or NaN/inf (the offending
-        columns are named).
+        For a wrong number of dimensions, no rows, NaN/inf, or finite values
+        too large for ``dtype`` (e.g. 1e300 as float32); the offending
+        columns are named.
     """
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating torch.dtype (e.g. torch.float32), got {dtype!r}")
@@ -132,9 +133,29 @@ def as_tensor(
         t = t.float()
     if dtype is None:
         dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
-    t = t.to(dtype=dtype, device=device)
     check_finite(t, name=name, names=names)
+    t = t.to(dtype=dtype, device=device)
+    if t.is_floating_point() and not bool(torch.isfinite(t.sum())):  # finite before, not after: overflow
+        _check_fits(t, dtype, name=name, names=names)
     return t, names
+
+
+def _check_fits(t: torch.Tensor, dtype: torch.dtype, *, name: str, names: list[str] | None) -> None:
+    """Raise ``ValueError`` naming the columns whose finite values became ±inf when cast to ``dtype``."""
+    bad = ~torch.isfinite(t)
+    if not bool(bad.any()):
+        return
+    big = torch.finfo(dtype).max
+    where = "at row(s)" if t.dim() == 1 else "in column(s)"
+    if t.dim() == 1:
+        hits = [str(int(r)) for r in torch.nonzero(bad).flatten()[:5]]
+    else:
+        per_col = bad.reshape(-1, t.shape[-1]).any(dim=0)
+        hits = [_column_label(names, int(j)) for j in torch.nonzero(per_col).flatten()[:5]]
+    raise ValueError(
+        f"{name} holds values beyond ±{big:.3g}, which overflow {str(dtype).replace('torch.', '')} {where} "
+        f"{', '.join(hits)}; rescale them (e.g. standardise or take logs) before use"
+    )
 
 
 def resolve_names(
