@@ -208,7 +208,7 @@ def test_bad_inputs_and_models():
         attribute(model, x, method="ablation")
     with pytest.raises(TypeError, match=r"must be a torch\.nn\.Module"):
         attribute(lambda t: t, torch.randn(5, 8), method="ablation")
-    with pytest.raises(TypeError, match=r"inputs must be a torch\.Tensor"):
+    with pytest.raises(TypeError, match=r"X must be a torch\.Tensor"):
         attribute(model, [[1.0] * 8], method="ablation")
     multi = _mlp(out=3)
     with pytest.raises(ValueError, match="has 3 outputs"):

@@ -171,7 +171,7 @@ def _check_methods(methods: Any, options: Any) -> tuple[list[str], dict[str, dic
 
 def compare(
     models: Mapping[str, nn.Module],
-    inputs: Any,
+    X: Any,
     *,
     methods: Sequence[str] = DEFAULT_METHODS,
     reference: str | None = None,
@@ -202,7 +202,7 @@ def compare(
     ----------
     models : dict of str to nn.Module
         At least two models taking the same inputs (e.g. dense, ticket, robust ticket).
-    inputs : Tensor, ndarray or DataFrame
+    X : Tensor, ndarray or DataFrame
         ``(n, d)`` or ``(n, T, d)`` rows every model is explained on.
     methods : sequence of str
         Attribution methods (names of ``featurelens.attribution.METHODS``).
@@ -250,7 +250,7 @@ def compare(
             if targets is not None and "labels" in _accepted(method):
                 kw.setdefault("labels", targets)
             try:
-                expl = attribute(model, inputs, method=method, target=target, output=output, random_state=seed,
+                expl = attribute(model, X, method=method, target=target, output=output, random_state=seed,
                                  feature_names=feature_names, batch_size=batch_size, progress=progress, **kw)
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"model {name!r}, method {method!r}: {exc}") from exc
@@ -278,7 +278,7 @@ def compare(
     totals = sparsity[sparsity["layer"] == "total"].set_index("model")["n_weights"]
     summary = pd.DataFrame([{"model": n, **weight_stats(w, int(totals[n]))} for n, w in weights.items()])
     settings = {"seed": seed, "targets": targets is not None, "target": target, "output": output, "n_top": n_top,
-                "n_rows": len(inputs), "method_options": {m: sorted(o) for m, o in options.items()}}
+                "n_rows": len(X), "method_options": {m: sorted(o) for m, o in options.items()}}
     return Comparison(
         models=names, reference=reference, methods=methods_l, feature_names=features, explanations=explanations,
         importance=importance, differences=diff, shifts=top_shifts(diff, n_top),

@@ -258,7 +258,7 @@ def _zero_blocks(units: int, axis: int, j0: int, c: int, device: torch.device) -
 def neuron_importance(
     model: nn.Module,
     module: Any,
-    inputs: Any,
+    X: Any,
     *,
     metric: str | Callable | Metric | None = None,
     labels: Any = None,
@@ -316,11 +316,11 @@ def neuron_importance(
     selector = output if output is not None else OutputSelector(target="all")
     if not isinstance(selector, OutputSelector):
         raise TypeError(f"output must be an OutputSelector or None, got {type(selector).__name__}")
-    x = as_input_tensor(model, inputs)
+    x = as_input_tensor(model, X)
     n = x.shape[0]
     y = None if labels is None else torch.as_tensor(np.asarray(labels))
     if y is not None and y.shape[0] != n:
-        raise ValueError(f"labels has {y.shape[0]} rows but inputs has {n}")
+        raise ValueError(f"labels has {y.shape[0]} rows but X has {n}")
     rows = min(n, budget)
     k = min(n, 8)  # probe rows
     if n > rows and k == rows:
@@ -333,7 +333,7 @@ def neuron_importance(
         if n > rows and not same_values(probe.output, base[:k]):
             raise ValueError(
                 f"the model's output for the first {k} input rows changes when they are run in batches of "
-                f"{rows} rows: its rows interact; pass batch_size >= {n} or inputs whose axis 0 holds "
+                f"{rows} rows: its rows interact; pass batch_size >= {n} or X whose axis 0 holds "
                 "independent samples")
         units, axis = probe.units, probe.axis
         chunk = max(1, budget // rows)

@@ -20,7 +20,7 @@ from featurelens.models._state import preserve_model
 
 def path_effects(
     model: nn.Module,
-    inputs: Any,
+    X: Any,
     *,
     mediator: Any,
     columns: Sequence[int],
@@ -50,7 +50,7 @@ def path_effects(
     Parameters
     ----------
     model : nn.Module
-    inputs : tensor or array-like of shape ``(N, d, ...)``
+    X : tensor or array-like of shape ``(N, d, ...)``
         Columns index dim 1.
     mediator : module spec
         Must resolve to exactly one module, run once per forward.
@@ -76,7 +76,7 @@ def path_effects(
     selector = output if output is not None else OutputSelector(target=target)
     if not isinstance(selector, OutputSelector):
         raise TypeError(f"output must be an OutputSelector or None, got {type(selector).__name__}")
-    x = as_input_tensor(model, inputs)
+    x = as_input_tensor(model, X)
     if x.dim() < 2 or max(cols) >= x.shape[1]:
         raise ValueError(f"columns index {max(cols)} is out of range for inputs of shape {tuple(x.shape)}")
     if isinstance(baseline, numbers.Real) and not isinstance(baseline, bool):

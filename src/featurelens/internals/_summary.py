@@ -56,7 +56,7 @@ def _subsample(x: torch.Tensor, max_rows: int | None, rng: np.random.Generator) 
 
 def layer_summary(
     model: nn.Module,
-    inputs: Any,
+    X: Any,
     *,
     modules: ModuleSpec | None = None,
     max_rows: int | None = 2000,
@@ -69,7 +69,7 @@ def layer_summary(
     Parameters
     ----------
     model : nn.Module
-    inputs : tensor or array-like
+    X : tensor or array-like
         ``(n, d)`` or ``(n, T, d)`` rows the model accepts.
     modules : ModuleSpec or None
         Layers to summarise (exact path, glob, type, instance or a list);
@@ -109,9 +109,9 @@ def layer_summary(
     rng = check_random_state(random_state)
     if not spec:
         raise ValueError(f"{type(model).__name__} has no submodule of the summarised types; pass modules=")
-    x = _subsample(as_input_tensor(model, inputs), max_rows, rng)
+    x = _subsample(as_input_tensor(model, X), max_rows, rng)
     if x.shape[0] < 2:
-        raise ValueError(f"inputs must have at least 2 rows, got {x.shape[0]}")
+        raise ValueError(f"X must have at least 2 rows, got {x.shape[0]}")
     acts = collect(model, spec, x, batch_size=batch_size)
     types = {n: type(m).__name__ for n, m in model.named_modules()}
     rows = []
@@ -156,7 +156,7 @@ def _loss(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
 
 
 def gradient_norms(
-    model: nn.Module, inputs: Any, targets: Any, *, loss: str = "bce", batch_size: int | None = None
+    model: nn.Module, X: Any, targets: Any, *, loss: str = "bce", batch_size: int | None = None
 ) -> pd.DataFrame:
     """L2 norm of the loss gradient with respect to each module's own parameters.
 
@@ -178,10 +178,10 @@ def gradient_norms(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     loss = check_option(loss, name="loss", options=LOSSES)
-    x = as_input_tensor(model, inputs)
+    x = as_input_tensor(model, X)
     y = torch.as_tensor(np.asarray(targets)).to(x.device)
     if y.shape[0] != x.shape[0]:
-        raise ValueError(f"targets has {y.shape[0]} rows but inputs has {x.shape[0]}")
+        raise ValueError(f"targets has {y.shape[0]} rows but X has {x.shape[0]}")
     owners = [(n, m, list(m.parameters(recurse=False))) for n, m in model.named_modules()]
     owners = [(n or "<model>", m, p) for n, m, p in owners if p]
     params = [p for _, _, ps in owners for p in ps]
@@ -248,7 +248,7 @@ def _jacobian_layer(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) ->
 
 def summarize_internals(
     model: nn.Module,
-    inputs: Any,
+    X: Any,
     *,
     groups: Mapping[str, GroupMembers] | None = None,
     feature_names: Sequence[str] | None = None,
@@ -263,7 +263,7 @@ def summarize_internals(
     Parameters
     ----------
     model : nn.Module
-    inputs : tensor or array-like
+    X : tensor or array-like
         ``(n, d)`` or ``(n, T, d)`` rows.
     groups : mapping of str to members, optional
         Input feature groups (names or indices of the last axis). With
@@ -297,7 +297,7 @@ def summarize_internals(
     jacobian_rows = check_int(jacobian_rows, name="jacobian_rows", minimum=1)
     if max_rows is not None:
         max_rows = check_int(max_rows, name="max_rows", minimum=2)
-    x = _subsample(as_input_tensor(model, inputs), max_rows, rng)  # one sample of rows for every metric
+    x = _subsample(as_input_tensor(model, X), max_rows, rng)  # one sample of rows for every metric
     layers = layer_summary(model, x, modules=modules, max_rows=None)
     notes: list[str] = []
     overlap: dict[str, pd.DataFrame] = {}
