@@ -267,7 +267,7 @@ def test_sample_weight_weights_rows_and_validation_loss():
     ("kwargs", "exc", "match"),
     [
         ({"objective": 3}, TypeError, "objective must be callable"),
-        ({"x": np.zeros((2, 2))}, TypeError, "x must be a floating-point"),
+        ({"x": np.zeros((2, 2))}, TypeError, "X must be a floating-point"),
         ({"steps": 0}, ValueError, "steps must be >= 1"),
         ({"epsilon": -0.1}, ValueError, "epsilon must be in"),
         ({"epsilon": torch.ones(3)}, ValueError, "epsilon of shape"),

@@ -81,7 +81,7 @@ def _as_mask(mask: Any, x: torch.Tensor) -> torch.Tensor | None:
 
 def perturb(
     objective: Objective,
-    x: torch.Tensor,
+    X: torch.Tensor,
     *,
     epsilon: float | torch.Tensor,
     steps: int = 1,
@@ -90,11 +90,11 @@ def perturb(
     mask: Any = None,
     random_state: RandomState = None,
 ) -> torch.Tensor:
-    """Maximise ``objective`` over an ℓ∞ box around ``x`` by projected sign-gradient ascent.
+    """Maximise ``objective`` over an ℓ∞ box around ``X`` by projected sign-gradient ascent.
 
     Iterates ``x_{t+1} = Π(x_t + α · sign(∇ objective(x_t)))`` for ``steps``
-    steps from ``x_0 = x`` (or ``x + U(−ε, ε)`` with ``random_start``), where
-    ``Π`` clips every entry back into ``[x − ε, x + ε]`` and then restores
+    steps from ``x_0 = X`` (or ``X + U(−ε, ε)`` with ``random_start``), where
+    ``Π`` clips every entry back into ``[X − ε, X + ε]`` and then restores
     the immutable entries. ``steps=1, random_start=False`` with the default
     step size is FGSM (Goodfellow et al. 2015); more steps with a random
     start is PGD (Madry et al. 2018).
@@ -110,23 +110,23 @@ def perturb(
         freeze the parameters (:func:`featurelens.models.preserve_model`
         with ``freeze=True``). Rows interact only through ``objective``: use
         a sum over rows, not a mean, if steps should not depend on the batch.
-    x : Tensor
+    X : Tensor
         Any shape, floating dtype; not modified.
     epsilon : float or Tensor
-        Half-widths of the box, ``≥ 0``, in the units of ``x``: a number, or
-        a tensor broadcastable to ``x`` (e.g. ``(d,)`` per feature). Entries
+        Half-widths of the box, ``≥ 0``, in the units of ``X``: a number, or
+        a tensor broadcastable to ``X`` (e.g. ``(d,)`` per feature). Entries
         with ``ε = 0`` never move.
     steps : int
         Number of ascent steps ``≥ 1``.
     step_size : float or Tensor, optional
-        ``α``, in the units of ``x``; default ``ε`` for one step (FGSM) and
+        ``α``, in the units of ``X``; default ``ε`` for one step (FGSM) and
         ``2.5 ε / steps`` otherwise (Madry et al.'s choice).
     random_start : bool
         Start from a uniform draw in the box.
     mask : bool array or Tensor, optional
-        True where ``x`` may change; ``(d,)`` over the last axis or any shape
-        broadcastable to ``x``. Entries where it is False are returned
-        bit-identical to ``x``.
+        True where ``X`` may change; ``(d,)`` over the last axis or any shape
+        broadcastable to ``X``. Entries where it is False are returned
+        bit-identical to ``X``.
     random_state : int, numpy Generator or None
         Seeds the random start (drawn on the CPU, so results do not depend
         on the device's RNG; the global torch RNG is not touched).
@@ -134,23 +134,23 @@ def perturb(
     Returns
     -------
     Tensor
-        ``x_adv``, same shape, dtype and device as ``x``, detached, with
-        ``|x_adv − x| ≤ ε`` element-wise.
+        ``x_adv``, same shape, dtype and device as ``X``, detached, with
+        ``|x_adv − X| ≤ ε`` element-wise.
 
     Raises
     ------
     ValueError
         If ``objective`` returns a non-scalar or a non-finite value, or its
-        gradient with respect to ``x`` is not finite; or for bad arguments.
+        gradient with respect to ``X`` is not finite; or for bad arguments.
     """
     if not callable(objective):
         raise TypeError(f"objective must be callable, got {type(objective).__name__}")
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise TypeError("x must be a floating-point torch.Tensor")
+    if not isinstance(X, torch.Tensor) or not X.is_floating_point():
+        raise TypeError("X must be a floating-point torch.Tensor")
     steps = check_int(steps, name="steps", minimum=1)
     if not isinstance(random_start, bool):
         raise TypeError(f"random_start must be a bool, got {type(random_start).__name__}")
-    x0 = x.detach()
+    x0 = X.detach()
     eps = _as_box(epsilon, x0)
     alpha = (eps if steps == 1 else 2.5 * eps / steps) if step_size is None else _as_box(step_size, x0, name="step_size")
     m = _as_mask(mask, x0)

@@ -153,7 +153,7 @@ class ProbeResult:
 
 
 def cross_val_probe(
-    xg: np.ndarray,
+    X: np.ndarray,
     y: np.ndarray,
     *,
     probe: str = "quadratic",
@@ -164,7 +164,7 @@ def cross_val_probe(
 
     Parameters
     ----------
-    xg : ndarray ``(n, k)`` or ``(n, T, k)``
+    X : ndarray ``(n, k)`` or ``(n, T, k)``
         One group's features (see :func:`probe_inputs`).
     y : ndarray ``(n,)``
         Binary 0/1 or continuous labels (:func:`label_kind`).
@@ -182,7 +182,7 @@ def cross_val_probe(
     rng = check_random_state(random_state)
     y = np.asarray(y, dtype=np.float64)
     kind = label_kind(y)
-    z = probe_inputs(xg)
+    z = probe_inputs(X)
     if kind == "binary" and min((y == 1).sum(), (y == 0).sum()) < n_folds:
         raise ValueError(f"y needs at least n_folds={n_folds} rows of each class for the probe")
     if y.size < 2 * n_folds:
