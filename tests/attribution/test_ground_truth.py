@@ -53,6 +53,6 @@ def test_methods_recover_the_planted_ranking(fitted, method, options):
     if method == "shapley":
         options = {**options, "background": x[:100]}
     if method == "permutation":
-        options = {**options, "labels": y}
+        options = {**options, "y": y}
     e = attribute(model, x, method=method, random_state=0, **options)
     _check_ranking(e.importance())

@@ -55,7 +55,7 @@ def permutation(
     problem: Problem,
     *,
     n_repeats: int = 5,
-    labels: Any = None,
+    y: Any = None,
     metric: str | Callable | None = None,
     higher_is_better: bool | None = None,
     random_state: Any = None,
@@ -69,13 +69,13 @@ def permutation(
     repeats: for j in players``. Each player gets its own permutation.
 
     Per-sample values: ``value[i, j] = f(x_i) − mean_r f(x_i^{(r, j)})``.
-    With ``labels``, repeat-level scores: ``score[r, j]`` is the metric's
+    With ``y``, repeat-level scores: ``score[r, j]`` is the metric's
     degradation, ``metric(y, f(X)) − metric(y, f(X^{(r, j)}))`` for metrics
     where higher is better and the reverse for losses, so a positive score
     means the player matters. ``importance()`` is then the mean score over
     repeats and ``importance_std_error()`` its standard error.
 
-    ``metric=None`` with labels picks, by this rule: ``"log_loss"`` when the
+    ``metric=None`` with ``y`` picks, by this rule: ``"log_loss"`` when the
     output is made a probability (``link="sigmoid"`` or ``"softmax"``),
     else ``"auc"`` for 0/1 labels and a single target, else ``"mse"``.
     """
@@ -84,8 +84,8 @@ def permutation(
     x, n = problem.x, problem.n
     if n < 2:
         raise ValueError("permutation importance needs at least 2 rows")
-    if labels is None and metric is not None:
-        raise ValueError("metric= needs labels= (the true targets) to measure the model's degradation")
+    if y is None and metric is not None:
+        raise ValueError("metric= needs y= (the true labels) to measure the model's degradation")
     if higher_is_better is not None and not callable(metric):
         raise ValueError("higher_is_better= applies only to a callable metric; named metrics know their direction")
     masks = player_masks(problem)
@@ -108,20 +108,20 @@ def permutation(
     params: dict[str, Any] = {"n_repeats": n_repeats, "random_state": seed}
     extras = {"output": fx.detach().cpu().double().numpy()}
     scores = None
-    if labels is not None:
-        y, _ = as_tensor(labels, name="labels", dtype=torch.float64, ndims=(1, 2))
-        if y.dim() == 2:
-            if y.shape[1] != 1:
-                raise ValueError(f"labels must have shape (n,), got {tuple(y.shape)}")
-            y = y[:, 0]
-        if y.shape[0] != n:
-            raise ValueError(f"labels has {y.shape[0]} rows but the inputs have {n}")
+    if y is not None:
+        yt, _ = as_tensor(y, name="y", dtype=torch.float64, ndims=(1, 2))
+        if yt.dim() == 2:
+            if yt.shape[1] != 1:
+                raise ValueError(f"y must have shape (n,), got {tuple(yt.shape)}")
+            yt = yt[:, 0]
+        if yt.shape[0] != n:
+            raise ValueError(f"y has {yt.shape[0]} rows but the inputs have {n}")
         fx64 = fx.detach().cpu().double()
-        m = get_metric(_auto_metric(y, fx64, problem.selector.link) if metric is None else metric, higher_is_better=higher_is_better)
-        ref = m.fn(y, fx64)
+        m = get_metric(_auto_metric(yt, fx64, problem.selector.link) if metric is None else metric, higher_is_better=higher_is_better)
+        ref = m.fn(yt, fx64)
         flat = out.detach().cpu().double()
         scores = np.array(
-            [m.degradation(ref, m.fn(y, flat[p])) for p in range(n_repeats * g)], dtype=np.float64
+            [m.degradation(ref, m.fn(yt, flat[p])) for p in range(n_repeats * g)], dtype=np.float64
         ).reshape(n_repeats, g)
         params.update(metric=m.name, higher_is_better=m.higher_is_better)
         extras["metric_baseline"] = np.array(ref)

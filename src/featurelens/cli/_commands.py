@@ -166,8 +166,8 @@ def attribute_command(
                 kw.setdefault("background", bg)
             if kw["baselines"] == "background" and "max_background" in accepts[m]:
                 kw.setdefault("max_background", _MAX_BACKGROUND)
-        if "labels" in accepts[m]:
-            kw.update(labels=table.y, metric=metric, n_repeats=n_repeats)
+        if "y" in accepts[m]:
+            kw.update(y=table.y, metric=metric, n_repeats=n_repeats)
         explanations[m] = attribute(net, table.X, method=m, **kw, **common)
     summary = {
         "model file": str(model),

@@ -97,7 +97,7 @@ def compare_command(
         if kw:
             options[m] = kw
     result = compare(nets, table.X, methods=methods, reference=reference, feature_names=table.feature_names,
-                     targets=table.y, target=target, output=output, method_options=options, random_state=seed,
+                     y=table.y, target=target, output=output, method_options=options, random_state=seed,
                      progress=not quiet)
     summary = {"models": {n: str(p) for n, p in paths.items()}, "data file": str(data), "rows": len(table.X),
                "features": len(table.feature_names), "label column": label or "none (permutation: output change)",

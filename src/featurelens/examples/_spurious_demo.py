@@ -94,7 +94,7 @@ def run_spurious_demo(
     common = {"groups": spec, "link": "sigmoid", "progress": progress}
     explanations = {
         "ablation": attribute(model, x_te, method="ablation", baselines="mean", background=x_tr, **common),
-        "permutation": attribute(model, x_te, method="permutation", labels=y_te, metric="accuracy",
+        "permutation": attribute(model, x_te, method="permutation", y=y_te, metric="accuracy",
                                  n_repeats=n_repeats, random_state=random_state, **common),
     }
     internals = summarize_internals(model, x_te, groups=spec.groups, feature_names=list(spec.names),

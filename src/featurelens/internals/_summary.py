@@ -143,11 +143,11 @@ def layer_summary(
 def _loss(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
     if loss == "ce" and (out.dim() != 2 or y.min() < 0 or y.max() >= out.shape[-1]):
         raise ValueError(
-            f"loss='ce' needs class logits (n, K) and targets in [0, K); got output shape "
-            f"{list(out.shape)} and targets in [{int(y.min())}, {int(y.max())}]"
+            f"loss='ce' needs class logits (n, K) and y in [0, K); got output shape "
+            f"{list(out.shape)} and y in [{int(y.min())}, {int(y.max())}]"
         )
     if loss == "bce" and (y.min() < 0 or y.max() > 1):
-        raise ValueError(f"loss='bce' needs targets in [0, 1], got values in [{float(y.min())}, {float(y.max())}]")
+        raise ValueError(f"loss='bce' needs y in [0, 1], got values in [{float(y.min())}, {float(y.max())}]")
     if loss == "bce":
         return nn.functional.binary_cross_entropy_with_logits(out.reshape(-1), y.reshape(-1).to(out.dtype))
     if loss == "ce":
@@ -156,7 +156,7 @@ def _loss(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
 
 
 def gradient_norms(
-    model: nn.Module, X: Any, targets: Any, *, loss: str = "bce", batch_size: int | None = None
+    model: nn.Module, X: Any, y: Any, *, loss: str = "bce", batch_size: int | None = None
 ) -> pd.DataFrame:
     """L2 norm of the loss gradient with respect to each module's own parameters.
 
@@ -179,9 +179,9 @@ def gradient_norms(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     loss = check_option(loss, name="loss", options=LOSSES)
     x = as_input_tensor(model, X)
-    y = torch.as_tensor(np.asarray(targets)).to(x.device)
+    y = torch.as_tensor(np.asarray(y)).to(x.device)
     if y.shape[0] != x.shape[0]:
-        raise ValueError(f"targets has {y.shape[0]} rows but X has {x.shape[0]}")
+        raise ValueError(f"y has {y.shape[0]} rows but X has {x.shape[0]}")
     owners = [(n, m, list(m.parameters(recurse=False))) for n, m in model.named_modules()]
     owners = [(n or "<model>", m, p) for n, m, p in owners if p]
     params = [p for _, _, ps in owners for p in ps]

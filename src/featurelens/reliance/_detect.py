@@ -356,7 +356,7 @@ def detect_spurious(
     common = {"groups": spec, "feature_names": list(spec.names), "target": target, "link": link,
               "output": output, "batch_size": batch_size}
     perm = attribute(
-        model, X, method="permutation", labels=y_np, metric=metric, n_repeats=n_repeats,
+        model, X, method="permutation", y=y_np, metric=metric, n_repeats=n_repeats,
         random_state=rng, **common,
     )
     background = X if isinstance(baselines, str) and baselines in ("mean", "median") else None

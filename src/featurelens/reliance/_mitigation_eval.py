@@ -83,7 +83,7 @@ def _reliance(model, X, y, *, cols, suspect, names, metric, link, n_repeats, see
     named = metric.name in METRICS
     exp = attribute(
         model, X, method="permutation", groups={suspect: [names[c] for c in cols]}, feature_names=names,
-        labels=y, metric=metric.name if named else metric.fn,
+        y=y, metric=metric.name if named else metric.fn,
         higher_is_better=None if named else metric.higher_is_better,
         link=None if link == "identity" else link, target="all" if link == "softmax" else None,
         n_repeats=n_repeats, random_state=seed,

@@ -79,7 +79,7 @@ def _importance_rows(
     for rows, where, columns in parts:
         opts = dict(options)
         if method == "permutation" and y is not None:
-            opts["labels"] = y[rows]
+            opts["y"] = y[rows]
         elif method == "permutation":
             opts.pop("metric", None)
         x_rows = x[rows] if isinstance(rows, slice) else x[torch.as_tensor(rows)]
