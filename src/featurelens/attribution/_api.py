@@ -49,7 +49,7 @@ def attribute(
     target: int | tuple[int, ...] | str | None = None,
     groups: Mapping[str, list] | FeatureSpec | None = None,
     baselines: Any = None,
-    random_state: Any = None,
+    random_state: Any = 0,
     batch_size: int | None = None,
     feature_names: list[str] | None = None,
     output: int | None = None,

@@ -104,7 +104,7 @@ def optimize_input(
     lr: float = 0.1,
     distance_weight: float = 0.0,
     bounds: tuple[Any, Any] | None = None,
-    random_state: Any = None,
+    random_state: Any = 0,
     output: int | None = None,
     loss: str | LossFn = "mse",
 ) -> tuple[torch.Tensor, pd.DataFrame]:

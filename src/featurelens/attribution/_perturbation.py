@@ -58,7 +58,7 @@ def permutation(
     y: Any = None,
     metric: str | Callable | None = None,
     higher_is_better: bool | None = None,
-    random_state: Any = None,
+    random_state: Any = 0,
 ) -> Explanation:
     """Permutation importance with repeats.
 

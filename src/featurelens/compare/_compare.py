@@ -181,7 +181,7 @@ def compare(
     output: int | None = None,
     method_options: Mapping[str, Mapping[str, Any]] | None = None,
     n_top: int = 3,
-    random_state: Any = None,
+    random_state: Any = 0,
     batch_size: int | None = None,
     progress: bool = False,
 ) -> Comparison:

@@ -91,7 +91,7 @@ class TrainConfig:
 
 
 def fit_hedger_(model: nn.Module, task: HedgingTask, config: TrainConfig = TrainConfig(), *,
-                adversary: Adversary | None = None, random_state: RandomState = None,
+                adversary: Adversary | None = None, random_state: RandomState = 0,
                 progress: bool = False, label: str = "hedger",
                 on_epoch: Callable[[int, nn.Module], None] | None = None) -> list[float]:
     """Train ``model`` in place (the trailing underscore says so); returns the per-epoch loss.
@@ -134,7 +134,7 @@ def fit_hedger_(model: nn.Module, task: HedgingTask, config: TrainConfig = Train
 
 
 def train_hedger(model: nn.Module, task: HedgingTask, config: TrainConfig = TrainConfig(), *,
-                 adversary: Adversary | None = None, random_state: RandomState = None,
+                 adversary: Adversary | None = None, random_state: RandomState = 0,
                  progress: bool = False) -> tuple[nn.Module, list[float]]:
     """Train a deep copy of ``model`` (see :func:`fit_hedger_`); returns it (eval mode) and the loss history.
 
@@ -152,7 +152,7 @@ def train_hedger(model: nn.Module, task: HedgingTask, config: TrainConfig = Trai
 def attack_hedger(model: nn.Module, task: HedgingTask, paths: Paths, *, epsilon: float, steps: int = 1,
                   random_start: bool = False, features: Sequence[int] = MARKET_FEATURES,
                   criterion: str = "es", alpha: float = 0.1, lam: float = 1.0,
-                  random_state: RandomState = None) -> torch.Tensor:
+                  random_state: RandomState = 0) -> torch.Tensor:
     """A worst-case perturbation of the market features the hedger observes; returns the offset.
 
     The clean run records the scaled inputs ``x`` ``(n, steps, 8)``; the attack is

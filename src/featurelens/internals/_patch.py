@@ -161,7 +161,7 @@ def patch(
     *,
     neurons: Sequence[int] | int | None = None,
     reference: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
     batch_axis: BatchAxis = None,
 ) -> Iterator[nn.Module]:
     """Replace module outputs in every forward pass run inside the block.

@@ -88,7 +88,7 @@ def perturb(
     step_size: float | torch.Tensor | None = None,
     random_start: bool = False,
     mask: Any = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> torch.Tensor:
     """Maximise ``objective`` over an ℓ∞ box around ``X`` by projected sign-gradient ascent.
 
@@ -357,7 +357,7 @@ def pgd(
     loss: LossSpec = "auto",
     scale: Any = "std",
     mask: Any = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
     batch_size: int | None = None,
 ) -> torch.Tensor:
     """Projected gradient descent attack (ℓ∞) on the loss of the **true** labels.

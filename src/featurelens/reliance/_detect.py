@@ -273,7 +273,7 @@ def detect_spurious(
     output: int | None = None,
     thresholds: Thresholds | None = None,
     batch_size: int | None = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> SpuriousReport:
     """Detect groups that a model relies on although their relation to the label is unstable.
 

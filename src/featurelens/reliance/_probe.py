@@ -158,7 +158,7 @@ def cross_val_probe(
     *,
     probe: str = "quadratic",
     n_folds: int = 5,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> ProbeResult:
     """Fit ``probe`` on ``n_folds - 1`` folds, score the held-out fold, for every fold.
 

@@ -217,7 +217,7 @@ def robustness_curve(
     feature_names: Sequence[str] | None = None,
     repeats: int = 5,
     steps: int = 10,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> RobustnessCurve:
     """Measure ``metric`` of ``model`` on ``(X, y)`` as the inputs are perturbed more and more.
 
@@ -326,7 +326,7 @@ def robustness(
     *,
     perturbations: Sequence[str] = PERTURBATIONS,
     strengths: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
     **options: Any,
 ) -> pd.DataFrame:
     """Robustness curves for several perturbations in one tidy table.

@@ -125,7 +125,7 @@ def importance_over_windows(
     output: int | None = None,
     feature_names: list[str] | None = None,
     batch_size: int | None = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> WindowImportance:
     """Group importance on consecutive windows of rows (rows in time order), with trend and dispersion.
 
@@ -209,7 +209,7 @@ def importance_by_subgroup(
     output: int | None = None,
     feature_names: list[str] | None = None,
     batch_size: int | None = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> pd.DataFrame:
     """Group importance inside each subgroup of rows (e.g. per insurance type).
 
