@@ -104,8 +104,8 @@ class Comparison:
             out[name] = table.to_dict(orient="records")
         return jsonable(out, where="comparison")
 
-    def save_figures(self, directory: str | Path, *, formats: Sequence[str] = ("png",), dpi: int = 150) -> list[Path]:
-        """Write the four figures into the existing ``directory``; return the paths written.
+    def save_figures(self, out: str | Path, *, formats: Sequence[str] = ("png",), dpi: int = 150) -> list[Path]:
+        """Write the four figures into the existing ``out``; return the paths written.
 
         ``importance.<fmt>`` (grouped bars of importance share per method),
         ``difference.<fmt>`` (share minus the reference's, values annotated),
@@ -115,7 +115,7 @@ class Comparison:
         """
         from featurelens.compare._figures import save_figures
 
-        return save_figures(self, directory, formats=formats, dpi=dpi)
+        return save_figures(self, out, formats=formats, dpi=dpi)
 
     def render(self) -> str:
         """The tables as plain text (what the CLI prints)."""

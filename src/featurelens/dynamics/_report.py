@@ -242,7 +242,7 @@ def build_results(analysis: DynamicsAnalysis, *, title: str, summary: Mapping[st
 
 
 def write_dynamics_report(
-    directory: str | Path,
+    out: str | Path,
     analysis: DynamicsAnalysis,
     *,
     title: str = "featurelens: training dynamics",
@@ -251,7 +251,7 @@ def write_dynamics_report(
     dpi: int = 110,
     max_timelines: int = MAX_TIMELINES,
 ) -> dict[str, Any]:
-    """Write the report of ``analysis`` into the existing directory ``directory``.
+    """Write the report of ``analysis`` into the existing directory ``out``.
 
     Files: ``index.html``, ``results.json`` (schema in this module's
     docstring), ``model_selection.png``, ``training_map.png``,
@@ -260,7 +260,7 @@ def write_dynamics_report(
     :func:`featurelens._io.atomic_output_dir` for an all-or-nothing directory.
     ``max_timelines`` runs (the first ones) get a timeline panel.
     """
-    directory = Path(directory)
+    directory = Path(out)
     if not directory.is_dir():
         raise ValueError(f"report directory {str(directory)!r} does not exist")
     if not isinstance(analysis, DynamicsAnalysis):

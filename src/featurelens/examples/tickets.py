@@ -238,12 +238,12 @@ def sparsity_table(models: dict[str, nn.Module]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[["model", "layer", "n_weights", "n_pruned", "sparsity"]]
 
 
-def save_and_reload(models: dict[str, nn.Module], directory: Path, rows: torch.Tensor,
+def save_and_reload(models: dict[str, nn.Module], out: Path, rows: torch.Tensor,
                     metadata: dict[str, Any]) -> dict[str, bool]:
     """Save each model to ``directory/<name>.pt``; reload with ``load_model``; compare predictions bit for bit."""
     same = {}
     for name, model in models.items():
-        path = save_checkpoint(model, directory / f"{name}.pt", metadata={**metadata, "model": name})
+        path = save_checkpoint(model, out / f"{name}.pt", metadata={**metadata, "model": name})
         reloaded = load_model(path, factory=FACTORY)
         with torch.no_grad():
             same[name] = bool(torch.equal(model(rows), reloaded(rows)))

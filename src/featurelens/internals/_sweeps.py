@@ -78,12 +78,12 @@ class SweepResult:
 
         return sweep_figure(self)
 
-    def save(self, directory: str | os.PathLike, *, dpi: int = 110) -> list[str]:
-        """Write ``<kind>.csv`` (and ``<kind>_layers.csv``) and ``<kind>.png`` into ``directory``."""
+    def save(self, out: str | os.PathLike, *, dpi: int = 110) -> list[str]:
+        """Write ``<kind>.csv`` (and ``<kind>_layers.csv``) and ``<kind>.png`` into ``out``."""
         from featurelens._io import atomic_write_text
         from featurelens.internals._sweep_figures import save_figure
 
-        d = Path(directory)
+        d = Path(out)
         if not d.is_dir():
             raise ValueError(f"directory {str(d)!r} does not exist")
         files = [f"{self.kind}.csv"]

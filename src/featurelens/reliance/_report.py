@@ -101,7 +101,7 @@ def _display(value: Any) -> str:
 
 
 def write_reliance_report(
-    directory: str | os.PathLike,
+    out: str | os.PathLike,
     *,
     title: str,
     detection: Any = None,
@@ -116,11 +116,11 @@ def write_reliance_report(
     robustness_metric: str = "metric",
     dpi: int = 110,
 ) -> dict[str, Any]:
-    """Write a reliance report into the existing directory ``directory``.
+    """Write a reliance report into the existing directory ``out``.
 
     Parameters
     ----------
-    directory : str or path-like
+    out : str or path-like
         An existing directory; files with the report's names are replaced
         (use :func:`save_reliance_report` for an all-or-nothing directory).
     title : str
@@ -157,12 +157,12 @@ def write_reliance_report(
     Raises
     ------
     ValueError
-        If ``directory`` does not exist, no section is given, a table is
+        If ``out`` does not exist, no section is given, a table is
         empty or lacks a required column (named), or a matrix is not square.
     TypeError
         If an argument has the wrong type.
     """
-    directory = Path(directory)
+    directory = Path(out)
     if not directory.is_dir():
         raise ValueError(f"report directory {str(directory)!r} does not exist; create it first or use "
                          "save_reliance_report")

@@ -17,7 +17,7 @@ from featurelens.report import _figures, _html, _internals, _results
 
 
 def write_attribution_report(
-    directory: str | os.PathLike,
+    out: str | os.PathLike,
     *,
     title: str,
     explanations: Mapping[str, Explanation],
@@ -28,14 +28,14 @@ def write_attribution_report(
     internals: Any = None,
     dpi: int = 110,
 ) -> dict[str, Any]:
-    """Write an attribution report into the existing directory ``directory``.
+    """Write an attribution report into the existing directory ``out``.
 
-    Files already in ``directory`` with the same names are replaced; use
+    Files already in ``out`` with the same names are replaced; use
     :func:`save_attribution_report` for an all-or-nothing output directory.
 
     Parameters
     ----------
-    directory : str or path-like
+    out : str or path-like
         An existing directory.
     title : str
         Page title.
@@ -71,13 +71,13 @@ def write_attribution_report(
     Raises
     ------
     ValueError
-        If ``directory`` does not exist, ``explanations`` is empty, the
+        If ``out`` does not exist, ``explanations`` is empty, the
         explanations explain different names, ``history`` lacks a column, or
         ``ground_truth`` names an unknown player.
     TypeError
         If an argument has the wrong type.
     """
-    directory = Path(directory)
+    directory = Path(out)
     if not directory.is_dir():
         raise ValueError(
             f"report directory {str(directory)!r} does not exist; create it first or use save_attribution_report"
