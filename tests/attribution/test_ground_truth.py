@@ -23,7 +23,7 @@ def fitted():
         torch.manual_seed(0)
         model = MLP(4, hidden=(32, 32), activation="tanh")
     train(model, x[:2400], y[:2400], loss="mse", validation_data=(x[2400:], y[2400:]), epochs=150,
-          batch_size=64, lr=3e-3, patience=15, random_state=0)
+          train_batch_size=64, lr=3e-3, patience=15, random_state=0)
     return model, x[2400:], y[2400:]
 
 

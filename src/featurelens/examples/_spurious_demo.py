@@ -87,7 +87,7 @@ def run_spurious_demo(
     with torch.random.fork_rng():
         torch.manual_seed(random_state)
         model = SmallTransformer(data.X.shape[1])
-    fit = train(model, x_tr, y_tr, loss="bce", validation_data=(x_va, y_va), epochs=epochs, batch_size=128,
+    fit = train(model, x_tr, y_tr, loss="bce", validation_data=(x_va, y_va), epochs=epochs, train_batch_size=128,
                 patience=5, random_state=random_state, progress=progress)
 
     spec = data.spec()

@@ -220,7 +220,7 @@ def evaluate_risk(models: dict[str, nn.Module], task: HedgingTask, config: Ticke
     for i, (name, model) in enumerate(models.items()):
         out = {"clean": clean.loc[name, "ES_0.1"]}
         for label, steps, start in (("FGSM", 1, False), ("PGD", config.pgd_steps, True)):
-            offset = attack_hedger(model, task, paths, epsilon=config.epsilon, steps=steps, random_start=start,
+            offset = attack_hedger(model, task, paths, epsilon=config.epsilon, n_steps=steps, random_start=start,
                                    random_state=seeds["attack"] + i)
             with torch.no_grad():
                 attacked = hedge_with_model(model, task, paths, offset=offset).pnl

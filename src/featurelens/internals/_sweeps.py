@@ -110,7 +110,7 @@ def _fit(build: Any, x: torch.Tensor, y: np.ndarray, *, epochs: int, seed: int) 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = build()
-        train(model, x, y, loss="bce", epochs=epochs, batch_size=64, lr=3e-3, patience=5, random_state=seed)
+        train(model, x, y, loss="bce", epochs=epochs, train_batch_size=64, lr=3e-3, patience=5, random_state=seed)
     model.eval()
     return model
 

@@ -84,7 +84,7 @@ def perturb(
     X: torch.Tensor,
     *,
     epsilon: float | torch.Tensor,
-    steps: int = 1,
+    n_steps: int = 1,
     step_size: float | torch.Tensor | None = None,
     random_start: bool = False,
     mask: Any = None,
@@ -92,10 +92,10 @@ def perturb(
 ) -> torch.Tensor:
     """Maximise ``objective`` over an ℓ∞ box around ``X`` by projected sign-gradient ascent.
 
-    Iterates ``x_{t+1} = Π(x_t + α · sign(∇ objective(x_t)))`` for ``steps``
+    Iterates ``x_{t+1} = Π(x_t + α · sign(∇ objective(x_t)))`` for ``n_steps``
     steps from ``x_0 = X`` (or ``X + U(−ε, ε)`` with ``random_start``), where
     ``Π`` clips every entry back into ``[X − ε, X + ε]`` and then restores
-    the immutable entries. ``steps=1, random_start=False`` with the default
+    the immutable entries. ``n_steps=1, random_start=False`` with the default
     step size is FGSM (Goodfellow et al. 2015); more steps with a random
     start is PGD (Madry et al. 2018).
 
@@ -116,11 +116,11 @@ def perturb(
         Half-widths of the box, ``≥ 0``, in the units of ``X``: a number, or
         a tensor broadcastable to ``X`` (e.g. ``(d,)`` per feature). Entries
         with ``ε = 0`` never move.
-    steps : int
+    n_steps : int
         Number of ascent steps ``≥ 1``.
     step_size : float or Tensor, optional
         ``α``, in the units of ``X``; default ``ε`` for one step (FGSM) and
-        ``2.5 ε / steps`` otherwise (Madry et al.'s choice).
+        ``2.5 ε / n_steps`` otherwise (Madry et al.'s choice).
     random_start : bool
         Start from a uniform draw in the box.
     mask : bool array or Tensor, optional
@@ -147,12 +147,12 @@ def perturb(
         raise TypeError(f"objective must be callable, got {type(objective).__name__}")
     if not isinstance(X, torch.Tensor) or not X.is_floating_point():
         raise TypeError("X must be a floating-point torch.Tensor")
-    steps = check_int(steps, name="steps", minimum=1)
+    n_steps = check_int(n_steps, name="n_steps", minimum=1)
     if not isinstance(random_start, bool):
         raise TypeError(f"random_start must be a bool, got {type(random_start).__name__}")
     x0 = X.detach()
     eps = _as_box(epsilon, x0)
-    alpha = (eps if steps == 1 else 2.5 * eps / steps) if step_size is None else _as_box(step_size, x0, name="step_size")
+    alpha = (eps if n_steps == 1 else 2.5 * eps / n_steps) if step_size is None else _as_box(step_size, x0, name="step_size")
     m = _as_mask(mask, x0)
     if m is not None:
         eps = torch.where(m, eps, torch.zeros((), dtype=x0.dtype, device=x0.device))
@@ -163,7 +163,7 @@ def perturb(
         gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
         u = torch.rand(x0.shape, generator=gen, dtype=x0.dtype).to(x0.device)
         x_adv = x0 + (2 * u - 1) * eps
-    for _ in range(steps):
+    for _ in range(n_steps):
         x_req = x_adv.detach().requires_grad_(True)
         with torch.enable_grad():
             value = objective(x_req)
@@ -283,7 +283,7 @@ def _attack(
                     lambda xa, yb=yb: fn(model(xa), yb),
                     xb,
                     epsilon=_chunk_rows(eps, rows, Xt.dim()),
-                    steps=steps,
+                    n_steps=steps,
                     step_size=_chunk_rows(alpha, rows, Xt.dim()),
                     random_start=random_start,
                     mask=_chunk_rows(m, rows, Xt.dim()),
@@ -351,7 +351,7 @@ def pgd(
     y: Any,
     *,
     epsilon: float | torch.Tensor,
-    steps: int = 10,
+    n_steps: int = 10,
     step_size: float | torch.Tensor | None = None,
     random_start: bool = True,
     loss: LossSpec = "auto",
@@ -362,8 +362,8 @@ def pgd(
 ) -> torch.Tensor:
     """Projected gradient descent attack (ℓ∞) on the loss of the **true** labels.
 
-    ``steps`` sign-gradient ascent steps of size ``step_size`` (default
-    ``2.5 ε / steps``), each followed by projection onto the box
+    ``n_steps`` sign-gradient ascent steps of size ``step_size`` (default
+    ``2.5 ε / n_steps``), each followed by projection onto the box
     ``|x_adv − x| ≤ ε``, from a uniform random start in the box when
     ``random_start``. ``epsilon`` and ``step_size`` are in the units set by
     ``scale`` (default: each feature's standard deviation). Other arguments
@@ -375,7 +375,7 @@ def pgd(
         Adversarial inputs, shape of ``X``, on the model's device and dtype.
     """
     return _attack(
-        model, X, y, epsilon=epsilon, steps=steps, step_size=step_size, random_start=random_start,
+        model, X, y, epsilon=epsilon, steps=n_steps, step_size=step_size, random_start=random_start,
         loss=loss, scale=scale, mask=mask, random_state=random_state, batch_size=batch_size,
     )
 
@@ -390,7 +390,7 @@ def adversarial_train(
     mix: float = 0.5,
     mask: Any = None,
     scale: Any = "std",
-    steps: int = 5,
+    n_steps: int = 5,
     step_size: float | None = None,
     loss: str = "bce",
     random_state: RandomState = 0,
@@ -421,16 +421,16 @@ def adversarial_train(
         True on the features the attack may change (e.g. one suspect group);
         False = immutable.
     scale : "std", None or array of shape (d,)
-    steps, step_size
+    n_steps, step_size
         PGD steps (ignored by ``"fgsm"``) and step size in ``scale`` units
-        (default ``2.5 ε / steps``).
+        (default ``2.5 ε / n_steps``).
     loss : {"bce", "ce", "mse"}
         Training loss, also the loss the attack ascends.
     random_state : int, numpy Generator or None
         Seeds the split, batch order, initial state of dropout and the PGD
         random starts.
     **train_options
-        ``epochs``, ``batch_size``, ``lr``, ``weight_decay``,
+        ``epochs``, ``train_batch_size``, ``lr``, ``weight_decay``,
         ``validation_fraction``, ``validation_data``, ``patience``,
         ``progress``, ``orthogonal_penalty``, ``orthogonal_layers`` of
         :func:`featurelens.models.train` (early stopping uses the clean
@@ -445,7 +445,7 @@ def adversarial_train(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     attack = check_option(attack, name="attack", options=("pgd", "fgsm"))
     mix = check_float(mix, name="mix", low=0.0, high=1.0)
-    steps = 1 if attack == "fgsm" else check_int(steps, name="steps", minimum=1)
+    n_steps = 1 if attack == "fgsm" else check_int(n_steps, name="n_steps", minimum=1)
     loss = check_option(loss, name="loss", options=LOSSES)
     for bad in ("sample_weight", "batch_objective", "loss", "random_state"):
         if bad in train_options:
@@ -466,7 +466,7 @@ def adversarial_train(
                 lambda xa: row_losses(loss, net(xa), yb).sum(),
                 xb,
                 epsilon=eps,
-                steps=steps,
+                n_steps=n_steps,
                 step_size=alpha,
                 random_start=attack == "pgd",
                 mask=m,

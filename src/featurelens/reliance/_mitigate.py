@@ -35,7 +35,7 @@ from featurelens.reliance._mitigation_strategies import (
 )
 from featurelens.reliance._robustness import predict, spec_over
 
-_TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "validation_fraction", "progress")
+_TRAIN_OPTIONS = ("epochs", "train_batch_size", "lr", "weight_decay", "patience", "validation_fraction", "progress")
 
 
 @dataclass
@@ -137,7 +137,7 @@ def infer_environments(
         with torch.random.fork_rng():
             torch.manual_seed(int(rng.integers(0, 2**31 - 1)))
             probe = MLP(z.shape[1], hidden=tuple(hidden), out_features=1 if loss == "bce" else k)
-        train(probe, z[fit_rows], yv[fit_rows], loss=loss, epochs=epochs, batch_size=128, lr=3e-3, patience=5,
+        train(probe, z[fit_rows], yv[fit_rows], loss=loss, epochs=epochs, train_batch_size=128, lr=3e-3, patience=5,
               random_state=rng)
         out = predict(probe, z[out_rows], "identity")
         pred[out_rows] = (out > 0).long().numpy() if loss == "bce" else out.argmax(dim=1).numpy()
@@ -197,7 +197,7 @@ def mitigate(
         :func:`featurelens.models.train` for ``loss``).
     strategy : str
         ``"adversarial"`` (options ``epsilon=1.0`` in feature stds, ``mix=1.0``,
-        ``steps=5``), ``"randomize"`` (``p=1.0``), ``"group_dropout"``
+        ``n_steps=5``), ``"randomize"`` (``p=1.0``), ``"group_dropout"``
         (``p=0.5``), ``"group_dro"`` (``eta=0.01``), ``"reweight"``, ``"jtt"``
         (``upweight=5.0``), ``"dfr"`` (``C=1.0``, ``n_subsets=10``),
         ``"orthogonal"`` (``penalty=0.1``), ``"pcgrad"``. Definitions:
@@ -222,7 +222,7 @@ def mitigate(
     random_state : int, numpy Generator or None
         Seeds re-initialisation, training and every random choice.
     **train_options
-        ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``patience``,
+        ``epochs``, ``train_batch_size``, ``lr``, ``weight_decay``, ``patience``,
         ``validation_fraction``, ``progress`` of :func:`featurelens.models.train`.
 
     Returns

@@ -145,7 +145,7 @@ def evaluate_mitigations(
         Called with each row (a dict of the metric columns, before the change
         columns are added) as soon as it is measured, e.g. ``print`` for long runs.
     **train_options
-        Passed to :func:`mitigate` (``epochs``, ``batch_size``, ``lr``, ...).
+        Passed to :func:`mitigate` (``epochs``, ``train_batch_size``, ``lr``, ...).
 
     Returns
     -------
@@ -232,7 +232,7 @@ def mitigation_benchmark(
     bias_strength: float = 0.8,
     hidden: Sequence[int] = (128, 128),
     epochs: int = 100,
-    batch_size: int = 128,
+    train_batch_size: int = 128,
     lr: float = 1e-3,
     patience: int = 20,
     random_state: int = 0,
@@ -275,7 +275,7 @@ def mitigation_benchmark(
     with torch.random.fork_rng():
         torch.manual_seed(seeds[5])
         model = MLP(tr.X.shape[1], hidden=tuple(hidden))
-    opts = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience}
+    opts = {"epochs": epochs, "train_batch_size": train_batch_size, "lr": lr, "patience": patience}
     train(model, tr.X, tr.y, validation_data=(va.X, va.y), random_state=seeds[6], **opts)
     return evaluate_mitigations(
         model, strategies, train=(tr.X, tr.y), test=(te.X, te.y), val=(va.X, va.y),
