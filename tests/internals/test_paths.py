@@ -36,7 +36,7 @@ def linear_model():
 def test_closed_form_linear(linear_model, baseline):
     x = torch.randn(7, 5, dtype=torch.float64)
     cols = [1, 3]
-    res = path_effects(linear_model, x, mediator="med", columns=cols, baseline=baseline)
+    res = path_effects(linear_model, x, mediator="med", columns=cols, baselines=baseline)
     delta = torch.zeros_like(x)
     delta[:, cols] = (torch.as_tensor(baseline, dtype=torch.float64) - x[:, cols])
     m = linear_model
@@ -76,7 +76,7 @@ def test_multi_output_target(mlp, x4):
     [
         ({"columns": []}, ValueError, "columns must be a non-empty sequence"),
         ({"columns": [9]}, ValueError, r"columns index 9 is out of range for inputs of shape \(10, 4\)"),
-        ({"columns": [0], "baseline": torch.zeros(3)}, ValueError, r"baseline must be a number or a tensor of shape \(1,\)"),
+        ({"columns": [0], "baselines": torch.zeros(3)}, ValueError, r"baselines must be a number or a tensor of shape \(1,\)"),
         ({"columns": [0], "mediator": "act*"}, ValueError, "mediator must resolve to exactly one module"),
         ({"columns": [0], "output": 1}, TypeError, "output must be an OutputSelector"),
     ],
