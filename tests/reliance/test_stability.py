@@ -57,7 +57,7 @@ def test_windows_trend_and_dispersion_closed_form():
 def test_windows_permutation_matches_a_direct_loop_with_overlap():
     x, y = _data(n=300)
     model = _linear()
-    res = importance_over_windows(model, x, y, groups=GROUPS, window=100, step=50, n_repeats=3,
+    res = importance_over_windows(model, x, y, groups=GROUPS, window=100, stride=50, n_repeats=3,
                                   target=0, random_state=7)
     assert sorted(res.table["window"].unique()) == [0, 1, 2, 3, 4]
     rng = np.random.default_rng(7)

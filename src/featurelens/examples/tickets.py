@@ -238,7 +238,7 @@ def sparsity_table(models: dict[str, nn.Module]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[["model", "layer", "n_weights", "n_pruned", "sparsity"]]
 
 
-def save_and_reload(models: dict[str, nn.Module], out: Path, rows: torch.Tensor,
+def save_and_reload(models: dict[str, nn.Module], out: Path, X: torch.Tensor,
                     metadata: dict[str, Any]) -> dict[str, bool]:
     """Save each model to ``directory/<name>.pt``; reload with ``load_model``; compare predictions bit for bit."""
     same = {}
@@ -246,7 +246,7 @@ def save_and_reload(models: dict[str, nn.Module], out: Path, rows: torch.Tensor,
         path = save_checkpoint(model, out / f"{name}.pt", metadata={**metadata, "model": name})
         reloaded = load_model(path, factory=FACTORY)
         with torch.no_grad():
-            same[name] = bool(torch.equal(model(rows), reloaded(rows)))
+            same[name] = bool(torch.equal(model(X), reloaded(X)))
     return same
 
 

@@ -104,22 +104,22 @@ def average_jacobian(
     X: Any,
     *,
     layer_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
 ) -> np.ndarray:
     """Mean Jacobian ``(1/n) sum_r d f(x_r) / d x_r`` of shape ``(p, *X.shape[1:])``.
 
     ``f = layer_fn`` (a callable mapping an input batch to a layer's output,
     e.g. ``lambda x: model.net[:2](x)``; default ``model``), its output per
     sample flattened to ``p`` values. Computed with reverse-mode autograd, one
-    backward pass per output value and batch of ``batch_size`` rows; this
-    assumes samples do not interact (true in eval mode). The model runs in
+    backward pass per output value and batch of ``batch_size`` rows (default
+    256); this assumes samples do not interact (true in eval mode). The model runs in
     eval mode with frozen parameters; its mode and flags are restored.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if layer_fn is not None and not callable(layer_fn):
         raise TypeError(f"layer_fn must be callable, got {type(layer_fn).__name__}")
-    bs = check_int(batch_size, name="batch_size", minimum=1)
+    bs = 256 if batch_size is None else check_int(batch_size, name="batch_size", minimum=1)
     device, dtype = model_device_dtype(model)
     if isinstance(X, np.ndarray):
         X = torch.from_numpy(np.asarray(X, dtype=np.float64))
@@ -155,7 +155,7 @@ def jacobian_overlap(
     *,
     layer_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     feature_names: Sequence[str] | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
 ) -> pd.DataFrame:
     """:func:`group_overlap` on the average Jacobian of a layer w.r.t. the inputs.
 
