@@ -39,7 +39,7 @@ LABEL = "next_day_up"
 
 
 def finance_splits(
-    *, n_days: int, calendar_effect: float, effect_share: float, lookback: int, random_state: int
+    *, n_days: int, calendar_effect: float, effect_share: float, lookback: int, random_state: int = 0
 ) -> dict[str, Any]:
     """The example's data: splits, feature spec, environments, windows and the CLI table.
 

@@ -210,7 +210,7 @@ def robustness_curve(
     strengths: Sequence[float] | None = None,
     metric: str | Callable = "accuracy",
     higher_is_better: bool | None = None,
-    link: str | None = "auto",
+    link: str | None = None,
     groups: Mapping[str, Sequence[str | int]] | FeatureSpec | None = None,
     perturb_groups: Sequence[str] | None = None,
     immutable: Sequence[str | int] | None = None,
@@ -248,8 +248,8 @@ def robustness_curve(
     metric : {"accuracy", "auc", "mse", "mae", "log_loss"} or callable
         From :mod:`featurelens._metrics`; a callable ``fn(y_true, y_pred) ->
         float`` is a loss unless ``higher_is_better=True``.
-    link : {"auto", "identity", "sigmoid", "softmax"}
-        Applied to the model output before the metric; ``"auto"`` uses
+    link : {None, "auto", "identity", "sigmoid", "softmax"}
+        Applied to the model output before the metric; ``None`` or ``"auto"`` uses
         sigmoid (one output) or softmax (``K`` outputs) for accuracy, AUC and
         log-loss, identity otherwise.
     groups, perturb_groups : optional
