@@ -93,6 +93,40 @@ def _reliance(model, X, y, *, cols, suspect, names, metric, link, n_repeats, see
     return float(scores.mean()), se
 
 
+def _shifted_sets(shifted: Split | Mapping[str, Split]) -> dict[str, Split]:
+    """``name -> (X, y)``; one unnamed set is keyed ``""``."""
+    sets = {str(k): _split(v, f"shifted[{k!r}]") for k, v in shifted.items()} if isinstance(shifted, Mapping) \
+        else {"": _split(shifted, "shifted")}
+    if not sets:
+        raise ValueError("shifted must hold at least one (X, y) set")
+    return sets
+
+
+def _plan(strategies: Sequence[str] | Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``label -> {"strategy": name, **options}`` for every strategy to run."""
+    if isinstance(strategies, str):
+        raise TypeError("strategies must be a list of strategy names or a mapping, not a single str")
+    plan = {s: {"strategy": s} for s in strategies} if not isinstance(strategies, Mapping) else \
+        {str(k): dict(v) for k, v in strategies.items()}
+    if not plan:
+        raise ValueError("strategies must name at least one strategy")
+    for label, spec in plan.items():
+        if "strategy" not in spec:
+            raise ValueError(f"strategies[{label!r}] needs a 'strategy' entry")
+    return plan
+
+
+def _with_changes(table: pd.DataFrame) -> pd.DataFrame:
+    """Add the changes against the first (unmitigated) row and the reliance reduction."""
+    base = table.iloc[0]
+    table["in_distribution_change"] = table["in_distribution"] - base["in_distribution"]
+    for col in [c for c in table.columns if c.startswith("shifted") and not c.endswith("_change")]:
+        table[f"{col}_change"] = table[col] - base[col]
+    ref = base["reliance"]
+    table["reliance_reduction"] = 1 - table["reliance"] / ref if ref > 0 else np.nan
+    return table
+
+
 def evaluate_mitigations(
     model: nn.Module,
     strategies: Sequence[str] | Mapping[str, Mapping[str, Any]],
@@ -159,19 +193,8 @@ def evaluate_mitigations(
     X_tr, y_tr = _split(train, "train")
     X_te, y_te = _split(test, "test")
     X_va, y_va = (None, None) if val is None else _split(val, "val")
-    shifted_sets = {str(k): _split(v, f"shifted[{k!r}]") for k, v in shifted.items()} if isinstance(shifted, Mapping) \
-        else {"": _split(shifted, "shifted")}
-    if not shifted_sets:
-        raise ValueError("shifted must hold at least one (X, y) set")
-    if isinstance(strategies, str):
-        raise TypeError("strategies must be a list of strategy names or a mapping, not a single str")
-    plan = {s: {"strategy": s} for s in strategies} if not isinstance(strategies, Mapping) else \
-        {str(k): dict(v) for k, v in strategies.items()}
-    if not plan:
-        raise ValueError("strategies must name at least one strategy")
-    for label, spec in plan.items():
-        if "strategy" not in spec:
-            raise ValueError(f"strategies[{label!r}] needs a 'strategy' entry")
+    shifted_sets = _shifted_sets(shifted)
+    plan = _plan(strategies)
     device, dtype = model_device_dtype(model)
     Xt, data_names = as_tensor(X_te, name="test X", dtype=dtype, device=device)
     names = resolve_names(Xt.shape[-1], data_names=data_names, feature_names=feature_names)
@@ -209,13 +232,7 @@ def evaluate_mitigations(
         rows.append(row(label, res.model, seconds))
     if any(not torch.equal(before[k], v) for k, v in model.state_dict().items()):
         raise RuntimeError("a mitigation strategy modified the original model; this is a featurelens bug")
-    table = pd.DataFrame(rows)
-    base = table.iloc[0]
-    table["in_distribution_change"] = table["in_distribution"] - base["in_distribution"]
-    for col in [c for c in table.columns if c.startswith("shifted") and not c.endswith("_change")]:
-        table[f"{col}_change"] = table[col] - base[col]
-    ref = base["reliance"]
-    table["reliance_reduction"] = 1 - table["reliance"] / ref if ref > 0 else np.nan
+    table = _with_changes(pd.DataFrame(rows))
     return MitigationTable(table=table, models=models, results=results, metric=m.name, suspect=suspect)
 
 
