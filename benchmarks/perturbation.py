@@ -94,7 +94,7 @@ def main() -> None:
 
     cases.append(
         ("permutation, 64 columns, 5 repeats, MSE", floor_repeats,
-         lambda: attribute(model, x, method="permutation", labels=y, metric="mse", n_repeats=5, random_state=0),
+         lambda: attribute(model, x, method="permutation", y=y, metric="mse", n_repeats=5, random_state=0),
          {"sklearn n_jobs=None": lambda: permutation_importance(wrapped, xn, y, scoring="neg_mean_squared_error",
                                                                n_repeats=5, random_state=0)})
     )

@@ -25,7 +25,7 @@ def fitted():
         torch.manual_seed(0)
         model = MLP(4, hidden=(32, 32), activation="tanh")
     train(model, x[:2400], y[:2400], loss="mse", validation_data=(x[2400:], y[2400:]), epochs=150,
-          batch_size=64, lr=3e-3, patience=15, random_state=0)
+          train_batch_size=64, lr=3e-3, patience=15, random_state=0)
     return model, x[2400:], y[2400:]
 
 
@@ -55,6 +55,6 @@ def test_methods_recover_the_planted_ranking(fitted, method, options):
     if method == "shapley":
         options = {**options, "background": x[:100]}
     if method == "permutation":
-        options = {**options, "labels": y}
+        options = {**options, "y": y}
     e = attribute(model, x, method=method, random_state=0, **options)
     _check_ranking(e.importance())

@@ -109,7 +109,7 @@ def test_permutation_matches_independent_loop(metric, batch_size):
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(60, 8, dtype=torch.float64, generator=gen)
     y = (x[:, 0] + x[:, 3] > 0).double()
-    e = attribute(model, x, method="permutation", groups=GROUPS, labels=y, metric=metric, n_repeats=4,
+    e = attribute(model, x, method="permutation", groups=GROUPS, y=y, metric=metric, n_repeats=4,
                   random_state=11, link="sigmoid", batch_size=batch_size)
     scores, per_sample = _loop_permutation(model, x, y, GROUPS, 4, 11, METRICS[metric])
     np.testing.assert_allclose(e.scores, scores, atol=1e-12)
@@ -126,8 +126,8 @@ def test_permutation_same_seed_same_numbers_and_planted_feature_ranks_first():
         lin.weight.copy_(torch.tensor([[3.0, 0.0, 0.5, 0.0, 0.0]]))
         lin.bias.zero_()
     y = lin(x).squeeze(-1).detach()
-    a = attribute(lin, x, method="permutation", labels=y, metric="mse", random_state=3)
-    b = attribute(lin, x, method="permutation", labels=y, metric="mse", random_state=3)
+    a = attribute(lin, x, method="permutation", y=y, metric="mse", random_state=3)
+    b = attribute(lin, x, method="permutation", y=y, metric="mse", random_state=3)
     np.testing.assert_array_equal(a.scores, b.scores)
     imp = a.importance()
     assert imp.idxmax() == "x0"
@@ -163,7 +163,7 @@ def test_model_restored_when_method_raises():
     model = _mlp()
     model.train()
     with pytest.raises(ValueError, match="needs probabilities"):
-        attribute(model, torch.randn(10, 8), method="permutation", labels=torch.ones(10), metric="accuracy")
+        attribute(model, torch.randn(10, 8), method="permutation", y=torch.ones(10), metric="accuracy")
     assert model.training
 
 
@@ -173,10 +173,10 @@ def test_model_restored_when_method_raises():
         ({"method": "lime"}, ValueError, "method must be one of"),
         ({"method": "ablation", "n_repeats": 3}, TypeError, "unexpected option.*'n_repeats'"),
         ({"method": "permutation", "baselines": "zeros"}, ValueError, "takes no baselines"),
-        ({"method": "permutation", "metric": "mse"}, ValueError, "metric= needs labels"),
-        ({"method": "permutation", "labels": np.ones(3)}, ValueError, "labels has 3 rows"),
+        ({"method": "permutation", "metric": "mse"}, ValueError, "metric= needs y"),
+        ({"method": "permutation", "y": np.ones(3)}, ValueError, "y has 3 rows"),
         ({"method": "permutation", "n_repeats": 0}, ValueError, "n_repeats must be >= 1"),
-        ({"method": "permutation", "labels": np.ones(12), "metric": "f1"}, ValueError, "metric must be one of"),
+        ({"method": "permutation", "y": np.ones(12), "metric": "f1"}, ValueError, "metric must be one of"),
         ({"method": "ablation", "baselines": "mean"}, ValueError, "needs background="),
         ({"method": "ablation", "baselines": "middle"}, ValueError, "baselines must be one of"),
         ({"method": "ablation", "baselines": np.zeros(5)}, ValueError, r"baselines has shape \(5,\)"),
@@ -190,7 +190,7 @@ def test_model_restored_when_method_raises():
         ({"method": "ablation", "target": 2}, ValueError, "target=2 is out of range"),
         ({"method": "ablation", "link": "probit"}, ValueError, "link must be one of"),
         ({"method": "ablation", "background": np.zeros((4, 8))}, ValueError, "background= is used only with"),
-        ({"method": "permutation", "labels": np.ones(12), "metric": "mse", "higher_is_better": True}, ValueError,
+        ({"method": "permutation", "y": np.ones(12), "metric": "mse", "higher_is_better": True}, ValueError,
          "higher_is_better= applies only to a callable"),
     ],
 )
@@ -210,7 +210,7 @@ def test_bad_inputs_and_models():
         attribute(model, x, method="ablation")
     with pytest.raises(TypeError, match=r"must be a torch\.nn\.Module"):
         attribute(lambda t: t, torch.randn(5, 8), method="ablation")
-    with pytest.raises(TypeError, match=r"inputs must be a torch\.Tensor"):
+    with pytest.raises(TypeError, match=r"X must be a torch\.Tensor"):
         attribute(model, [[1.0] * 8], method="ablation")
     multi = _mlp(out=3)
     with pytest.raises(ValueError, match="has 3 outputs"):
@@ -293,7 +293,7 @@ def test_tensor_array_and_dataframe_inputs_agree():
 def test_method_options_lists_keyword_options():
     from featurelens.attribution import METHODS, method_options
 
-    assert method_options("permutation") == ["n_repeats", "labels", "metric", "higher_is_better", "random_state"]
+    assert method_options("permutation") == ["n_repeats", "y", "metric", "higher_is_better", "random_state"]
     assert set(METHODS) >= {"ablation", "permutation", "saliency", "integrated_gradients", "shapley", "edge_scores"}
     with pytest.raises(ValueError, match="method must be one of"):
         method_options("lime")

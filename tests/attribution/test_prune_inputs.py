@@ -91,7 +91,7 @@ def _masked_net() -> tuple[nn.Module, torch.Tensor]:
 def test_pruning_masks_are_kept_and_the_file_round_trips(tmp_path):
     model, x = _masked_net()
     scores = np.array([0.5, 0.001, 0.2, 0.3, 0.0])
-    pruned = prune_inputs(model, scores, inputs=x, feature_names=list("abcde"))
+    pruned = prune_inputs(model, scores, X=x, feature_names=list("abcde"))
     keep = pruned.keep
     assert keep.tolist() == [True, False, True, True, False] and pruned.kept_names == ["a", "c", "d"]
     lay = pruned.model.layer1
@@ -119,7 +119,7 @@ def test_scores_from_explanation_series_and_reordered_names():
     assert by_exp.input_layer == "layer1"
     assert by_exp.keep.tolist() == (exp.scores[0] > 0.19).tolist()
     series = pd.Series([0.0, 0.3, 0.0, 0.4, 0.5], index=list("edcba"))
-    by_series = prune_inputs(model, series, feature_names=list("abcde"), inputs=x)
+    by_series = prune_inputs(model, series, feature_names=list("abcde"), X=x)
     assert by_series.kept_names == ["a", "b", "d"]
     declared = prune_inputs(model, [1.0, 1.0, 0.0, 1.0, 1.0])  # MLP declares its input_layer
     assert declared.model.layer1.weight_orig.shape == (6, 4)
@@ -129,13 +129,13 @@ def test_prune_inputs_errors(tmp_path):
     model, x = _masked_net()
     grouped = attribute(model, x, method="weights", groups={"g": [0, 1]})
     with pytest.raises(ValueError, match="scores groups"):
-        prune_inputs(model, grouped, inputs=x)
+        prune_inputs(model, grouped, X=x)
     with pytest.raises(ValueError, match="scores cover 3"):
-        prune_inputs(model, [1.0, 1.0, 1.0], inputs=x)
+        prune_inputs(model, [1.0, 1.0, 1.0], X=x)
     with pytest.raises(ValueError, match="nothing would be kept"):
-        prune_inputs(model, np.zeros(5), inputs=x)
+        prune_inputs(model, np.zeros(5), X=x)
     with pytest.raises(ValueError, match="NaN or inf"):
-        prune_inputs(model, [np.nan] * 5, inputs=x)
+        prune_inputs(model, [np.nan] * 5, X=x)
     with pytest.raises(TypeError, match="scores must be"):
         prune_inputs(model, "abc")
     with pytest.raises(ValueError, match="differ"):

@@ -25,7 +25,7 @@ def files(tmp_path_factory):
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = MLP(data.X.shape[1], hidden=(16,))
-    train(model, data.X[:600], data.y[:600], epochs=40, lr=1e-2, batch_size=64, random_state=0)
+    train(model, data.X[:600], data.y[:600], epochs=40, lr=1e-2, train_batch_size=64, random_state=0)
     model.eval()
     save_exported(model, data.X[:2], root / "model.pt2")
     frame = data.to_frame().iloc[600:].reset_index(drop=True)

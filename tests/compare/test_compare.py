@@ -67,7 +67,7 @@ def trio():
 @pytest.fixture(scope="module")
 def result(trio):
     x, y = _data()
-    return compare(trio, x, targets=y, feature_names=NAMES, random_state=0,
+    return compare(trio, x, y=y, feature_names=NAMES, random_state=0,
                    methods=("weights", "edge_scores", "integrated_gradients", "permutation"),
                    method_options={"permutation": {"metric": "mse", "n_repeats": 3}})
 
@@ -183,7 +183,7 @@ def test_permutations_are_paired_and_models_are_left_as_found(trio):
     b = Ten(0)
     b.train()
     before = {k: v.clone() for k, v in b.state_dict().items()}
-    c = compare({"a": a, "b": b}, x, targets=y, methods=("permutation", "integrated_gradients"),
+    c = compare({"a": a, "b": b}, x, y=y, methods=("permutation", "integrated_gradients"),
                 random_state=np.random.default_rng(3))
     assert np.array_equal(c.differences["difference"].to_numpy(), np.zeros(16))
     assert c.rank_correlation["spearman"].tolist() == [1.0, 1.0]
@@ -267,7 +267,7 @@ def test_every_method_sees_the_masked_weights(trio):
     x, y = _data(50)
     pruned = trio["ticket1"]
     c = compare({"pruned": pruned, "folded": make_permanent(pruned), "unmasked_orig": _orig_as_dense(pruned)},
-                x, targets=y, methods=("weights", "edge_scores", "integrated_gradients"), random_state=0)
+                x, y=y, methods=("weights", "edge_scores", "integrated_gradients"), random_state=0)
     d = c.differences.set_index("model")
     assert np.array_equal(d.loc["folded", "difference"].to_numpy(), np.zeros(24))
     assert np.abs(d.loc["unmasked_orig", "difference"].to_numpy()).max() > 1e-3

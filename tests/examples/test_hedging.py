@@ -270,8 +270,8 @@ def test_attack_hedger_is_fgsm_on_market_features():
         clean = expected_shortfall(hedge_with_model(model, task, paths).pnl)
         attacked = expected_shortfall(hedge_with_model(model, task, paths, offset=offset).pnl)
     assert float(attacked) > float(clean)
-    pgd = attack_hedger(model, task, paths, epsilon=0.5, steps=3, random_start=True, random_state=0)
-    assert torch.equal(pgd, attack_hedger(model, task, paths, epsilon=0.5, steps=3, random_start=True,
+    pgd = attack_hedger(model, task, paths, epsilon=0.5, n_steps=3, random_start=True, random_state=0)
+    assert torch.equal(pgd, attack_hedger(model, task, paths, epsilon=0.5, n_steps=3, random_start=True,
                                           random_state=0))
     with torch.no_grad():
         assert float(expected_shortfall(hedge_with_model(model, task, paths, offset=pgd).pnl)) > float(clean)

@@ -78,9 +78,9 @@ def test_collect_batches_eval_and_cpu(mlp, x4):
 def test_collect_errors(mlp, x4):
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         collect(mlp, "layer1", x4, batch_size=0)
-    with pytest.raises(ValueError, match="inputs is empty"):
+    with pytest.raises(ValueError, match="X is empty"):
         collect(mlp, "layer1", x4[:0])
-    with pytest.raises(TypeError, match="inputs must be a tensor or array-like"):
+    with pytest.raises(TypeError, match="X must be a tensor or array-like"):
         collect(mlp, "layer1", object())
 
 

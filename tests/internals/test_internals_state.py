@@ -105,7 +105,7 @@ FAIL = {
     "default_layers": (lambda m, x: default_layers(m.state_dict()), TypeError, "model must be a torch.nn.Module"),
     "layer_summary": (lambda m, x: layer_summary(m, BAD), ValueError, "MLP expects input"),
     "gradient_norms": (lambda m, x: gradient_norms(m, x, torch.tensor([0, 5] * 5), loss="ce"),
-                       ValueError, r"targets in \[0, K\)"),
+                       ValueError, r"y in \[0, K\)"),
     "summarize_internals": (lambda m, x: summarize_internals(m, x, groups={"a": [0, 9]}),
                             ValueError, "out of range|index"),
     "average_jacobian": (lambda m, x: average_jacobian(m, BAD), ValueError, "MLP expects input"),

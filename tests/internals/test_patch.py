@@ -167,7 +167,7 @@ def test_neuron_importance_metric(mlp, x4):
     def mse(t, p):
         return float(((t - p) ** 2).mean())
 
-    imp = neuron_importance(mlp, "act2", x4, metric=mse, labels=y)
+    imp = neuron_importance(mlp, "act2", x4, metric=mse, y=y)
     with torch.no_grad():
         ref = mse(y, mlp(x4))
         for j in range(5):
@@ -180,9 +180,9 @@ def test_neuron_importance_metric(mlp, x4):
 @pytest.mark.parametrize(
     ("kwargs", "err", "match"),
     [
-        ({"metric": "mse"}, ValueError, "metric and labels go together"),
-        ({"labels": [0] * 10}, ValueError, "metric and labels go together"),
-        ({"metric": "mse", "labels": [0.0] * 3}, ValueError, "labels has 3 rows"),
+        ({"metric": "mse"}, ValueError, "metric and y go together"),
+        ({"y": [0] * 10}, ValueError, "metric and y go together"),
+        ({"metric": "mse", "y": [0.0] * 3}, ValueError, "y has 3 rows"),
         ({"output": "all"}, TypeError, "output must be an OutputSelector"),
         ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
     ],

@@ -36,7 +36,7 @@ def linear_model():
 def test_closed_form_linear(linear_model, baseline):
     x = torch.randn(7, 5, dtype=torch.float64)
     cols = [1, 3]
-    res = path_effects(linear_model, x, mediator="med", columns=cols, baseline=baseline)
+    res = path_effects(linear_model, x, mediator="med", columns=cols, baselines=baseline)
     delta = torch.zeros_like(x)
     delta[:, cols] = (torch.as_tensor(baseline, dtype=torch.float64) - x[:, cols])
     m = linear_model

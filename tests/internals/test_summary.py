@@ -95,9 +95,9 @@ def test_gradient_norms_equal_backward(mlp, x8):
 def test_gradient_norms_errors(mlp, x8):
     with pytest.raises(ValueError, match="loss must be one of"):
         gradient_norms(mlp, x8, torch.zeros(40), loss="hinge")
-    with pytest.raises(ValueError, match="targets has 3 rows"):
+    with pytest.raises(ValueError, match="y has 3 rows"):
         gradient_norms(mlp, x8, torch.zeros(3), loss="ce")
-    with pytest.raises(ValueError, match=r"targets in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"y in \[0, 1\]"):
         gradient_norms(MLP(4, (3,), 1).double(), x8, torch.full((40,), 2.0))
 
 

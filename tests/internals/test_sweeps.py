@@ -49,7 +49,7 @@ def test_capacity_is_reproducible(capacity):
 
 
 def test_token_data_layout():
-    x, y, names = token_data(50, n_groups=2, group_dim=3, bias_strength=0.8, seed=1)
+    x, y, names = token_data(50, n_groups=2, group_dim=3, bias_strength=0.8, random_state=1)
     assert x.shape == (50, 3, 6) and names == ["genuine_0", "genuine_1", "spurious"]
     np.testing.assert_array_equal(x[:, :, 3:], np.broadcast_to(np.eye(3), (50, 3, 3)))
     from featurelens.datasets import make_biased
@@ -67,7 +67,7 @@ def test_scale_sweep_layers_and_means():
     assert r.table.loc[1, "effective_rank"] == pytest.approx(deep["effective_rank"].mean())
     assert ((r.layers["attention_entropy"] >= 0) & (r.layers["attention_entropy"] <= np.log(3) + 1e-9)).all()
     # recompute one layer's effective rank from the kept model and the same test split
-    x, y, _ = token_data(300, n_groups=2, group_dim=2, bias_strength=0.8, seed=_seed_of(r, 1))
+    x, y, _ = token_data(300, n_groups=2, group_dim=2, bias_strength=0.8, random_state=_seed_of(r, 1))
     x_te = torch.as_tensor(train_val_test_split(x, y, random_state=_seed_of(r, 1)).test[0])
     want = layer_summary(r.models[(8, 2)], x_te, modules=["transformer_layers.1"], random_state=_seed_of(r, 1))
     assert deep.iloc[1]["effective_rank"] == pytest.approx(want.iloc[0]["effective_rank"], rel=1e-9)

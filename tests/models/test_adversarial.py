@@ -48,7 +48,7 @@ def test_pgd_steps_reach_the_maximiser_inside_the_box():
     x = torch.zeros(3, 2, dtype=torch.float64)
     c = torch.tensor([[0.05, -0.5], [0.5, 0.02], [-0.03, 0.0]], dtype=torch.float64)
     eps, alpha = 0.2, 0.01
-    out = perturb(lambda z: -((z - c) ** 2).sum(), x, epsilon=eps, steps=100, step_size=alpha)
+    out = perturb(lambda z: -((z - c) ** 2).sum(), x, epsilon=eps, n_steps=100, step_size=alpha)
     target = c.clamp(-eps, eps)  # the projection of the maximiser onto the box
     assert torch.all((out - target).abs() <= alpha + 1e-12)
     assert torch.all(out.abs() <= eps)
@@ -145,7 +145,7 @@ def trained():
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = MLP(6, hidden=(32,))
-    train(model, data.X, data.y, epochs=40, lr=1e-2, batch_size=128, random_state=0, patience=None)
+    train(model, data.X, data.y, epochs=40, lr=1e-2, train_batch_size=128, random_state=0, patience=None)
     return model, torch.as_tensor(data.X), torch.as_tensor(data.y)
 
 
@@ -165,7 +165,7 @@ def test_attacks_order_pgd_fgsm_clean_on_trained_model(trained, eps):
     clean = _acc(model, X, y)
     assert clean > 0.85
     x_f = fgsm(model, X, y, epsilon=eps)
-    x_p = pgd(model, X, y, epsilon=eps, steps=20, random_state=0)
+    x_p = pgd(model, X, y, epsilon=eps, n_steps=20, random_state=0)
     acc_f, acc_p = _acc(model, x_f, y), _acc(model, x_p, y)
     assert acc_p <= acc_f < clean - 0.05
     assert _mean_loss(model, x_p, y) >= _mean_loss(model, x_f, y) > _mean_loss(model, X, y)
@@ -182,7 +182,7 @@ def test_attack_leaves_model_as_found(trained):
     model.zero_grad(set_to_none=True)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     try:
-        pgd(model, X, y, epsilon=0.2, steps=3, random_state=0)
+        pgd(model, X, y, epsilon=0.2, n_steps=3, random_state=0)
         assert model.training and not model.layer2.weight.requires_grad
         assert model.layer1.weight.requires_grad and model.layer1.weight.grad is None
         assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -222,9 +222,9 @@ def test_adversarial_training_is_robust_and_leaves_the_original_untouched():
         torch.manual_seed(0)
         model = MLP(31, hidden=())
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    kw = {"epochs": 15, "lr": 2e-2, "batch_size": 100, "patience": None}
+    kw = {"epochs": 15, "lr": 2e-2, "train_batch_size": 100, "patience": None}
     plain = train(MLP(31, hidden=()), X, y, random_state=0, **kw).model
-    robust, result = adversarial_train(model, X, y, epsilon=0.3, scale=None, mix=1.0, steps=2, random_state=0, **kw)
+    robust, result = adversarial_train(model, X, y, epsilon=0.3, scale=None, mix=1.0, n_steps=2, random_state=0, **kw)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert robust is not model and result.model is robust
     assert len(result.history) == 15
@@ -273,7 +273,7 @@ def test_sample_weight_weights_rows_and_validation_loss():
     with torch.random.fork_rng():
         torch.manual_seed(0)
         m = MLP(2, hidden=(8,))
-    res = train(m, X, Y, sample_weight=w, epochs=20, lr=2e-2, batch_size=50, validation_fraction=0.0, random_state=0)
+    res = train(m, X, Y, sample_weight=w, epochs=20, lr=2e-2, train_batch_size=50, validation_fraction=0.0, random_state=0)
     assert _acc(m, torch.as_tensor(x), torch.as_tensor(y)) > 0.9
     assert res.history["train_loss"].iloc[-1] < 0.45  # weighted mean: 0.9·small + 0.1·large
     # weighted validation loss is Σ w l / Σ w of the held-out rows
@@ -292,8 +292,8 @@ def test_sample_weight_weights_rows_and_validation_loss():
     ("kwargs", "exc", "match"),
     [
         ({"objective": 3}, TypeError, "objective must be callable"),
-        ({"x": np.zeros((2, 2))}, TypeError, "x must be a floating-point"),
-        ({"steps": 0}, ValueError, "steps must be >= 1"),
+        ({"x": np.zeros((2, 2))}, TypeError, "X must be a floating-point"),
+        ({"n_steps": 0}, ValueError, "n_steps must be >= 1"),
         ({"epsilon": -0.1}, ValueError, "epsilon must be in"),
         ({"epsilon": torch.ones(3)}, ValueError, "epsilon of shape"),
         ({"epsilon": torch.tensor([0.1, -1.0])}, ValueError, "finite and non-negative"),
@@ -325,7 +325,7 @@ def test_perturb_errors(kwargs, exc, match):
         (fgsm, {"scale": np.ones(2)}, ValueError, "scale has 2 entries"),
         (fgsm, {"scale": -np.ones(3)}, ValueError, "scale must be non-negative"),
         (fgsm, {"loss": "hinge"}, ValueError, "loss must be one of"),
-        (pgd, {"steps": 0}, ValueError, "steps must be >= 1"),
+        (pgd, {"n_steps": 0}, ValueError, "n_steps must be >= 1"),
         (pgd, {"batch_size": 0}, ValueError, "batch_size must be >= 1"),
     ],
 )

@@ -45,7 +45,7 @@ def test_linearly_separable_reaches_high_validation_accuracy():
     torch.manual_seed(0)
     model = MLP(4, (16,))
     result = train(
-        model, X[:300], y[:300], validation_data=(X[300:], y[300:]), epochs=25, lr=2e-2, batch_size=64
+        model, X[:300], y[:300], validation_data=(X[300:], y[300:]), epochs=25, lr=2e-2, train_batch_size=64
     )
     assert isinstance(result, TrainResult) and result.model is model
     assert not any(m.training for m in model.modules())
@@ -139,7 +139,7 @@ def test_cross_entropy_multiclass():
     X = centers[y] + rng.normal(size=(300, 2))
     torch.manual_seed(0)
     model = MLP(2, (16,), 3)
-    result = train(model, X, y.astype(np.float32), loss="ce", epochs=20, lr=2e-2, batch_size=64)
+    result = train(model, X, y.astype(np.float32), loss="ce", epochs=20, lr=2e-2, train_batch_size=64)
     with torch.no_grad():
         acc = (model(torch.tensor(X, dtype=torch.float32)).argmax(1).numpy() == y).mean()
     assert acc > 0.95 and result.best_val_loss < 0.3
@@ -234,7 +234,7 @@ def test_output_shape_errors(loss, out, y, match):
     [
         ({"loss": "hinge"}, ValueError, "loss must be one of 'bce', 'mse', 'ce'"),
         ({"epochs": 0}, ValueError, "epochs must be >= 1"),
-        ({"batch_size": 2.5}, TypeError, "batch_size must be an int"),
+        ({"train_batch_size": 2.5}, TypeError, "train_batch_size must be an int"),
         ({"lr": 0.0}, ValueError, r"lr must be in \(0.0, None\]"),
         ({"weight_decay": -1.0}, ValueError, "weight_decay must be in"),
         ({"validation_fraction": 1.0}, ValueError, r"validation_fraction must be in \[0.0, 1.0\)"),

@@ -34,7 +34,7 @@ def setup():
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = MLP(data.X.shape[1], hidden=(16,))
-    train(model, data.X[:600], data.y[:600], epochs=40, lr=1e-2, batch_size=64, random_state=0)
+    train(model, data.X[:600], data.y[:600], epochs=40, lr=1e-2, train_batch_size=64, random_state=0)
     model.eval()
     shifted = make_shifted(300, n_groups=2, group_dim=3, random_state=1)
     X, y = data.X[600:].astype(np.float32), data.y[600:].astype(np.float32)

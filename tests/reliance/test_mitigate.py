@@ -20,7 +20,7 @@ def setup():
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = MLP(8, hidden=(16,))
-    train(model, data.X, data.y, epochs=15, lr=1e-2, batch_size=64, random_state=0, patience=None)
+    train(model, data.X, data.y, epochs=15, lr=1e-2, train_batch_size=64, random_state=0, patience=None)
     return model, data, val
 
 
@@ -53,14 +53,14 @@ def test_every_strategy_returns_a_new_model_and_leaves_the_original(setup, envs,
     before = {k: v.clone() for k, v in model.state_dict().items()}
     kw = {"environments": envs[0], "environments_val": envs[1]}
     res = mitigate(model, data.X, data.y, strategy=strategy, groups=data.groups, suspect="spurious",
-                   feature_names=data.feature_names, X_val=val.X, y_val=val.y, epochs=2, batch_size=128,
+                   feature_names=data.feature_names, X_val=val.X, y_val=val.y, epochs=2, train_batch_size=128,
                    random_state=0, **kw)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert res.model is not model and not res.model.training
     assert any(not torch.equal(before[k], v) for k, v in res.model.state_dict().items())
     assert res.strategy == strategy and len(res.history) >= 1
     again = mitigate(model, data.X, data.y, strategy=strategy, groups=data.groups, suspect="spurious",
-                     feature_names=data.feature_names, X_val=val.X, y_val=val.y, epochs=2, batch_size=128,
+                     feature_names=data.feature_names, X_val=val.X, y_val=val.y, epochs=2, train_batch_size=128,
                      random_state=0, **kw)
     for k, v in res.model.state_dict().items():  # seeded: bit-identical on one machine
         assert torch.equal(v, again.model.state_dict()[k]), (strategy, k)
@@ -92,7 +92,7 @@ def test_randomize_makes_the_suspect_group_irrelevant(setup):
     model, data, _ = setup
     res = mitigate(model, data.X, data.y, strategy="randomize", groups=data.groups, suspect="spurious",
                    feature_names=data.feature_names, epochs=15,
-                   batch_size=64, lr=1e-2, patience=None, random_state=0)
+                   train_batch_size=64, lr=1e-2, patience=None, random_state=0)
     w = res.model.layer1.weight.detach().abs()
     w0 = model.layer1.weight.detach().abs()
     share = lambda m: float(m[:, 4:].sum() / m.sum())  # noqa: E731  (columns 4..7 are the spurious group)

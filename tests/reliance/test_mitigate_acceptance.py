@@ -20,10 +20,10 @@ def result():
     return mitigation_benchmark(
         strategies={
             "randomize": {"strategy": "randomize"},
-            "adversarial": {"strategy": "adversarial", "steps": 2},
+            "adversarial": {"strategy": "adversarial", "n_steps": 2},
             "group_dro": {"strategy": "group_dro"},
         },
-        n_train=2000, n_test=1500, n_groups=1, group_dim=4, hidden=(32, 32), lr=1e-2, batch_size=128,
+        n_train=2000, n_test=1500, n_groups=1, group_dim=4, hidden=(32, 32), lr=1e-2, train_batch_size=128,
         patience=10, epochs=60, random_state=0,
     )
 

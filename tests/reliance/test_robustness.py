@@ -58,7 +58,7 @@ def test_dropout_full_strength_replaces_group_by_its_mean_and_immutable_is_kept(
                                 immutable=["b", 1], random_state=0)
     assert by_group.perturbed == ["x0"] and by_group.table["metric"].iloc[0] == curve.table["metric"].iloc[-1]
     half = robustness_curve(model, X, y, perturbation="dropout", strengths=[0.5], metric="mse", perturb_groups=["a"],
-                            groups=groups, immutable=[1], repeats=20, random_state=0)
+                            groups=groups, immutable=[1], n_repeats=20, random_state=0)
     # each row's x0 is dropped with probability 1/2: expected mse = var(x0) / 2
     assert half.table["metric"].iloc[0] == pytest.approx(X[:, 0].var() / 2, rel=0.1)
 
@@ -81,7 +81,7 @@ def trained():
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = MLP(6, hidden=(32,))
-    train(model, data.X, data.y, epochs=40, lr=1e-2, batch_size=128, random_state=0, patience=None)
+    train(model, data.X, data.y, epochs=40, lr=1e-2, train_batch_size=128, random_state=0, patience=None)
     return model, data
 
 
@@ -89,7 +89,7 @@ def test_attack_curves_on_trained_model_pgd_below_fgsm_below_clean(trained):
     model, data = trained
     before = {k: v.clone() for k, v in model.state_dict().items()}
     table = robustness(model, data.X, data.y, perturbations=["fgsm", "pgd", "gaussian"], strengths=[0, 0.1, 0.25],
-                       repeats=2, steps=20, random_state=0)
+                       n_repeats=2, n_steps=20, random_state=0)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     f = table[table.perturbation == "fgsm"].set_index("strength")["metric"]
     p = table[table.perturbation == "pgd"].set_index("strength")["metric"]
@@ -119,8 +119,8 @@ def test_seeded_curves_repeat():
     model = _linear([1.0, -1.0])
     X = np.random.default_rng(0).normal(size=(100, 2))
     y = (X[:, 0] > X[:, 1]).astype(float)
-    a = robustness_curve(model, X, y, perturbation="pgd", strengths=[0.5], random_state=7, repeats=2)
-    b = robustness_curve(model, X, y, perturbation="pgd", strengths=[0.5], random_state=7, repeats=2)
+    a = robustness_curve(model, X, y, perturbation="pgd", strengths=[0.5], random_state=7, n_repeats=2)
+    b = robustness_curve(model, X, y, perturbation="pgd", strengths=[0.5], random_state=7, n_repeats=2)
     pd.testing.assert_frame_equal(a.table, b.table)
 
 
@@ -141,7 +141,7 @@ def test_seeded_curves_repeat():
         ({"immutable": "x0"}, TypeError, "not a single str"),
         ({"metric": "f1"}, ValueError, "metric must be one of"),
         ({"link": "tanh"}, ValueError, "link must be one of"),
-        ({"repeats": 0}, ValueError, "repeats must be >= 1"),
+        ({"n_repeats": 0}, ValueError, "n_repeats must be >= 1"),
         ({"y": np.zeros(3)}, ValueError, "y has 3 rows but X has 10"),
         ({"model": "m"}, TypeError, "model must be a torch.nn.Module"),
     ],

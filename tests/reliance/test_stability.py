@@ -57,13 +57,13 @@ def test_windows_trend_and_dispersion_closed_form():
 def test_windows_permutation_matches_a_direct_loop_with_overlap():
     x, y = _data(n=300)
     model = _linear()
-    res = importance_over_windows(model, x, y, groups=GROUPS, window=100, step=50, n_repeats=3,
+    res = importance_over_windows(model, x, y, groups=GROUPS, window=100, stride=50, n_repeats=3,
                                   target=0, random_state=7)
     assert sorted(res.table["window"].unique()) == [0, 1, 2, 3, 4]
     rng = np.random.default_rng(7)
     for w, start in enumerate(range(0, 201, 50)):
         exp = attribute(model, x[start:start + 100], method="permutation", groups=GROUPS, target=0,
-                        labels=y[start:start + 100], n_repeats=3, random_state=rng)
+                        y=y[start:start + 100], n_repeats=3, random_state=rng)
         got = res.table[res.table["window"] == w].set_index("group")
         np.testing.assert_allclose(got["importance"], exp.importance()[["a", "b"]], atol=1e-12)
         np.testing.assert_allclose(got["std_error"], exp.importance_std_error()[["a", "b"]], atol=1e-12)

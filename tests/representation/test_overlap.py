@@ -76,7 +76,7 @@ def test_errors():
         group_overlap(np.eye(3), {})
     with pytest.raises(TypeError, match="model must be"):
         average_jacobian("m", torch.zeros(2, 2))
-    with pytest.raises(ValueError, match="inputs must have shape"):
+    with pytest.raises(ValueError, match="X must have shape"):
         average_jacobian(nn.Linear(2, 2), torch.zeros(2))
     with pytest.raises(TypeError, match="layer_fn must be callable"):
         average_jacobian(nn.Linear(2, 2), torch.zeros(2, 2), layer_fn=3)

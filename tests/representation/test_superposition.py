@@ -34,7 +34,7 @@ def test_global_scale_invariance_of_dimensionality():
 
 
 def test_sparse_toy_model_is_in_superposition():
-    res = toy_model_experiment(n_features=20, n_hidden=5, sparsity=0.95, steps=1000, random_state=0)
+    res = toy_model_experiment(n_features=20, n_hidden=5, sparsity=0.95, n_steps=1000, random_state=0)
     assert res.W.shape == (5, 20) and res.b.shape == (20,)
     assert res.metrics.dimensions_per_feature < 1
     assert res.metrics.n_represented > 5
@@ -42,7 +42,7 @@ def test_sparse_toy_model_is_in_superposition():
 
 
 def test_dense_toy_model_represents_about_n_hidden_features():
-    res = toy_model_experiment(n_features=20, n_hidden=5, sparsity=0.0, steps=1000, random_state=0)
+    res = toy_model_experiment(n_features=20, n_hidden=5, sparsity=0.0, n_steps=1000, random_state=0)
     assert res.metrics.n_represented <= 6
     # the most important features are the represented ones
     assert set(np.flatnonzero(res.metrics.feature_norms > 0.5)) <= set(range(6))
@@ -50,15 +50,15 @@ def test_dense_toy_model_represents_about_n_hidden_features():
 
 def test_toy_model_seeded_and_global_rng_untouched():
     state = torch.random.get_rng_state()
-    a = toy_model_experiment(n_features=6, n_hidden=2, steps=20, batch_size=32, random_state=3)
-    b = toy_model_experiment(n_features=6, n_hidden=2, steps=20, batch_size=32, random_state=3)
+    a = toy_model_experiment(n_features=6, n_hidden=2, n_steps=20, train_batch_size=32, random_state=3)
+    b = toy_model_experiment(n_features=6, n_hidden=2, n_steps=20, train_batch_size=32, random_state=3)
     assert torch.equal(state, torch.random.get_rng_state())
     np.testing.assert_array_equal(a.W, b.W)
 
 
 def test_errors():
     with pytest.raises(ValueError, match="sparsity"):
-        toy_model_experiment(sparsity=1.0, steps=1)
+        toy_model_experiment(sparsity=1.0, n_steps=1)
     with pytest.raises(TypeError, match="n_features"):
         toy_model_experiment(n_features=2.5)
     with pytest.raises(ValueError, match="weight must have shape"):

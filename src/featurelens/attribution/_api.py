@@ -50,13 +50,13 @@ def method_options(method: str, given: dict | None = None) -> list[str]:
 
 def attribute(
     model: nn.Module,
-    inputs: Any,
+    X: Any,
     *,
     method: str,
     target: int | tuple[int, ...] | str | None = None,
     groups: Mapping[str, list] | FeatureSpec | None = None,
     baselines: Any = None,
-    random_state: Any = None,
+    random_state: Any = 0,
     batch_size: int | None = None,
     feature_names: list[str] | None = None,
     output: int | None = None,
@@ -72,7 +72,7 @@ def attribute(
         Any module mapping a batch of inputs to outputs. It is evaluated in
         eval mode; its mode, ``requires_grad`` flags, device, dtype and
         weights are left as they were, also when an error is raised.
-    inputs : Tensor, ndarray or DataFrame
+    X : Tensor, ndarray or DataFrame
         ``(n, d)`` tabular rows or ``(n, T, d)`` sequences; cast to the
         model's device and floating dtype. DataFrame columns name the features.
     method : str
@@ -139,7 +139,7 @@ def attribute(
     with preserve_model(model, eval_mode=True):
         problem = build_problem(
             model,
-            inputs,
+            X,
             groups=groups,
             feature_names=feature_names,
             target=target,

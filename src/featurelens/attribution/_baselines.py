@@ -13,8 +13,8 @@ BASELINE_NAMES = ("zeros", "mean", "median")
 #: methods that average over a background set also accept baselines="background"
 
 
-def resolve_baselines(baselines: Any, x: torch.Tensor, *, background: Any = None) -> tuple[torch.Tensor, Any]:
-    """Turn ``baselines`` into a tensor broadcastable against ``x``'s rows.
+def resolve_baselines(baselines: Any, X: torch.Tensor, *, background: Any = None) -> tuple[torch.Tensor, Any]:
+    """Turn ``baselines`` into a tensor broadcastable against ``X``'s rows.
 
     Parameters
     ----------
@@ -23,21 +23,21 @@ def resolve_baselines(baselines: Any, x: torch.Tensor, *, background: Any = None
         the per-column statistic of ``background`` (the training data), over
         all rows and, for sequences, all time steps (the median is NumPy's,
         averaging the two middle values). A number: that value everywhere.
-        An array: shape ``(d,)`` (one value per feature), ``x.shape[1:]``
-        (one reference row or sequence), or ``x.shape`` (one reference per
+        An array: shape ``(d,)`` (one value per feature), ``X.shape[1:]``
+        (one reference row or sequence), or ``X.shape`` (one reference per
         sample).
-    x : Tensor ``(n, d)`` or ``(n, T, d)``
+    X : Tensor ``(n, d)`` or ``(n, T, d)``
     background : array-like, optional
         Required for ``"mean"`` and ``"median"``.
 
     Returns
     -------
     baseline : Tensor
-        Shape ``(d,)``, ``x.shape[1:]`` or ``x.shape``, on ``x``'s device and dtype.
+        Shape ``(d,)``, ``X.shape[1:]`` or ``X.shape``, on ``X``'s device and dtype.
     description : JSON-friendly description stored with the result.
     """
-    d = x.shape[-1]
-    kw = {"dtype": x.dtype, "device": x.device}
+    d = X.shape[-1]
+    kw = {"dtype": X.dtype, "device": X.device}
     if background is not None and not (isinstance(baselines, str) and baselines in ("mean", "median")):
         raise ValueError("background= is used only with baselines='mean' or 'median'")
     if baselines is None or (isinstance(baselines, str) and baselines == "zeros"):
@@ -62,12 +62,12 @@ def resolve_baselines(baselines: Any, x: torch.Tensor, *, background: Any = None
         if not np.isfinite(baselines):
             raise ValueError(f"baselines must be finite, got {baselines}")
         return torch.full((d,), float(baselines), **kw), float(baselines)
-    b, _ = as_tensor(baselines, name="baselines", dtype=x.dtype, device=x.device, ndims=(1, 2, 3))
+    b, _ = as_tensor(baselines, name="baselines", dtype=X.dtype, device=X.device, ndims=(1, 2, 3))
     shape = tuple(b.shape)
-    if shape in {(d,), tuple(x.shape[1:]), tuple(x.shape)}:
+    if shape in {(d,), tuple(X.shape[1:]), tuple(X.shape)}:
         return b, f"array{list(shape)}"
     raise ValueError(
-        f"baselines has shape {shape}; expected ({d},), {tuple(x.shape[1:])} or {tuple(x.shape)}"
+        f"baselines has shape {shape}; expected ({d},), {tuple(X.shape[1:])} or {tuple(X.shape)}"
     )
 
 

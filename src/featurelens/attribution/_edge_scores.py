@@ -190,7 +190,7 @@ def _kan_scores(model: nn.Module, x: torch.Tensor, eps: float, target: Any, name
 
 def edge_scores(
     model: nn.Module,
-    inputs: Any,
+    X: Any,
     *,
     eps: float = 1e-4,
     target: int | Sequence[int] | None = None,
@@ -201,7 +201,7 @@ def edge_scores(
     """Compute pykan's std-propagation edge, node and feature scores for a chain of ``nn.Linear`` layers.
 
     With ``a_0 = x`` and ``a_{l-1}`` the recorded input of Linear ``l`` (``W_l``
-    its effective, mask-applied weight), over the ``N`` rows of ``inputs``
+    its effective, mask-applied weight), over the ``N`` rows of ``X``
     (samples × time steps for ``(n, T, d)`` inputs) and unbiased standard deviations:
 
     - ``E_l[j, i] = std_n(W_l[j, i] · a_{l-1}[n, i]) = |W_l[j, i]| · std(a_{l-1}[:, i])``
@@ -218,7 +218,7 @@ def edge_scores(
         Sigmoid, LeakyReLU, …), Dropout and BatchNorm1d (evaluated in eval mode),
         masked (pruned) Linear layers, per-time-step Linear layers on ``(n, T, d)``;
         or a ``kan.MultKAN`` when pykan is installed (pykan's own scores).
-    inputs : Tensor, ndarray or DataFrame
+    X : Tensor, ndarray or DataFrame
         ``(n, d)`` or ``(n, T, d)``; the data the activations are recorded on.
     eps : float
         Added to ``N_l`` (pykan: 1e-4).
@@ -245,7 +245,7 @@ def edge_scores(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     eps = check_float(eps, name="eps", low=0.0)
     device, dtype = model_device_dtype(model)
-    x, data_names = as_tensor(inputs, name="inputs", dtype=dtype, device=device)
+    x, data_names = as_tensor(X, name="X", dtype=dtype, device=device)
     names = resolve_names(x.shape[-1], data_names=data_names,
                           feature_names=None if feature_names is None else list(feature_names))
     n_rows = x.shape[0] * (x.shape[1] if x.dim() == 3 else 1)

@@ -235,7 +235,7 @@ def integrated_gradients(
     max_background: int | None = None,
     tolerance: float | None = None,
     max_steps: int | None = None,
-    random_state: Any = None,
+    random_state: Any = 0,
 ) -> Explanation:
     """Integrated gradients along the straight path from a baseline to each input.
 
@@ -337,7 +337,7 @@ def smoothgrad(
     n_steps: int | None = None,
     rule: str | None = None,
     max_background: int | None = None,
-    random_state: Any = None,
+    random_state: Any = 0,
 ) -> Explanation:
     """SmoothGrad: the base method averaged over noisy copies of the inputs.
 

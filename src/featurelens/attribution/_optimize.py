@@ -94,6 +94,44 @@ def _loss_fn(loss: str | LossFn) -> LossFn:
     return lambda out, target: (out - target).abs().reshape(out.shape[0], -1).mean(dim=1)
 
 
+def _target_tensor(target: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    try:
+        tgt = torch.as_tensor(target, dtype=dtype, device=device)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"target must be a tensor, array or number: {exc}") from None
+    if not bool(torch.isfinite(tgt).all()):
+        raise ValueError("target holds NaN or inf")
+    return tgt
+
+
+def _objective(
+    model: nn.Module, output: int | None, fn: LossFn, tgt: torch.Tensor, x0: torch.Tensor, distance_weight: float
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x -> loss(f(x), target) + distance_weight · ||x − x0||²``, one value per starting point."""
+    device, dtype = model_device_dtype(model)
+    k = x0.shape[0]
+
+    def objective(x: torch.Tensor) -> torch.Tensor:
+        out = pick_output(call_model(model, x.to(device=device, dtype=dtype)), output)
+        if out.dim() == 0 or out.shape[0] != k:
+            raise ValueError(f"the model output has shape {tuple(out.shape)} for {k} starting points")
+        try:
+            ok = torch.broadcast_shapes(out.shape, tgt.shape) == out.shape
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"target of shape {tuple(tgt.shape)} does not broadcast to the model output {tuple(out.shape)}")
+        per = fn(out, tgt)
+        if not isinstance(per, torch.Tensor) or per.shape != (k,):
+            raise ValueError(f"loss must return one value per starting point, shape ({k},)")
+        if distance_weight:
+            dist = ((x - x0) ** 2).reshape(k, -1).sum(dim=1)
+            per = per + distance_weight * dist.to(device=per.device, dtype=per.dtype)
+        return per
+
+    return objective
+
+
 def optimize_input(
     model: nn.Module,
     target: Any,
@@ -104,7 +142,7 @@ def optimize_input(
     lr: float = 0.1,
     distance_weight: float = 0.0,
     bounds: tuple[Any, Any] | None = None,
-    random_state: Any = None,
+    random_state: Any = 0,
     output: int | None = None,
     loss: str | LossFn = "mse",
 ) -> tuple[torch.Tensor, pd.DataFrame]:
@@ -186,13 +224,9 @@ def optimize_input(
     m = _check_mask(mask, x0)
     low, high = _check_bounds(bounds, x0)
     device, dtype = model_device_dtype(model)
-    try:
-        tgt = torch.as_tensor(target, dtype=dtype, device=device)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise TypeError(f"target must be a tensor, array or number: {exc}") from None
-    if not bool(torch.isfinite(tgt).all()):
-        raise ValueError("target holds NaN or inf")
+    tgt = _target_tensor(target, dtype, device)
     k = x0.shape[0]
+    objective = _objective(model, output, fn, tgt, x0, distance_weight)
 
     def compose(free: torch.Tensor) -> torch.Tensor:
         return free if m is None else torch.where(m, free, x0)

@@ -64,10 +64,10 @@ def permutation(
     problem: Problem,
     *,
     n_repeats: int = 5,
-    labels: Any = None,
+    y: Any = None,
     metric: str | Callable | None = None,
     higher_is_better: bool | None = None,
-    random_state: Any = None,
+    random_state: Any = 0,
 ) -> Explanation:
     """Permutation importance with repeats.
 
@@ -78,13 +78,13 @@ def permutation(
     repeats: for j in players``. Each player gets its own permutation.
 
     Per-sample values: ``value[i, j] = f(x_i) − mean_r f(x_i^{(r, j)})``.
-    With ``labels``, repeat-level scores: ``score[r, j]`` is the metric's
+    With ``y``, repeat-level scores: ``score[r, j]`` is the metric's
     degradation, ``metric(y, f(X)) − metric(y, f(X^{(r, j)}))`` for metrics
     where higher is better and the reverse for losses, so a positive score
     means the player matters. ``importance()`` is then the mean score over
     repeats and ``importance_std_error()`` its standard error.
 
-    ``metric=None`` with labels picks, by this rule: ``"log_loss"`` when the
+    ``metric=None`` with ``y`` picks, by this rule: ``"log_loss"`` when the
     output is made a probability (``link="sigmoid"`` or ``"softmax"``),
     else ``"auc"`` for 0/1 labels and a single target, else ``"mse"``.
 
@@ -107,8 +107,8 @@ def permutation(
     n = problem.n
     if n < 2:
         raise ValueError("permutation importance needs at least 2 rows")
-    if labels is None and metric is not None:
-        raise ValueError("metric= needs labels= (the true targets) to measure the model's degradation")
+    if y is None and metric is not None:
+        raise ValueError("metric= needs y= (the true labels) to measure the model's degradation")
     if higher_is_better is not None and not callable(metric):
         raise ValueError("higher_is_better= applies only to a callable metric; named metrics know their direction")
     y = None if labels is None else _check_labels(labels, n)

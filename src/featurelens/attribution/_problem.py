@@ -117,7 +117,7 @@ def build_problem(
             raise TypeError("model must be a torch.nn.Module; wrap a plain function in an nn.Module")
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     device, dtype = model_device_dtype(model)
-    x, data_names = as_tensor(inputs, name="inputs", dtype=dtype, device=device)
+    x, data_names = as_tensor(inputs, name="X", dtype=dtype, device=device)
     d = x.shape[-1]
     if isinstance(groups, FeatureSpec):
         if groups.n_features != d:

@@ -151,13 +151,13 @@ class PrunedInputs:
     def dropped_names(self) -> list[str]:
         return [n for n, k in zip(self.feature_names, self.keep, strict=True) if not k]
 
-    def select(self, inputs: Any) -> Any:
-        """Return the kept columns of full-width ``inputs`` (tensor/ndarray ``[..., keep]``, DataFrame by name)."""
-        if isinstance(inputs, pd.DataFrame):
-            return inputs[self.kept_names]
-        if isinstance(inputs, torch.Tensor):
-            return inputs[..., torch.as_tensor(self.keep, device=inputs.device)]
-        return np.asarray(inputs)[..., self.keep]
+    def select(self, X: Any) -> Any:
+        """The kept columns of full-width ``X`` (tensor/ndarray ``[..., keep]``, DataFrame by name)."""
+        if isinstance(X, pd.DataFrame):
+            return X[self.kept_names]
+        if isinstance(X, torch.Tensor):
+            return X[..., torch.as_tensor(self.keep, device=X.device)]
+        return np.asarray(X)[..., self.keep]
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the narrowed model's state dict with ``keep`` and the names (atomically).
@@ -239,7 +239,7 @@ def _resolve_layer(model: nn.Module, layer: str | None, hint: str | None, inputs
             if m is declared:
                 return name
     raise ValueError(
-        "cannot tell which layer reads the inputs: pass inputs= (a batch the model accepts, to find it "
+        "cannot tell which layer reads the inputs: pass X= (a batch the model accepts, to find it "
         "by data flow), layer=<module path>, or scores from edge_scores / attribute(method='weights')"
     )
 
@@ -250,7 +250,7 @@ def prune_inputs(
     *,
     threshold: float = 1e-2,
     feature_names: Sequence[str] | None = None,
-    inputs: Any = None,
+    X: Any = None,
     layer: str | None = None,
 ) -> PrunedInputs:
     """Build a new, narrower model that reads only the inputs whose score exceeds ``threshold``.
@@ -279,7 +279,7 @@ def prune_inputs(
     threshold : float
     feature_names : sequence of str, optional
         Names of the ``d`` features; scores carrying names are reordered to them.
-    inputs : Tensor, ndarray or DataFrame, optional
+    X : Tensor, ndarray or DataFrame, optional
         A batch to find the input layer by data flow (:func:`find_input_layer`),
         needed unless ``layer`` is given, the scores name it (EdgeScores,
         ``weights`` explanations) or the model declares ``input_layer``.
@@ -311,7 +311,7 @@ def prune_inputs(
     if not keep.any():
         raise ValueError(f"no score exceeds threshold={threshold} (the largest is {vals.max():.3g}); "
                          "nothing would be kept")
-    path = _resolve_layer(model, layer, hint, inputs)
+    path = _resolve_layer(model, layer, hint, X)
     new = copy.deepcopy(model)
     _narrow(new, path, torch.as_tensor(keep))
     return PrunedInputs(new, keep, names, vals, threshold, path)

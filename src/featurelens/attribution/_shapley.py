@@ -166,7 +166,7 @@ def shapley(
     baselines: Any = None,
     background: Any = None,
     max_background: int | None = None,
-    random_state: Any = None,
+    random_state: Any = 0,
 ) -> Explanation:
     """Exact Shapley values by enumerating all ``2**g`` coalitions of the ``g`` players.
 
@@ -252,7 +252,7 @@ def shapley_sampling(
     baselines: Any = None,
     background: Any = None,
     max_background: int | None = None,
-    random_state: Any = None,
+    random_state: Any = 0,
 ) -> Explanation:
     """Shapley values estimated from antithetic pairs of random player orders.
 

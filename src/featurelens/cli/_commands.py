@@ -197,8 +197,8 @@ def attribute_command(
                 kw.setdefault("background", bg)
             if kw["baselines"] == "background" and "max_background" in accepts[m]:
                 kw.setdefault("max_background", _MAX_BACKGROUND)
-        if "labels" in accepts[m]:
-            kw.update(labels=table.y, metric=metric, n_repeats=n_repeats)
+        if "y" in accepts[m]:
+            kw.update(y=table.y, metric=metric, n_repeats=n_repeats)
         explanations[m] = attribute(net, table.X, method=m, **kw, **common)
     one_vs_rest = {e.params.get("one_vs_rest_class") for e in explanations.values()} - {None}
     summary = {

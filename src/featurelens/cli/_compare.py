@@ -101,7 +101,7 @@ def compare_command(
             kw["background"] = table.X
     nets = {name: load_model(path, factory=factory, trust=trust_checkpoint) for name, path in paths.items()}
     result = compare(nets, table.X, methods=methods, reference=reference, feature_names=table.feature_names,
-                     targets=table.y, target=target, output=output, method_options=options, random_state=seed,
+                     y=table.y, target=target, output=output, method_options=options, random_state=seed,
                      progress=not quiet)
     summary = {"models": {n: str(p) for n, p in paths.items()}, "data file": str(data), "rows": len(table.X),
                "features": len(table.feature_names), "label column": label or "none (permutation: output change)",

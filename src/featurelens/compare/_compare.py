@@ -150,17 +150,17 @@ def _check_methods(methods: Any, options: Any) -> tuple[list[str], dict[str, dic
 
 def compare(
     models: Mapping[str, nn.Module],
-    inputs: Any,
+    X: Any,
     *,
     methods: Sequence[str] = DEFAULT_METHODS,
     reference: str | None = None,
     feature_names: list[str] | None = None,
-    targets: Any = None,
+    y: Any = None,
     target: int | tuple[int, ...] | None = None,
     output: int | None = None,
     method_options: Mapping[str, Mapping[str, Any]] | None = None,
     n_top: int = 3,
-    random_state: Any = None,
+    random_state: Any = 0,
     batch_size: int | None = None,
     progress: bool = False,
 ) -> Comparison:
@@ -181,7 +181,7 @@ def compare(
     ----------
     models : dict of str to nn.Module
         At least two models taking the same inputs (e.g. dense, ticket, robust ticket).
-    inputs : Tensor, ndarray or DataFrame
+    X : Tensor, ndarray or DataFrame
         ``(n, d)`` or ``(n, T, d)`` rows every model is explained on.
     methods : sequence of str
         Attribution methods (names of ``featurelens.attribution.METHODS``).
@@ -189,7 +189,7 @@ def compare(
         Model the differences are taken against (default: the first).
     feature_names : list of str, optional
         Overrides DataFrame columns / ``x0..``.
-    targets : array-like, optional
+    y : array-like, optional
         Labels (one per row): permutation importance then measures the metric's
         degradation; without them it measures the mean change of the output.
     target, output :
@@ -226,10 +226,10 @@ def compare(
         explanations[name] = {}
         for method in methods_l:
             kw = dict(options.get(method, {}))
-            if targets is not None and "labels" in _accepted(method):
-                kw.setdefault("labels", targets)
+            if y is not None and "y" in _accepted(method):
+                kw.setdefault("y", y)
             try:
-                expl = attribute(model, inputs, method=method, target=target, output=output, random_state=seed,
+                expl = attribute(model, X, method=method, target=target, output=output, random_state=seed,
                                  feature_names=feature_names, batch_size=batch_size, progress=progress, **kw)
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"model {name!r}, method {method!r}: {exc}") from exc
@@ -256,8 +256,8 @@ def compare(
     weights = {n: unpruned_weights(m) for n, m in nets.items()}
     totals = sparsity[sparsity["layer"] == "total"].set_index("model")["n_weights"]
     summary = pd.DataFrame([{"model": n, **weight_stats(w, int(totals[n]))} for n, w in weights.items()])
-    settings = {"seed": seed, "targets": targets is not None, "target": target, "output": output, "n_top": n_top,
-                "n_rows": len(inputs), "method_options": {m: sorted(o) for m, o in options.items()}}
+    settings = {"seed": seed, "targets": y is not None, "target": target, "output": output, "n_top": n_top,
+                "n_rows": len(X), "method_options": {m: sorted(o) for m, o in options.items()}}
     return Comparison(
         models=names, reference=reference, methods=methods_l, feature_names=features, explanations=explanations,
         importance=importance, differences=diff, shifts=top_shifts(diff, n_top),

@@ -42,7 +42,7 @@ def split_indices(
     *,
     fractions: Sequence[float] = (0.6, 0.2, 0.2),
     shuffle: bool = True,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
     gap: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row positions of a train / validation / test split of ``n_samples`` rows.
@@ -126,7 +126,7 @@ def train_val_test_split(
     *arrays: Any,
     fractions: Sequence[float] = (0.6, 0.2, 0.2),
     shuffle: bool = True,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
     gap: int = 0,
 ) -> Splits:
     """Split arrays into train, validation and test parts by row position.

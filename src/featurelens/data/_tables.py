@@ -181,6 +181,50 @@ def _describe_nonfinite(frame: pd.DataFrame, path: Path) -> None:
     )
 
 
+def _check_column_names(label: str | None, features: Iterable[str] | None) -> list[str] | None:
+    """``features`` as a list after checking the types of ``label`` and ``features``."""
+    if label is not None and not isinstance(label, str):
+        raise TypeError(f"label must be a column name (str), got {type(label).__name__}")
+    if features is not None:
+        if isinstance(features, str) or not isinstance(features, Iterable):
+            raise TypeError(f"features must be a list of column names, got {features!r}")
+        features = list(features)
+        non_str = [f for f in features if not isinstance(f, str)]
+        if non_str:
+            raise TypeError(f"features must hold column names (str); got {non_str[0]!r}")
+        if not features:
+            raise ValueError("features is empty; pass None to use every non-label column")
+        dup = sorted({f for f in features if features.count(f) > 1})
+        if dup:
+            raise ValueError(f"features lists column(s) {', '.join(map(repr, dup))} more than once")
+    return features
+
+
+def _feature_columns(frame: pd.DataFrame, p: Path, label: str | None, features: list[str] | None) -> list[str]:
+    """The feature columns (default every column but ``label``), checked to exist, and the frame to have rows."""
+    available = ", ".join(map(repr, frame.columns))
+    if label is not None and label not in frame.columns:
+        raise ValueError(
+            f"label column {label!r} not found in {str(p)!r}; available columns: {available}"
+        )
+    if features is None:
+        features = [c for c in frame.columns if c != label]
+    else:
+        unknown = [f for f in features if f not in frame.columns]
+        if unknown:
+            raise ValueError(
+                f"feature column(s) {', '.join(map(repr, unknown))} not found in {str(p)!r}; "
+                f"available columns: {available}"
+            )
+        if label is not None and label in features:
+            raise ValueError(f"column {label!r} is the label and cannot also be a feature")
+    if not features:
+        raise ValueError(f"{str(p)!r} has no feature columns besides the label {label!r}")
+    if len(frame) == 0:
+        raise ValueError(f"{str(p)!r} has a header but no rows")
+    return features
+
+
 def load_table(
     path: str | os.PathLike,
     *,
@@ -225,20 +269,7 @@ def load_table(
         If ``label`` is not a str or ``features`` is not an iterable of str.
     """
     p = Path(path)
-    if label is not None and not isinstance(label, str):
-        raise TypeError(f"label must be a column name (str), got {type(label).__name__}")
-    if features is not None:
-        if isinstance(features, str) or not isinstance(features, Iterable):
-            raise TypeError(f"features must be a list of column names, got {features!r}")
-        features = list(features)
-        non_str = [f for f in features if not isinstance(f, str)]
-        if non_str:
-            raise TypeError(f"features must hold column names (str); got {non_str[0]!r}")
-        if not features:
-            raise ValueError("features is empty; pass None to use every non-label column")
-        dup = sorted({f for f in features if features.count(f) > 1})
-        if dup:
-            raise ValueError(f"features lists column(s) {', '.join(map(repr, dup))} more than once")
+    features = _check_column_names(label, features)
     kind = _suffix_kind(p)
     if not p.exists():
         raise ValueError(f"data file {str(p)!r} does not exist")
@@ -250,26 +281,7 @@ def load_table(
     if frame.columns.has_duplicates:
         dup = sorted(set(frame.columns[frame.columns.duplicated()]))
         raise ValueError(f"{str(p)!r} has duplicate column name(s) {', '.join(map(repr, dup))}")
-    available = ", ".join(map(repr, frame.columns))
-    if label is not None and label not in frame.columns:
-        raise ValueError(
-            f"label column {label!r} not found in {str(p)!r}; available columns: {available}"
-        )
-    if features is None:
-        features = [c for c in frame.columns if c != label]
-    else:
-        unknown = [f for f in features if f not in frame.columns]
-        if unknown:
-            raise ValueError(
-                f"feature column(s) {', '.join(map(repr, unknown))} not found in {str(p)!r}; "
-                f"available columns: {available}"
-            )
-        if label is not None and label in features:
-            raise ValueError(f"column {label!r} is the label and cannot also be a feature")
-    if not features:
-        raise ValueError(f"{str(p)!r} has no feature columns besides the label {label!r}")
-    if len(frame) == 0:
-        raise ValueError(f"{str(p)!r} has a header but no rows")
+    features = _feature_columns(frame, p, label, features)
 
     bad = [f"{c!r} ({frame[c].dtype})" for c in features if not _is_real_dtype(frame[c].dtype)]
     if bad:

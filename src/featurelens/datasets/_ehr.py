@@ -102,7 +102,7 @@ def make_ehr(
     shortcut: float = 0.0,
     insurance_noise: float = 3.0,
     prevalence_shift: float = -1.0,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> EHRData:
     """Synthetic EHR visits with a clinical outcome and an optional administrative shortcut.
 

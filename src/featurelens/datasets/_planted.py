@@ -17,7 +17,7 @@ def make_planted_runs(
     separation: float = 3.0,
     run_jitter: float = 0.3,
     standardize: bool = True,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> tuple[list[np.ndarray], list[np.ndarray], tuple[str, ...]]:
     """Runs that pass through ``n_phases`` phases in order (0, 1, ..., n_phases - 1).
 

@@ -191,7 +191,7 @@ def make_multifeature(
     *,
     n_groups: int = 5,
     group_dim: int = 10,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> SyntheticData:
     """Independent standard-normal feature groups and a label that needs all of them.
 
@@ -234,7 +234,7 @@ def make_biased(
     n_groups: int = 5,
     group_dim: int = 10,
     bias_strength: float = 0.8,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> SyntheticData:
     """Training data with a planted spurious group that shortcuts the label.
 
@@ -281,7 +281,7 @@ def make_shifted(
     group_dim: int = 10,
     bias_strength: float = 0.8,
     mode: str = "independent",
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> SyntheticData:
     """Held-out data where the spurious link of :func:`make_biased` is broken.
 

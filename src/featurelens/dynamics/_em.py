@@ -200,7 +200,7 @@ def fit_hmm(
     tol: float | None = 1e-4,
     covariance_floor: float = 1e-3,
     init: str | GaussianHMM | Sequence[GaussianHMM] = "kmeans",
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
     feature_names: Sequence[str] | None = None,
 ) -> HMMFit:
     """Fit a Gaussian HMM to many sequences by EM, all restarts batched together.

@@ -300,7 +300,7 @@ class MetricsLogger:
         directory must exist.
     run_id : str
         Identifier written in the ``run_id`` column.
-    overwrite : bool
+    force : bool
         Replace an existing file; otherwise an existing file is an error.
     flush_every : int
         Rows between rewrites of the file.
@@ -309,7 +309,7 @@ class MetricsLogger:
         ``per_head``, ``heads``, ``include``).
     """
 
-    def __init__(self, path: str | os.PathLike, *, run_id: str, overwrite: bool = False,
+    def __init__(self, path: str | os.PathLike, *, run_id: str, force: bool = False,
                  flush_every: int = 1, **metric_options: Any) -> None:
         self.path = Path(path)
         name = self.path.name.lower()
@@ -323,8 +323,8 @@ class MetricsLogger:
             raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
         if not self.path.parent.is_dir():
             raise ValueError(f"directory of path {str(path)!r} does not exist")
-        if self.path.exists() and not overwrite:
-            raise ValueError(f"path {str(path)!r} already exists; pass overwrite=True to replace it")
+        if self.path.exists() and not force:
+            raise ValueError(f"path {str(path)!r} already exists; pass force=True to replace it")
         bad = set(metric_options) - {"ddof", "sv_threshold", "per_head", "heads", "include"}
         if bad:
             raise TypeError(f"unknown weight_metrics option(s) {sorted(bad)}")

@@ -186,16 +186,7 @@ def load_runs(
         numeric, run ids repeat across files, every run is invalid, or an
         argument is out of range.
     """
-    if isinstance(metrics, str) or not isinstance(metrics, Sequence):
-        raise TypeError(f"metrics must be a list of column names, got {metrics!r}")
-    metrics = tuple(metrics)
-    if not metrics:
-        raise ValueError("metrics is empty; name the columns to model")
-    if not all(isinstance(m, str) for m in metrics):
-        raise TypeError(f"metrics must hold column names (str), got {metrics!r}")
-    dup = sorted({m for m in metrics if metrics.count(m) > 1})
-    if dup:
-        raise ValueError(f"metrics lists {', '.join(map(repr, dup))} more than once")
+    metrics = _check_metrics(metrics)
     if first_n is not None:
         first_n = check_int(first_n, name="first_n", minimum=2)
     check_option(sort_by, name="sort_by", options=("step", "epoch"))
@@ -203,24 +194,7 @@ def load_runs(
     if sort_by in metrics:
         raise ValueError(f"sort_by column {sort_by!r} cannot also be a metric")
 
-    runs: list[tuple[str, pd.DataFrame]] = []
-    origin: dict[str, str] = {}
-    for path in _expand(paths_or_glob):
-        frame = _read_frame(path, _suffix_kind(path))
-        frame.columns = [str(c) for c in frame.columns]
-        missing = [c for c in (sort_by, *metrics) if c not in frame.columns]
-        if missing:
-            raise ValueError(f"{str(path)!r} is missing column(s) {', '.join(map(repr, missing))}; "
-                             f"available: {', '.join(map(repr, frame.columns))}")
-        bad = [c for c in (sort_by, *metrics) if not pd.api.types.is_numeric_dtype(frame[c])]
-        if bad:
-            raise ValueError(f"{str(path)!r}: column(s) {', '.join(map(repr, bad))} are not numeric")
-        for rid, part in _split_runs(path, frame, run_column):
-            if rid in origin:
-                raise ValueError(f"run id {rid!r} occurs in {origin[rid]!r} and {str(path)!r}")
-            origin[rid] = str(path)
-            runs.append((rid, part))
-
+    runs, origin = _read_runs(_expand(paths_or_glob), metrics, sort_by, run_column)
     kept: list[tuple[str, pd.DataFrame, tuple]] = []
     dropped: dict[str, str] = {}
     for rid, part in runs:
@@ -228,15 +202,7 @@ def load_runs(
         if first_n is not None:
             part = part.head(first_n)
         values = part.loc[:, list(metrics)].to_numpy(dtype=np.float64)
-        reason = None
-        if len(part) < 2:
-            reason = f"{len(part)} row(s); at least 2 are needed"
-        elif part[sort_by].duplicated().any():
-            reason = f"repeated {sort_by} values (e.g. {part[sort_by][part[sort_by].duplicated()].iloc[0]})"
-        elif not np.isfinite(values).all():
-            counts = (~np.isfinite(values)).sum(axis=0)
-            cols = ", ".join(f"{m!r} ({int(c)} rows)" for m, c in zip(metrics, counts, strict=True) if c)
-            reason = f"NaN or inf in {cols}"
+        reason = _invalid_reason(part, values, metrics, sort_by)
         if reason is not None:
             if on_invalid == "raise":
                 raise ValueError(f"run {rid!r} ({origin[rid]}) is invalid: {reason}")

@@ -143,7 +143,7 @@ def select_model(
     init: str = "kmeans",
     gain_fraction: float = 0.9,
     feature_names: Sequence[str] | None = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
     progress: bool = False,
 ) -> ModelSelection:
     """Fit HMMs for every K in ``states`` on training runs and score them on held-out runs.

@@ -105,7 +105,7 @@ class Market:
         """``sigma`` (GBM) or ``sqrt(theta)`` (Heston): the volatility used to scale features."""
         return self.sigma if self.model == "gbm" else math.sqrt(self.theta)
 
-    def simulate(self, n_paths: int, *, random_state: RandomState = None,
+    def simulate(self, n_paths: int, *, random_state: RandomState = 0,
                  dtype: torch.dtype = torch.float32) -> Paths:
         """Draw ``n_paths`` paths (see :func:`simulate_gbm` and :func:`simulate_heston`)."""
         if self.model == "gbm":
@@ -117,7 +117,7 @@ class Market:
 
 
 def simulate_gbm(n_paths: int, *, s0: float = 1.0, mu: float = 0.0, sigma: float = 0.2,
-                 maturity: float = 20 / 250, n_steps: int = 20, random_state: RandomState = None,
+                 maturity: float = 20 / 250, n_steps: int = 20, random_state: RandomState = 0,
                  dtype: torch.dtype = torch.float32) -> Paths:
     """Exact GBM paths: ``S_{k+1} = S_k exp((mu − sigma²/2) dt + sigma sqrt(dt) Z_k)``.
 
@@ -138,7 +138,7 @@ def simulate_gbm(n_paths: int, *, s0: float = 1.0, mu: float = 0.0, sigma: float
 
 def simulate_heston(n_paths: int, *, s0: float = 1.0, mu: float = 0.0, kappa: float = 1.0,
                     theta: float = 0.04, xi: float = 0.2, rho: float = -0.7, v0: float | None = None,
-                    maturity: float = 20 / 250, n_steps: int = 20, random_state: RandomState = None,
+                    maturity: float = 20 / 250, n_steps: int = 20, random_state: RandomState = 0,
                     dtype: torch.dtype = torch.float32) -> Paths:
     """Heston paths by full-truncation Euler (variance) and log-Euler (spot); see :class:`Market`.
 

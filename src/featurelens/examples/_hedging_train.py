@@ -91,7 +91,7 @@ class TrainConfig:
 
 
 def fit_hedger_(model: nn.Module, task: HedgingTask, config: TrainConfig = TrainConfig(), *,
-                adversary: Adversary | None = None, random_state: RandomState = None,
+                adversary: Adversary | None = None, random_state: RandomState = 0,
                 progress: bool = False, label: str = "hedger",
                 on_epoch: Callable[[int, nn.Module], None] | None = None) -> list[float]:
     """Train ``model`` in place (the trailing underscore says so); returns the per-epoch loss.
@@ -134,7 +134,7 @@ def fit_hedger_(model: nn.Module, task: HedgingTask, config: TrainConfig = Train
 
 
 def train_hedger(model: nn.Module, task: HedgingTask, config: TrainConfig = TrainConfig(), *,
-                 adversary: Adversary | None = None, random_state: RandomState = None,
+                 adversary: Adversary | None = None, random_state: RandomState = 0,
                  progress: bool = False) -> tuple[nn.Module, list[float]]:
     """Train a deep copy of ``model`` (see :func:`fit_hedger_`); returns it (eval mode) and the loss history.
 
@@ -149,10 +149,10 @@ def train_hedger(model: nn.Module, task: HedgingTask, config: TrainConfig = Trai
     return trained, history
 
 
-def attack_hedger(model: nn.Module, task: HedgingTask, paths: Paths, *, epsilon: float, steps: int = 1,
+def attack_hedger(model: nn.Module, task: HedgingTask, paths: Paths, *, epsilon: float, n_steps: int = 1,
                   random_start: bool = False, features: Sequence[int] = MARKET_FEATURES,
                   criterion: str = "es", alpha: float = 0.1, lam: float = 1.0,
-                  random_state: RandomState = None) -> torch.Tensor:
+                  random_state: RandomState = 0) -> torch.Tensor:
     """Find a worst-case perturbation of the market features the hedger observes; return the offset.
 
     The clean run records the scaled inputs ``x`` ``(n, steps, 8)``; the attack is
@@ -162,8 +162,8 @@ def attack_hedger(model: nn.Module, task: HedgingTask, paths: Paths, *, epsilon:
     population std) on the columns ``features`` only (default: log(S/K), return, sqrt(v), Δv;
     time to maturity and the hedger's own book — previous hedge, trade volume, cumulative
     P&L — are never perturbed: the book features are recomputed from the perturbed hedges).
-    ``steps=1`` without random start is FGSM, more steps with ``random_start`` PGD (step
-    ``2.5 ε / steps``). The market (prices, P&L) is not perturbed: the attack models
+    ``n_steps=1`` without random start is FGSM, more steps with ``random_start`` PGD (step
+    ``2.5 ε / n_steps``). The market (prices, P&L) is not perturbed: the attack models
     corrupted observations. The model is evaluated in eval mode with frozen parameters;
     its mode and flags are restored.
 
@@ -189,6 +189,6 @@ def attack_hedger(model: nn.Module, task: HedgingTask, paths: Paths, *, epsilon:
             pnl = hedge_with_model(model, task, paths, offset=x_adv - x).pnl
             return hedging_risk(pnl, criterion=criterion, alpha=alpha, lam=lam)
 
-        x_adv = perturb(objective, x, epsilon=epsilon * feature_scale(x), steps=steps, random_start=random_start,
+        x_adv = perturb(objective, x, epsilon=epsilon * feature_scale(x), n_steps=n_steps, random_start=random_start,
                         mask=mask, random_state=random_state)
     return x_adv - x

@@ -146,7 +146,7 @@ def run_reliance_study(
         torch.manual_seed(random_state)
         model = window_mlp(lookback, d, hidden)
     fit = train(model, tr.X, tr.y, loss="bce", validation_data=(va.X, va.y), epochs=epochs,
-                batch_size=64, weight_decay=1e-3, patience=10, random_state=random_state, progress=progress)
+                train_batch_size=64, weight_decay=1e-3, patience=10, random_state=random_state, progress=progress)
     model.eval()
     info = {
         **dict(summary or {}),

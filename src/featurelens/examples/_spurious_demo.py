@@ -88,14 +88,14 @@ def run_spurious_demo(
     with torch.random.fork_rng():
         torch.manual_seed(random_state)
         model = SmallTransformer(data.X.shape[1])
-    fit = train(model, x_tr, y_tr, loss="bce", validation_data=(x_va, y_va), epochs=epochs, batch_size=128,
+    fit = train(model, x_tr, y_tr, loss="bce", validation_data=(x_va, y_va), epochs=epochs, train_batch_size=128,
                 patience=5, random_state=random_state, progress=progress)
 
     spec = data.spec()
     common = {"groups": spec, "link": "sigmoid", "progress": progress}
     explanations = {
         "ablation": attribute(model, x_te, method="ablation", baselines="mean", background=x_tr, **common),
-        "permutation": attribute(model, x_te, method="permutation", labels=y_te, metric="accuracy",
+        "permutation": attribute(model, x_te, method="permutation", y=y_te, metric="accuracy",
                                  n_repeats=n_repeats, random_state=random_state, **common),
     }
     internals = summarize_internals(model, x_te, groups=spec.groups, feature_names=list(spec.names),

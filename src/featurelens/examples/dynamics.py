@@ -67,7 +67,7 @@ def _digits(random_state: int) -> tuple[torch.Tensor, ...]:
 
 
 def train_digits_runs(
-    directory: str | os.PathLike,
+    out: str | os.PathLike,
     *,
     n_runs: int = 16,
     epochs: int = 10,
@@ -77,7 +77,7 @@ def train_digits_runs(
     threads: int | None = 1,
     progress: bool = False,
 ) -> list[Path]:
-    """Train ``n_runs`` MLPs on digits and log one CSV per run into ``directory``.
+    """Train ``n_runs`` MLPs on digits and log one CSV per run into ``out``.
 
     Run ``r`` is seeded with ``random_state + r`` (initialisation and batch
     order) and uses SGD without momentum at ``learning_rates[r % len]``, batch
@@ -91,7 +91,7 @@ def train_digits_runs(
     2-core machine, torch's default of 2 threads made every step many
     times slower.
     """
-    directory = Path(directory)
+    directory = Path(out)
     n_runs = check_int(n_runs, name="n_runs", minimum=1)
     epochs = check_int(epochs, name="epochs", minimum=1)
     log_every = check_int(log_every, name="log_every", minimum=1)

@@ -40,7 +40,7 @@ LABEL = "next_day_up"
 
 
 def finance_splits(
-    *, n_days: int, calendar_effect: float, effect_share: float, lookback: int, random_state: int
+    *, n_days: int, calendar_effect: float, effect_share: float, lookback: int, random_state: int = 0
 ) -> dict[str, Any]:
     """Build the example's data: splits, feature spec, environments, windows and the CLI table.
 

@@ -32,7 +32,7 @@ IMMUTABLE = ("insurance_type", "facility_type", "admission_day")
 
 
 def healthcare_splits(
-    *, n_patients: int, n_shifted: int, n_visits: int, shortcut: float, random_state: int
+    *, n_patients: int, n_shifted: int, n_visits: int, shortcut: float, random_state: int = 0
 ) -> dict[str, Any]:
     """Build the splits (60/20/20 of the training hospitals, and the new hospital), spec, environments, table."""
     n = check_int(n_patients, name="n_patients", minimum=50)

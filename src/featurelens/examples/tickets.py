@@ -260,7 +260,7 @@ def evaluate_risk(models: dict[str, nn.Module], task: HedgingTask, config: Ticke
     for i, (name, model) in enumerate(models.items()):
         out = {"clean": clean.loc[name, "ES_0.1"]}
         for label, steps, start in (("FGSM", 1, False), ("PGD", config.pgd_steps, True)):
-            offset = attack_hedger(model, task, paths, epsilon=config.epsilon, steps=steps, random_start=start,
+            offset = attack_hedger(model, task, paths, epsilon=config.epsilon, n_steps=steps, random_start=start,
                                    random_state=seeds["attack"] + i)
             with torch.no_grad():
                 attacked = hedge_with_model(model, task, paths, offset=offset).pnl
@@ -278,15 +278,15 @@ def sparsity_table(models: dict[str, nn.Module]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[["model", "layer", "n_weights", "n_pruned", "sparsity"]]
 
 
-def save_and_reload(models: dict[str, nn.Module], directory: Path, rows: torch.Tensor,
+def save_and_reload(models: dict[str, nn.Module], out: Path, X: torch.Tensor,
                     metadata: dict[str, Any]) -> dict[str, bool]:
     """Save each model to ``directory/<name>.pt``; reload with ``load_model``; compare predictions bit for bit."""
     same = {}
     for name, model in models.items():
-        path = save_checkpoint(model, directory / f"{name}.pt", metadata={**metadata, "model": name})
+        path = save_checkpoint(model, out / f"{name}.pt", metadata={**metadata, "model": name})
         reloaded = load_model(path, factory=FACTORY)
         with torch.no_grad():
-            same[name] = bool(torch.equal(model(rows), reloaded(rows)))
+            same[name] = bool(torch.equal(model(X), reloaded(X)))
     return same
 
 

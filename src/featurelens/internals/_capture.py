@@ -267,12 +267,12 @@ def iter_batches(x: torch.Tensor, batch_size: int | None) -> Iterator[torch.Tens
 def collect(
     model: nn.Module,
     modules: ModuleSpec,
-    inputs: Any,
+    X: Any,
     *,
     batch_size: int | None = None,
     batch_axis: BatchAxis = None,
 ) -> Activations:
-    """Stream ``inputs`` through ``model`` and return copies of the captured activations on the CPU.
+    """Stream ``X`` through ``model`` and return copies of the captured activations on the CPU.
 
     Runs under ``torch.no_grad()`` with every submodule in eval mode (via
     :func:`~featurelens.models.preserve_model`, which restores the mode
@@ -289,7 +289,7 @@ def collect(
     check_batch_axis(batch_axis, resolve_modules(model, modules))
     if batch_size is not None:
         check_int(batch_size, name="batch_size", minimum=1)
-    x = as_input_tensor(model, inputs)
+    x = as_input_tensor(model, X)
     with preserve_model(model), torch.no_grad(), \
             capture(model, modules, to_cpu=True, batch_axis=batch_axis) as acts:
         for batch in iter_batches(x, batch_size):

@@ -210,9 +210,9 @@ def as_input_tensor(model: nn.Module, inputs: object) -> torch.Tensor:
         try:
             x = torch.as_tensor(inputs)
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise TypeError(f"inputs must be a tensor or array-like, got {type(inputs).__name__}") from exc
+            raise TypeError(f"X must be a tensor or array-like, got {type(inputs).__name__}") from exc
     if x.dim() == 0:
-        raise ValueError(f"inputs must have a batch axis, got a scalar of shape {tuple(x.shape)}")
+        raise ValueError(f"X must have a batch axis, got a scalar of shape {tuple(x.shape)}")
     if x.shape[0] == 0:
-        raise ValueError("inputs is empty (0 rows)")
+        raise ValueError("X is empty (0 rows)")
     return x.to(device=device, dtype=dtype)

@@ -161,7 +161,7 @@ def patch(
     *,
     neurons: Sequence[int] | int | None = None,
     reference: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
     batch_axis: BatchAxis = None,
 ) -> Iterator[nn.Module]:
     """Replace module outputs in every forward pass run inside the block.
@@ -258,10 +258,10 @@ def _zero_blocks(units: int, axis: int, j0: int, c: int, device: torch.device) -
 def neuron_importance(
     model: nn.Module,
     module: Any,
-    inputs: Any,
+    X: Any,
     *,
     metric: str | Callable | Metric | None = None,
-    labels: Any = None,
+    y: Any = None,
     output: OutputSelector | None = None,
     batch_size: int | None = None,
     batch_axis: int | None = None,
@@ -273,7 +273,7 @@ def neuron_importance(
     ``f`` the unpatched one.
 
     * without ``metric``: ``importance_j = mean_{rows, outputs} |f_j(x) − f(x)|``;
-    * with ``metric`` and ``labels``: ``metric.degradation(m(f), m(f_j))``
+    * with ``metric`` and ``y``: ``metric.degradation(m(f), m(f_j))``
       (positive = worse; :func:`featurelens._metrics.get_metric`; a callable
       is a loss ``fn(y_true, y_pred)``). Single-output predictions are passed
       as ``(N,)``.
@@ -308,19 +308,19 @@ def neuron_importance(
         seen), the rows interact, or arguments are invalid.
     """
     name, mod = resolve_single(model, module)
-    if (metric is None) != (labels is None):
-        raise ValueError("metric and labels go together: pass both, or neither for mean |Δ output|")
+    if (metric is None) != (y is None):
+        raise ValueError("metric and y go together: pass both, or neither for mean |Δ output|")
     m = get_metric(metric) if metric is not None else None
     budget = 4096 if batch_size is None else check_int(batch_size, name="batch_size", minimum=1)
     given = None if batch_axis is None else check_int(batch_axis, name="batch_axis")
     selector = output if output is not None else OutputSelector(target="all")
     if not isinstance(selector, OutputSelector):
         raise TypeError(f"output must be an OutputSelector or None, got {type(selector).__name__}")
-    x = as_input_tensor(model, inputs)
+    x = as_input_tensor(model, X)
     n = x.shape[0]
-    y = None if labels is None else torch.as_tensor(np.asarray(labels))
+    y = None if y is None else torch.as_tensor(np.asarray(y))
     if y is not None and y.shape[0] != n:
-        raise ValueError(f"labels has {y.shape[0]} rows but inputs has {n}")
+        raise ValueError(f"y has {y.shape[0]} rows but X has {n}")
     rows = min(n, budget)
     k = min(n, 8)  # probe rows
     if n > rows and k == rows:
@@ -333,7 +333,7 @@ def neuron_importance(
         if n > rows and not same_values(probe.output, base[:k]):
             raise ValueError(
                 f"the model's output for the first {k} input rows changes when they are run in batches of "
-                f"{rows} rows: its rows interact; pass batch_size >= {n} or inputs whose axis 0 holds "
+                f"{rows} rows: its rows interact; pass batch_size >= {n} or X whose axis 0 holds "
                 "independent samples")
         units, axis = probe.units, probe.axis
         chunk = max(1, budget // rows)

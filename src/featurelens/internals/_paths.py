@@ -20,11 +20,11 @@ from featurelens.models._state import preserve_model
 
 def path_effects(
     model: nn.Module,
-    inputs: Any,
+    X: Any,
     *,
     mediator: Any,
     columns: Sequence[int],
-    baseline: float | torch.Tensor = 0.0,
+    baselines: float | torch.Tensor = 0.0,
     output: OutputSelector | None = None,
     target: int | None = None,
 ) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def path_effects(
 
     Definitions, per sample, with ``f`` the selected scalar output, ``M`` the
     mediator module's output, ``x`` the input and ``x*`` the input with
-    ``x[:, columns]`` set to ``baseline``:
+    ``x[:, columns]`` set to ``baselines``:
 
     * total effect ``TE = f(x*) − f(x)``;
     * natural direct effect ``NDE = f(x* | M := M(x)) − f(x)``: the group
@@ -50,13 +50,13 @@ def path_effects(
     Parameters
     ----------
     model : nn.Module
-    inputs : tensor or array-like of shape ``(N, d, ...)``
+    X : tensor or array-like of shape ``(N, d, ...)``
         Columns index dim 1.
     mediator : module spec
         Must resolve to exactly one module, run once per forward.
     columns : sequence of int
         The feature group.
-    baseline : float or tensor of shape ``(len(columns),)``
+    baselines : float or tensor of shape ``(len(columns),)``
         Value given to the group's columns.
     output : OutputSelector, optional
         Default ``OutputSelector(target=target)``; must give one value per row.
@@ -76,15 +76,15 @@ def path_effects(
     selector = output if output is not None else OutputSelector(target=target)
     if not isinstance(selector, OutputSelector):
         raise TypeError(f"output must be an OutputSelector or None, got {type(selector).__name__}")
-    x = as_input_tensor(model, inputs)
+    x = as_input_tensor(model, X)
     if x.dim() < 2 or max(cols) >= x.shape[1]:
         raise ValueError(f"columns index {max(cols)} is out of range for inputs of shape {tuple(x.shape)}")
-    if isinstance(baseline, numbers.Real) and not isinstance(baseline, bool):
-        base = torch.full((len(cols),), float(baseline), dtype=x.dtype, device=x.device)
-    elif isinstance(baseline, torch.Tensor) and tuple(baseline.shape) == (len(cols),):
-        base = baseline.detach().to(device=x.device, dtype=x.dtype)
+    if isinstance(baselines, numbers.Real) and not isinstance(baselines, bool):
+        base = torch.full((len(cols),), float(baselines), dtype=x.dtype, device=x.device)
+    elif isinstance(baselines, torch.Tensor) and tuple(baselines.shape) == (len(cols),):
+        base = baselines.detach().to(device=x.device, dtype=x.dtype)
     else:
-        raise ValueError(f"baseline must be a number or a tensor of shape ({len(cols)},), got {baseline!r}")
+        raise ValueError(f"baselines must be a number or a tensor of shape ({len(cols)},), got {baselines!r}")
     x_star = x.clone()
     x_star[:, cols] = base.reshape(len(cols), *([1] * (x.dim() - 2)))
     n = x.shape[0]

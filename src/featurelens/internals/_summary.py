@@ -61,7 +61,7 @@ def _subsample(x: torch.Tensor, max_rows: int | None, rng: np.random.Generator) 
 
 def layer_summary(
     model: nn.Module,
-    inputs: Any,
+    X: Any,
     *,
     modules: ModuleSpec | None = None,
     max_rows: int | None = 2000,
@@ -74,7 +74,7 @@ def layer_summary(
     Parameters
     ----------
     model : nn.Module
-    inputs : tensor or array-like
+    X : tensor or array-like
         ``(n, d)`` or ``(n, T, d)`` rows the model accepts.
     modules : ModuleSpec or None
         Layers to summarise (exact path, glob, type, instance or a list);
@@ -114,9 +114,9 @@ def layer_summary(
     rng = check_random_state(random_state)
     if not spec:
         raise ValueError(f"{type(model).__name__} has no submodule of the summarised types; pass modules=")
-    x = _subsample(as_input_tensor(model, inputs), max_rows, rng)
+    x = _subsample(as_input_tensor(model, X), max_rows, rng)
     if x.shape[0] < 2:
-        raise ValueError(f"inputs must have at least 2 rows, got {x.shape[0]}")
+        raise ValueError(f"X must have at least 2 rows, got {x.shape[0]}")
     acts = collect(model, spec, x, batch_size=batch_size)
     types = {n: module_type_name(m) for n, m in model.named_modules()}
     rows = []
@@ -148,11 +148,11 @@ def layer_summary(
 def _loss(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
     if loss == "ce" and (out.dim() != 2 or y.min() < 0 or y.max() >= out.shape[-1]):
         raise ValueError(
-            f"loss='ce' needs class logits (n, K) and targets in [0, K); got output shape "
-            f"{list(out.shape)} and targets in [{int(y.min())}, {int(y.max())}]"
+            f"loss='ce' needs class logits (n, K) and y in [0, K); got output shape "
+            f"{list(out.shape)} and y in [{int(y.min())}, {int(y.max())}]"
         )
     if loss == "bce" and (y.min() < 0 or y.max() > 1):
-        raise ValueError(f"loss='bce' needs targets in [0, 1], got values in [{float(y.min())}, {float(y.max())}]")
+        raise ValueError(f"loss='bce' needs y in [0, 1], got values in [{float(y.min())}, {float(y.max())}]")
     if loss == "bce":
         return nn.functional.binary_cross_entropy_with_logits(out.reshape(-1), y.reshape(-1).to(out.dtype))
     if loss == "ce":
@@ -161,7 +161,7 @@ def _loss(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
 
 
 def gradient_norms(
-    model: nn.Module, inputs: Any, targets: Any, *, loss: str = "bce", batch_size: int | None = None
+    model: nn.Module, X: Any, y: Any, *, loss: str = "bce", batch_size: int | None = None
 ) -> pd.DataFrame:
     """L2 norm of the loss gradient with respect to each module's own parameters.
 
@@ -183,10 +183,10 @@ def gradient_norms(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     loss = check_option(loss, name="loss", options=LOSSES)
-    x = as_input_tensor(model, inputs)
-    y = torch.as_tensor(np.asarray(targets)).to(x.device)
+    x = as_input_tensor(model, X)
+    y = torch.as_tensor(np.asarray(y)).to(x.device)
     if y.shape[0] != x.shape[0]:
-        raise ValueError(f"targets has {y.shape[0]} rows but inputs has {x.shape[0]}")
+        raise ValueError(f"y has {y.shape[0]} rows but X has {x.shape[0]}")
     owners = [(n, m, list(m.parameters(recurse=False))) for n, m in model.named_modules()]
     owners = [(n or "<model>", m, p) for n, m, p in owners if p]
     params = [p for _, _, ps in owners for p in ps]
@@ -273,7 +273,7 @@ def _jacobian_layer(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) ->
 
 def summarize_internals(
     model: nn.Module,
-    inputs: Any,
+    X: Any,
     *,
     groups: Mapping[str, GroupMembers] | None = None,
     feature_names: Sequence[str] | None = None,
@@ -288,7 +288,7 @@ def summarize_internals(
     Parameters
     ----------
     model : nn.Module
-    inputs : tensor or array-like
+    X : tensor or array-like
         ``(n, d)`` or ``(n, T, d)`` rows.
     groups : mapping of str to members, optional
         Input feature groups (names or indices of the last axis). With
@@ -321,7 +321,7 @@ def summarize_internals(
     jacobian_rows = check_int(jacobian_rows, name="jacobian_rows", minimum=1)
     if max_rows is not None:
         max_rows = check_int(max_rows, name="max_rows", minimum=2)
-    x = _subsample(as_input_tensor(model, inputs), max_rows, rng)  # one sample of rows for every metric
+    x = _subsample(as_input_tensor(model, X), max_rows, rng)  # one sample of rows for every metric
     layers = layer_summary(model, x, modules=modules, max_rows=None)
     notes: list[str] = []
     overlap: dict[str, pd.DataFrame] = {}

@@ -104,7 +104,7 @@ def _fit(build: Any, x: torch.Tensor, y: np.ndarray, *, epochs: int, seed: int) 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = build()
-        train(model, x, y, loss="bce", epochs=epochs, batch_size=64, lr=3e-3, patience=5, random_state=seed)
+        train(model, x, y, loss="bce", epochs=epochs, train_batch_size=64, lr=3e-3, patience=5, random_state=seed)
     model.eval()
     return model
 
@@ -197,7 +197,8 @@ def capacity_sweep(
 
 
 def token_data(
-    n_samples: int, *, n_groups: int, group_dim: int, bias_strength: float, seed: int, shifted: bool = False
+    n_samples: int, *, n_groups: int, group_dim: int, bias_strength: float, random_state: Any = 0,
+    shifted: bool = False
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """:func:`make_biased` (or :func:`make_shifted`) rows as ``(n, G + 1, group_dim + G + 1)`` tokens.
 
@@ -207,7 +208,7 @@ def token_data(
     not tell which token is which group.
     """
     make = make_shifted if shifted else make_biased
-    data = make(n_samples, n_groups=n_groups, group_dim=group_dim, bias_strength=bias_strength, random_state=seed)
+    data = make(n_samples, n_groups=n_groups, group_dim=group_dim, bias_strength=bias_strength, random_state=random_state)
     names = list(data.groups)
     col = {f: i for i, f in enumerate(data.feature_names)}
     order = [m if isinstance(m, int) else col[m] for g in names for m in data.groups[g]]
@@ -267,7 +268,7 @@ def scale_sweep(
     with progress_bar("scale sweep", len(configs), enabled=progress) as advance:
         for (w, d), seed in zip(configs, seeds, strict=True):
             x, y, _ = token_data(n_samples, n_groups=n_groups, group_dim=group_dim,
-                                 bias_strength=bias_strength, seed=seed)
+                                 bias_strength=bias_strength, random_state=seed)
             sp = train_val_test_split(x, y, random_state=seed)
             (x_tr, y_tr), (x_te, y_te) = sp.train, sp.test
             model = _fit(lambda w=w, d=d, dim=x.shape[2]: SmallTransformer(dim, hidden_dim=w, n_heads=n_heads,
@@ -355,9 +356,9 @@ def architecture_sweep(
         raise ValueError(f"noise_levels must be non-negative finite numbers, got {list(noise_levels)!r}")
     rng = check_random_state(random_state)
     seed = _seeds(rng, 1)[0]
-    x, y, groups = token_data(n_samples, n_groups=n_groups, group_dim=group_dim, bias_strength=bias_strength, seed=seed)
+    x, y, groups = token_data(n_samples, n_groups=n_groups, group_dim=group_dim, bias_strength=bias_strength, random_state=seed)
     x_sh, y_sh, _ = token_data(n_samples // 2, n_groups=n_groups, group_dim=group_dim,
-                               bias_strength=bias_strength, seed=seed + 1, shifted=True)
+                               bias_strength=bias_strength, random_state=seed + 1, shifted=True)
     sp = train_val_test_split(x, y, random_state=seed)
     (x_tr, y_tr), (x_te, y_te) = sp.train, sp.test
     x_tr, x_te, x_sh = torch.as_tensor(x_tr), torch.as_tensor(x_te), torch.as_tensor(x_sh)

@@ -74,12 +74,12 @@ def intervene_weights(model: nn.Module, edits: Mapping[str, Edit]) -> Iterator[n
 
 @contextlib.contextmanager
 def zero_input_group(
-    model: nn.Module, inputs: Any, columns: Sequence[int], *, layer: Any = None
+    model: nn.Module, X: Any, columns: Sequence[int], *, layer: Any = None
 ) -> Iterator[nn.Module]:
     """Zero the weight columns of the input layer that read ``columns``, inside the block.
 
     The input layer is ``layer`` (a spec resolving to one ``nn.Linear``) or
-    the one :func:`featurelens.attribution.find_input_layer` finds with ``inputs``. Inside the block
+    the one :func:`featurelens.attribution.find_input_layer` finds with ``X``. Inside the block
     ``W[:, columns] = 0`` (``W`` of shape ``(out_features, in_features)``), so
     the group's features cannot reach the model; everything is restored
     bit-identically on exit (:func:`intervene_weights`).
@@ -88,7 +88,7 @@ def zero_input_group(
         raise ValueError("columns must be a non-empty sequence of column indices")
     cols = [check_int(c, name="columns[i]", minimum=0) for c in columns]
     if layer is None:
-        name, lin = find_input_layer(model, inputs)
+        name, lin = find_input_layer(model, X)
     else:
         name, lin = resolve_single(model, layer, name="layer")
     if not isinstance(lin, nn.Linear):

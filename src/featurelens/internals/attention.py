@@ -131,7 +131,7 @@ def record_attention(
 
 def attention_weights(
     model: nn.Module,
-    inputs: Any,
+    X: Any,
     *,
     modules: ModuleSpec | None = None,
     batch_size: int | None = None,
@@ -143,7 +143,7 @@ def attention_weights(
     model : nn.Module
         Any model; attention inside ``nn.TransformerEncoderLayer`` (which
         calls it with ``need_weights=False``) is captured too.
-    inputs : tensor or array-like
+    X : tensor or array-like
         Model input with the batch on dim 0, e.g. a sequence batch
         ``(n, T, d)``; converted to the model's device and floating dtype.
     modules : ModuleSpec or None
@@ -177,7 +177,7 @@ def attention_weights(
     _attention_modules(model, modules)
     if batch_size is not None:
         check_int(batch_size, name="batch_size", minimum=1)
-    x = as_input_tensor(model, inputs)
+    x = as_input_tensor(model, X)
     with preserve_model(model), torch.no_grad(), record_attention(model, modules) as records:
         for batch in iter_batches(x, batch_size):
             model(batch)

@@ -310,11 +310,11 @@ def locate_input_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Linea
     )
 
 
-def find_input_layer(model: nn.Module, inputs: Any) -> tuple[str, nn.Linear]:
+def find_input_layer(model: nn.Module, X: Any) -> tuple[str, nn.Linear]:
     """Find the ``nn.Linear`` layer that reads the model input, by data flow.
 
     The model is run (in eval mode, without gradients; its mode is restored) on
-    up to 64 rows of ``inputs`` with forward hooks on every ``nn.Linear``; the
+    up to 64 rows of ``X`` with forward hooks on every ``nn.Linear``; the
     input layer is the one whose forward input *is* the input tensor or equals
     it bit for bit up to size-1 axes (e.g. a row turned into one token by
     ``x.unsqueeze(1)``, as in ``SmallTransformer``), with the feature axis last
@@ -326,7 +326,7 @@ def find_input_layer(model: nn.Module, inputs: Any) -> tuple[str, nn.Linear]:
     Parameters
     ----------
     model : nn.Module
-    inputs : Tensor, ndarray or DataFrame
+    X : Tensor, ndarray or DataFrame
         ``(n, d)`` or ``(n, T, d)`` rows the model accepts.
 
     Returns
@@ -343,6 +343,6 @@ def find_input_layer(model: nn.Module, inputs: Any) -> tuple[str, nn.Linear]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     device, dtype = model_device_dtype(model)
-    x, _ = as_tensor(inputs, name="inputs", dtype=dtype, device=device)
+    x, _ = as_tensor(X, name="X", dtype=dtype, device=device)
     with preserve_model(model, eval_mode=True):
         return locate_input_layer(model, x[:PROBE_ROWS])

@@ -99,7 +99,7 @@ def train(
     *,
     loss: str = "bce",
     epochs: int = 100,
-    batch_size: int = 32,
+    train_batch_size: int = 32,
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     validation_fraction: float = 0.2,
@@ -129,7 +129,7 @@ def train(
         ``"bce"``: ``BCEWithLogitsLoss`` on a logit output ``(B,)`` or
         ``(B, 1)``. ``"ce"``: ``CrossEntropyLoss`` on logits ``(B, K)``.
         ``"mse"``: mean squared error.
-    epochs, batch_size : int
+    epochs, train_batch_size : int
         Maximum number of passes and mini-batch size.
     lr, weight_decay : float
         Adam learning rate and (L2) weight decay.
@@ -189,7 +189,7 @@ def train(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     loss = check_option(loss, name="loss", options=LOSSES)
     epochs = check_int(epochs, name="epochs", minimum=1)
-    batch_size = check_int(batch_size, name="batch_size", minimum=1)
+    batch_size = check_int(train_batch_size, name="train_batch_size", minimum=1)
     lr = check_float(lr, name="lr", low=0.0, inclusive=(False, True))
     weight_decay = check_float(weight_decay, name="weight_decay", low=0.0)
     validation_fraction = check_float(

@@ -220,19 +220,19 @@ def pgd(
     y: Any,
     *,
     epsilon: float | torch.Tensor,
-    steps: int = 10,
+    n_steps: int = 10,
     step_size: float | torch.Tensor | None = None,
     random_start: bool = True,
     loss: LossSpec = "auto",
     scale: Any = "std",
     mask: Any = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
     batch_size: int | None = None,
 ) -> torch.Tensor:
     """Projected gradient descent attack (ℓ∞) on the loss of the **true** labels.
 
-    ``steps`` sign-gradient ascent steps of size ``step_size`` (default
-    ``2.5 ε / steps``), each followed by projection onto the box
+    ``n_steps`` sign-gradient ascent steps of size ``step_size`` (default
+    ``2.5 ε / n_steps``), each followed by projection onto the box
     ``|x_adv − x| ≤ ε``, from a uniform random start in the box when
     ``random_start``. ``epsilon`` and ``step_size`` are in the units set by
     ``scale`` (default: each feature's standard deviation). Other arguments
@@ -244,7 +244,7 @@ def pgd(
         Adversarial inputs, shape of ``X``, on the model's device and dtype.
     """
     return _attack(
-        model, X, y, epsilon=epsilon, steps=steps, step_size=step_size, random_start=random_start,
+        model, X, y, epsilon=epsilon, steps=n_steps, step_size=step_size, random_start=random_start,
         loss=loss, scale=scale, mask=mask, random_state=random_state, batch_size=batch_size,
     )
 
@@ -259,7 +259,7 @@ def adversarial_train(
     mix: float = 0.5,
     mask: Any = None,
     scale: Any = "std",
-    steps: int = 5,
+    n_steps: int = 5,
     step_size: float | None = None,
     loss: str = "bce",
     random_state: RandomState = 0,
@@ -290,16 +290,16 @@ def adversarial_train(
         True on the features the attack may change (e.g. one suspect group);
         False = immutable.
     scale : "std", None or array of shape (d,)
-    steps, step_size
+    n_steps, step_size
         PGD steps (ignored by ``"fgsm"``) and step size in ``scale`` units
-        (default ``2.5 ε / steps``).
+        (default ``2.5 ε / n_steps``).
     loss : {"bce", "ce", "mse"}
         Training loss, also the loss the attack ascends.
     random_state : int, numpy Generator or None
         Seeds the split, batch order, initial state of dropout and the PGD
         random starts.
     **train_options
-        ``epochs``, ``batch_size``, ``lr``, ``weight_decay``,
+        ``epochs``, ``train_batch_size``, ``lr``, ``weight_decay``,
         ``validation_fraction``, ``validation_data``, ``patience``,
         ``progress``, ``orthogonal_penalty``, ``orthogonal_layers`` of
         :func:`featurelens.models.train` (early stopping uses the clean
@@ -314,7 +314,7 @@ def adversarial_train(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     attack = check_option(attack, name="attack", options=("pgd", "fgsm"))
     mix = check_float(mix, name="mix", low=0.0, high=1.0)
-    steps = 1 if attack == "fgsm" else check_int(steps, name="steps", minimum=1)
+    n_steps = 1 if attack == "fgsm" else check_int(n_steps, name="n_steps", minimum=1)
     loss = check_option(loss, name="loss", options=LOSSES)
     for bad in ("sample_weight", "batch_objective", "loss", "random_state"):
         if bad in train_options:
@@ -335,7 +335,7 @@ def adversarial_train(
                 lambda xa: row_losses(loss, net(xa), yb).sum(),
                 xb,
                 epsilon=eps,
-                steps=steps,
+                n_steps=n_steps,
                 step_size=alpha,
                 random_start=attack == "pgd",
                 mask=m,

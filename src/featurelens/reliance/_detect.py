@@ -38,7 +38,7 @@ from featurelens._validation import (
     check_int,
     check_random_state,
 )
-from featurelens.attribution import attribute
+from featurelens.attribution import Explanation, attribute
 from featurelens.data._inputs import as_tensor, resolve_names
 from featurelens.data._spec import FeatureSpec
 from featurelens.reliance._probe import (
@@ -260,6 +260,74 @@ def _bootstrap_relation(
     return out
 
 
+@dataclass(frozen=True)
+class _Stability:
+    """How a group's relation to the label varies over environments (or bootstrap resamples)."""
+
+    per_env: pd.DataFrame
+    q: float
+    df: int
+    p: float
+    rel_min: float
+    rel_max: float
+    i2: float
+
+    @property
+    def spread(self) -> float:
+        return self.rel_max - self.rel_min
+
+    @property
+    def excess(self) -> float:
+        return self.spread * self.i2 if np.isfinite(self.spread) else 0.0
+
+    def columns(self) -> dict[str, float]:
+        return {"relation_min": self.rel_min, "relation_max": self.rel_max, "relation_spread": self.spread,
+                "heterogeneity_q": self.q, "heterogeneity_df": self.df, "heterogeneity_p": self.p,
+                "heterogeneity_i2": self.i2, "excess_spread": self.excess}
+
+
+def _stability(
+    oof: np.ndarray, xg: np.ndarray, y: np.ndarray, kind: str, *, mode: str, env: np.ndarray | None,
+    env_names: np.ndarray | None, probe: str, n_bootstrap: int, rng: np.random.Generator,
+) -> _Stability:
+    """Relation per environment from the out-of-fold probe scores ``oof``, or per bootstrap resample."""
+    if mode == "bootstrap":
+        boot = _bootstrap_relation(xg, y, kind, probe, n_bootstrap, rng)
+        ok = boot[~np.isnan(boot)]
+        lo, hi = (np.quantile(ok, [0.025, 0.975]) if ok.size else (np.nan, np.nan))
+        per_env = pd.DataFrame({"environment": np.arange(n_bootstrap), "relation": boot})
+        return _Stability(per_env, float("nan"), 0, float("nan"), float(lo), float(hi), 1.0)
+    per_env = relation_by_environment(oof, y, env)
+    per_env["environment"] = env_names[per_env["environment"].to_numpy(dtype=np.int64)]
+    q, df, p = heterogeneity(per_env, kind)
+    i2 = max(0.0, (q - df) / q) if np.isfinite(q) and q > 0 else 0.0
+    return _Stability(per_env, q, df, p, float(per_env["relation"].min()), float(per_env["relation"].max()), i2)
+
+
+def _verdicts(
+    reliance: float, reliance_se: float, st: _Stability, mode: str, n_groups: int, t: Thresholds
+) -> dict[str, float | bool]:
+    """``score``, ``relied_upon``, ``unstable`` and ``spurious`` of one group (see :func:`detect_spurious`)."""
+    relied = bool(reliance - t.z * reliance_se > t.min_reliance)
+    heterogeneous = mode == "bootstrap" or (np.isfinite(st.p) and st.p < t.alpha / n_groups)
+    unstable = bool(st.excess >= t.min_spread and heterogeneous)
+    score = min(max(reliance, 0.0) / t.min_reliance, st.excess / t.min_spread)
+    return {"score": score, "relied_upon": relied, "unstable": unstable, "spurious": relied and unstable}
+
+
+def _importances(
+    model: nn.Module, X: Any, y: np.ndarray, *, metric: Any, n_repeats: int, baselines: Any,
+    common: dict[str, Any], rng: np.random.Generator,
+) -> tuple[Explanation, Explanation]:
+    """Permutation importance (metric degradation on ``y``) and ablation of every group."""
+    perm = attribute(model, X, method="permutation", y=y, metric=metric, n_repeats=n_repeats,
+                     random_state=rng, **common)
+    background = X if isinstance(baselines, str) and baselines in ("mean", "median") else None
+    abl_opts = {"background": background} if background is not None else {}
+    abl = attribute(model, X, method="ablation", baselines=baselines, **common, **abl_opts)
+    return perm, abl
+
+
 def detect_spurious(
     model: nn.Module,
     X: Any,
@@ -280,7 +348,7 @@ def detect_spurious(
     output: int | None = None,
     thresholds: Thresholds | None = None,
     batch_size: int | None = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> SpuriousReport:
     """Detect groups that a model relies on although their relation to the label is unstable.
 
@@ -362,13 +430,8 @@ def detect_spurious(
 
     common = {"groups": spec, "feature_names": list(spec.names), "target": target, "link": link,
               "output": output, "batch_size": batch_size}
-    perm = attribute(
-        model, X, method="permutation", labels=y_np, metric=metric, n_repeats=n_repeats,
-        random_state=rng, **common,
-    )
-    background = X if isinstance(baselines, str) and baselines in ("mean", "median") else None
-    abl_opts = {"background": background} if background is not None else {}
-    abl = attribute(model, X, method="ablation", baselines=baselines, **common, **abl_opts)
+    perm, abl = _importances(model, X, y_np, metric=metric, n_repeats=n_repeats, baselines=baselines,
+                             common=common, rng=rng)
     perm_imp, perm_se = perm.importance(), perm.importance_std_error()
     abl_imp, abl_se = abl.importance(), abl.importance_std_error()
     shift = wasserstein_shift(x_np, y_np, kind)
@@ -378,26 +441,9 @@ def detect_spurious(
     for name, cols in spec.groups.items():
         xg = x_np[..., list(cols)]
         pr = cross_val_probe(xg, y_np, probe=probe, n_folds=n_folds, random_state=rng)
-        if mode == "bootstrap":
-            boot = _bootstrap_relation(xg, y_np, kind, probe, n_bootstrap, rng)
-            ok = boot[~np.isnan(boot)]
-            lo, hi = (np.quantile(ok, [0.025, 0.975]) if ok.size else (np.nan, np.nan))
-            per_env = pd.DataFrame({"environment": np.arange(n_bootstrap), "relation": boot})
-            q, df, p = float("nan"), 0, float("nan")
-            rel_min, rel_max = float(lo), float(hi)
-        else:
-            per_env = relation_by_environment(pr.oof, y_np, env)
-            per_env["environment"] = env_names[per_env["environment"].to_numpy(dtype=np.int64)]
-            q, df, p = heterogeneity(per_env, kind)
-            rel_min, rel_max = float(per_env["relation"].min()), float(per_env["relation"].max())
-        spread = rel_max - rel_min
-        i2 = 1.0 if mode == "bootstrap" else (max(0.0, (q - df) / q) if np.isfinite(q) and q > 0 else 0.0)
-        excess = spread * i2 if np.isfinite(spread) else 0.0
+        st = _stability(pr.oof, xg, y_np, kind, mode=mode, env=env, env_names=env_names, probe=probe,
+                        n_bootstrap=n_bootstrap, rng=rng)
         reliance, reliance_se = float(perm_imp[name]), float(perm_se[name])
-        relied = bool(reliance - thresholds.z * reliance_se > thresholds.min_reliance)
-        heterogeneous = mode == "bootstrap" or (np.isfinite(p) and p < thresholds.alpha / n_groups)
-        unstable = bool(excess >= thresholds.min_spread and heterogeneous)
-        score = min(max(reliance, 0.0) / thresholds.min_reliance, excess / thresholds.min_spread)
         w = shift[list(cols)]
         rows.append({
             "group": name,
@@ -407,27 +453,17 @@ def detect_spurious(
             "reliance_ablation": float(abl_imp[name]),
             "reliance_ablation_se": float(abl_se[name]),
             "probe_score": pr.score,
-            "relation_min": rel_min,
-            "relation_max": rel_max,
-            "relation_spread": spread,
-            "heterogeneity_q": q,
-            "heterogeneity_df": df,
-            "heterogeneity_p": p,
-            "heterogeneity_i2": i2,
-            "excess_spread": excess,
+            **st.columns(),
             "wasserstein_mean": float(w.mean()),
             "wasserstein_max": float(w.max()),
-            "score": score,
-            "relied_upon": relied,
-            "unstable": unstable,
-            "spurious": relied and unstable,
+            **_verdicts(reliance, reliance_se, st, mode, n_groups, thresholds),
         })
         evidence[name] = {
             "permutation_scores": perm.scores[:, perm.names.index(name)].tolist(),
             "probe_fold_scores": pr.fold_scores.tolist(),
-            "relation_by_environment": per_env.to_dict(orient="records"),
+            "relation_by_environment": st.per_env.to_dict(orient="records"),
             "wasserstein": {spec.names[c]: float(shift[c]) for c in cols},
-            "reasons": _reasons(reliance, reliance_se, excess, p, mode, n_groups, thresholds),
+            "reasons": _reasons(reliance, reliance_se, st.excess, st.p, mode, n_groups, thresholds),
         }
     return SpuriousReport(
         table=pd.DataFrame(rows),

@@ -93,7 +93,7 @@ def interaction_matrix(
     output: int | None = None,
     feature_names: list[str] | None = None,
     batch_size: int | None = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Joint-ablation interaction of every pair of groups (see the module docstring).
@@ -173,7 +173,7 @@ def shapley_interactions(
     output: int | None = None,
     feature_names: list[str] | None = None,
     batch_size: int | None = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Exact Shapley interaction index of every pair of groups (see the module docstring).

@@ -36,7 +36,7 @@ from featurelens.reliance._mitigation_strategies import (
 )
 from featurelens.reliance._robustness import predict, spec_over
 
-_TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "validation_fraction", "progress")
+_TRAIN_OPTIONS = ("epochs", "train_batch_size", "lr", "weight_decay", "patience", "validation_fraction", "progress")
 
 
 @dataclass
@@ -151,7 +151,7 @@ def infer_environments(
         with torch.random.fork_rng():
             torch.manual_seed(int(rng.integers(0, 2**31 - 1)))
             probe = MLP(z.shape[1], hidden=tuple(hidden), out_features=1 if loss == "bce" else k)
-        train(probe, z[fit_rows], yv[fit_rows], loss=loss, epochs=epochs, batch_size=128, lr=3e-3, patience=5,
+        train(probe, z[fit_rows], yv[fit_rows], loss=loss, epochs=epochs, train_batch_size=128, lr=3e-3, patience=5,
               random_state=rng)
         out = predict(probe, z[out_rows], "identity")
         pred[out_rows] = (out > 0).long().numpy() if loss == "bce" else out.argmax(dim=1).numpy()
@@ -175,6 +175,35 @@ def _reinitialised(model: nn.Module, seed: int) -> nn.Module:
             "reset_parameters); pass init='copy' to start from the model's weights"
         )
     return new
+
+
+def _check_options(
+    strategy: str, options: Mapping[str, Any] | None, train_options: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The strategy's option defaults and the options given, after refusing unknown ones."""
+    unknown = sorted(set(train_options) - set(_TRAIN_OPTIONS))
+    if unknown:
+        raise TypeError(f"mitigate got unexpected option(s) {', '.join(map(repr, unknown))}; "
+                        f"training options are {', '.join(_TRAIN_OPTIONS)}")
+    defaults = _strategy_defaults(strategy)
+    opts = dict(options or {})
+    bad = sorted(set(opts) - set(defaults))
+    if bad:
+        raise TypeError(f"strategy {strategy!r} got unexpected option(s) {', '.join(map(repr, bad))}; "
+                        f"it accepts {', '.join(map(repr, defaults)) or 'no options'}")
+    return defaults, opts
+
+
+def _validation_rows(X_val: Any, y_val: Any, Xt: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``X_val, y_val`` as tensors like the training rows ``Xt`` (both or neither)."""
+    if (X_val is None) != (y_val is None):
+        raise ValueError("give both X_val and y_val, or neither")
+    if X_val is None:
+        return None, None
+    Xv, _ = as_tensor(X_val, name="X_val", dtype=Xt.dtype, device=Xt.device)
+    if Xv.shape[1:] != Xt.shape[1:]:
+        raise ValueError(f"X_val has shape {tuple(Xv.shape)} but X_train has {tuple(Xt.shape)}")
+    return Xv, _labels(y_val, Xv.shape[0], name="y_val")
 
 
 def mitigate(
@@ -211,7 +240,7 @@ def mitigate(
         :func:`featurelens.models.train` for ``loss``).
     strategy : str
         ``"adversarial"`` (options ``epsilon=1.0`` in feature stds, ``mix=1.0``,
-        ``steps=5``), ``"randomize"`` (``p=1.0``), ``"group_dropout"``
+        ``n_steps=5``), ``"randomize"`` (``p=1.0``), ``"group_dropout"``
         (``p=0.5``), ``"group_dro"`` (``eta=0.01``), ``"reweight"``, ``"jtt"``
         (``upweight=5.0``), ``"dfr"`` (``C=1.0``, ``n_subsets=10``),
         ``"orthogonal"`` (``penalty=0.1``), ``"pcgrad"``. Definitions:
@@ -236,7 +265,7 @@ def mitigate(
     random_state : int, numpy Generator or None
         Seeds re-initialisation, training and every random choice.
     **train_options
-        ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``patience``,
+        ``epochs``, ``train_batch_size``, ``lr``, ``weight_decay``, ``patience``,
         ``validation_fraction``, ``progress`` of :func:`featurelens.models.train`.
 
     Returns
@@ -248,30 +277,14 @@ def mitigate(
     strategy = check_option(strategy, name="strategy", options=sorted(STRATEGIES))
     loss = check_option(loss, name="loss", options=LOSSES)
     init = check_option(init, name="init", options=("reset", "copy"))
-    unknown = sorted(set(train_options) - set(_TRAIN_OPTIONS))
-    if unknown:
-        raise TypeError(f"mitigate got unexpected option(s) {', '.join(map(repr, unknown))}; "
-                        f"training options are {', '.join(_TRAIN_OPTIONS)}")
-    defaults = _strategy_defaults(strategy)
-    opts = dict(options or {})
-    bad = sorted(set(opts) - set(defaults))
-    if bad:
-        raise TypeError(f"strategy {strategy!r} got unexpected option(s) {', '.join(map(repr, bad))}; "
-                        f"it accepts {', '.join(map(repr, defaults)) or 'no options'}")
+    defaults, opts = _check_options(strategy, options, train_options)
     rng = check_random_state(random_state)
     device, dtype = model_device_dtype(model)
     Xt, data_names = as_tensor(X_train, name="X_train", dtype=dtype, device=device)
     names = resolve_names(Xt.shape[-1], data_names=data_names, feature_names=feature_names)
     cols = _suspect_columns(names, groups, suspect)
     yt = _labels(y_train, Xt.shape[0], name="y_train")
-    Xv = yv = None
-    if (X_val is None) != (y_val is None):
-        raise ValueError("give both X_val and y_val, or neither")
-    if X_val is not None:
-        Xv, _ = as_tensor(X_val, name="X_val", dtype=dtype, device=device)
-        if Xv.shape[1:] != Xt.shape[1:]:
-            raise ValueError(f"X_val has shape {tuple(Xv.shape)} but X_train has {tuple(Xt.shape)}")
-        yv = _labels(y_val, Xv.shape[0], name="y_val")
+    Xv, yv = _validation_rows(X_val, y_val, Xt)
     env = env_val = None
     classification = loss in ("bce", "ce")
     if environments is not None:

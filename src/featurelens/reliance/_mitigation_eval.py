@@ -102,7 +102,7 @@ def _reliance(model, X, y, *, cols, suspect, names, metric, link, n_repeats, see
     named = metric.name in METRICS
     exp = attribute(
         model, X, method="permutation", groups={suspect: [names[c] for c in cols]}, feature_names=names,
-        labels=y, metric=metric.name if named else metric.fn,
+        y=y, metric=metric.name if named else metric.fn,
         higher_is_better=None if named else metric.higher_is_better,
         link=None if link == "identity" else link, target="all" if link == "softmax" else None,
         n_repeats=n_repeats, random_state=seed,
@@ -110,6 +110,40 @@ def _reliance(model, X, y, *, cols, suspect, names, metric, link, n_repeats, see
     scores = np.asarray(exp.scores)[:, 0]
     se = float(scores.std(ddof=1) / np.sqrt(scores.size)) if scores.size > 1 else 0.0
     return float(scores.mean()), se
+
+
+def _shifted_sets(shifted: Split | Mapping[str, Split]) -> dict[str, Split]:
+    """``name -> (X, y)``; one unnamed set is keyed ``""``."""
+    sets = {str(k): _split(v, f"shifted[{k!r}]") for k, v in shifted.items()} if isinstance(shifted, Mapping) \
+        else {"": _split(shifted, "shifted")}
+    if not sets:
+        raise ValueError("shifted must hold at least one (X, y) set")
+    return sets
+
+
+def _plan(strategies: Sequence[str] | Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``label -> {"strategy": name, **options}`` for every strategy to run."""
+    if isinstance(strategies, str):
+        raise TypeError("strategies must be a list of strategy names or a mapping, not a single str")
+    plan = {s: {"strategy": s} for s in strategies} if not isinstance(strategies, Mapping) else \
+        {str(k): dict(v) for k, v in strategies.items()}
+    if not plan:
+        raise ValueError("strategies must name at least one strategy")
+    for label, spec in plan.items():
+        if "strategy" not in spec:
+            raise ValueError(f"strategies[{label!r}] needs a 'strategy' entry")
+    return plan
+
+
+def _with_changes(table: pd.DataFrame) -> pd.DataFrame:
+    """Add the changes against the first (unmitigated) row and the reliance reduction."""
+    base = table.iloc[0]
+    table["in_distribution_change"] = table["in_distribution"] - base["in_distribution"]
+    for col in [c for c in table.columns if c.startswith("shifted") and not c.endswith("_change")]:
+        table[f"{col}_change"] = table[col] - base[col]
+    ref = base["reliance"]
+    table["reliance_reduction"] = 1 - table["reliance"] / ref if ref > 0 else np.nan
+    return table
 
 
 def evaluate_mitigations(
@@ -164,7 +198,7 @@ def evaluate_mitigations(
         Called with each row (a dict of the metric columns, before the change
         columns are added) as soon as it is measured, e.g. ``print`` for long runs.
     **train_options
-        Passed to :func:`mitigate` (``epochs``, ``batch_size``, ``lr``, ...).
+        Passed to :func:`mitigate` (``epochs``, ``train_batch_size``, ``lr``, ...).
 
     Returns
     -------
@@ -178,19 +212,8 @@ def evaluate_mitigations(
     X_tr, y_tr = _split(train, "train")
     X_te, y_te = _split(test, "test")
     X_va, y_va = (None, None) if val is None else _split(val, "val")
-    shifted_sets = {str(k): _split(v, f"shifted[{k!r}]") for k, v in shifted.items()} if isinstance(shifted, Mapping) \
-        else {"": _split(shifted, "shifted")}
-    if not shifted_sets:
-        raise ValueError("shifted must hold at least one (X, y) set")
-    if isinstance(strategies, str):
-        raise TypeError("strategies must be a list of strategy names or a mapping, not a single str")
-    plan = {s: {"strategy": s} for s in strategies} if not isinstance(strategies, Mapping) else \
-        {str(k): dict(v) for k, v in strategies.items()}
-    if not plan:
-        raise ValueError("strategies must name at least one strategy")
-    for label, spec in plan.items():
-        if "strategy" not in spec:
-            raise ValueError(f"strategies[{label!r}] needs a 'strategy' entry")
+    shifted_sets = _shifted_sets(shifted)
+    plan = _plan(strategies)
     device, dtype = model_device_dtype(model)
     Xt, data_names = as_tensor(X_te, name="test X", dtype=dtype, device=device)
     names = resolve_names(Xt.shape[-1], data_names=data_names, feature_names=feature_names)
@@ -229,13 +252,7 @@ def evaluate_mitigations(
         rows.append(row(label, res.model, seconds))
     if any(not torch.equal(before[k], v) for k, v in model.state_dict().items()):
         raise RuntimeError("a mitigation strategy modified the original model; this is a featurelens bug")
-    table = pd.DataFrame(rows)
-    base = table.iloc[0]
-    table["in_distribution_change"] = table["in_distribution"] - base["in_distribution"]
-    for col in [c for c in table.columns if c.startswith("shifted") and not c.endswith("_change")]:
-        table[f"{col}_change"] = table[col] - base[col]
-    ref = base["reliance"]
-    table["reliance_reduction"] = 1 - table["reliance"] / ref if ref > 0 else np.nan
+    table = _with_changes(pd.DataFrame(rows))
     return MitigationTable(table=table, models=models, results=results, metric=m.name, suspect=suspect)
 
 
@@ -252,7 +269,7 @@ def mitigation_benchmark(
     bias_strength: float = 0.8,
     hidden: Sequence[int] = (128, 128),
     epochs: int = 100,
-    batch_size: int = 128,
+    train_batch_size: int = 128,
     lr: float = 1e-3,
     patience: int = 20,
     random_state: int = 0,
@@ -296,7 +313,7 @@ def mitigation_benchmark(
     with torch.random.fork_rng():
         torch.manual_seed(seeds[5])
         model = MLP(tr.X.shape[1], hidden=tuple(hidden))
-    opts = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience}
+    opts = {"epochs": epochs, "train_batch_size": train_batch_size, "lr": lr, "patience": patience}
     train(model, tr.X, tr.y, validation_data=(va.X, va.y), random_state=seeds[6], **opts)
     return evaluate_mitigations(
         model, strategies, train=(tr.X, tr.y), test=(te.X, te.y), val=(va.X, va.y),

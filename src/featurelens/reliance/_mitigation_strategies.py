@@ -89,12 +89,12 @@ def _targets(ctx: Context, yb: torch.Tensor) -> torch.Tensor:
 
 
 def adversarial(
-    ctx: Context, *, epsilon: float = 1.0, mix: float = 1.0, steps: int = 5
+    ctx: Context, *, epsilon: float = 1.0, mix: float = 1.0, n_steps: int = 5
 ) -> tuple[nn.Module, pd.DataFrame]:
     mask = torch.zeros(ctx.X.shape[-1], dtype=torch.bool)
     mask[ctx.suspect_cols] = True
     new, res = adversarial_train(
-        ctx.model, ctx.X, ctx.y, attack="pgd", epsilon=epsilon, mix=mix, steps=steps, mask=mask, loss=ctx.loss,
+        ctx.model, ctx.X, ctx.y, attack="pgd", epsilon=epsilon, mix=mix, n_steps=n_steps, mask=mask, loss=ctx.loss,
         random_state=_seed(ctx), **_validation(ctx), **ctx.train_options,
     )
     return new, res.history

@@ -167,18 +167,18 @@ class ProbeResult(FrameResult):
 
 
 def cross_val_probe(
-    xg: np.ndarray,
+    X: np.ndarray,
     y: np.ndarray,
     *,
     probe: str = "quadratic",
     n_folds: int = 5,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> ProbeResult:
     """Fit ``probe`` on ``n_folds - 1`` folds, score the held-out fold, for every fold.
 
     Parameters
     ----------
-    xg : ndarray ``(n, k)`` or ``(n, T, k)``
+    X : ndarray ``(n, k)`` or ``(n, T, k)``
         One group's features (see :func:`probe_inputs`).
     y : ndarray ``(n,)``
         Binary 0/1 or continuous labels (:func:`label_kind`).
@@ -196,7 +196,7 @@ def cross_val_probe(
     rng = check_random_state(random_state)
     y = np.asarray(y, dtype=np.float64)
     kind = label_kind(y)
-    z = probe_inputs(xg)
+    z = probe_inputs(X)
     if kind == "binary" and min((y == 1).sum(), (y == 0).sum()) < n_folds:
         raise ValueError(f"y needs at least n_folds={n_folds} rows of each class for the probe")
     if y.size < 2 * n_folds:

@@ -205,7 +205,7 @@ def _perturbed_inputs(
     if kind == "fgsm":
         return fgsm(model, X, y, epsilon=s, scale=scale, mask=mask)
     if kind == "pgd":
-        return pgd(model, X, y, epsilon=s, steps=steps, scale=scale, mask=mask, random_state=rng)
+        return pgd(model, X, y, epsilon=s, n_steps=steps, scale=scale, mask=mask, random_state=rng)
     gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
     if kind == "gaussian":
         z = torch.randn(X.shape, generator=gen, dtype=X.dtype).to(X.device)
@@ -224,14 +224,14 @@ def robustness_curve(
     strengths: Sequence[float] | None = None,
     metric: str | Callable = "accuracy",
     higher_is_better: bool | None = None,
-    link: str | None = "auto",
+    link: str | None = None,
     groups: Mapping[str, Sequence[str | int]] | FeatureSpec | None = None,
     perturb_groups: Sequence[str] | None = None,
     immutable: Sequence[str | int] | None = None,
     feature_names: Sequence[str] | None = None,
-    repeats: int = 5,
-    steps: int = 10,
-    random_state: RandomState = None,
+    n_repeats: int = 5,
+    n_steps: int = 10,
+    random_state: RandomState = 0,
 ) -> RobustnessCurve:
     """Measure ``metric`` of ``model`` on ``(X, y)`` as the inputs are perturbed more and more.
 
@@ -244,7 +244,7 @@ def robustness_curve(
       is replaced by its mean over ``X`` (at every time step of a sequence).
     * ``"fgsm"``: one signed-gradient step of size ``s σ_j`` up the loss of
       the true labels (deterministic: one repeat).
-    * ``"pgd"``: ``steps`` projected steps of ``2.5 s σ_j / steps`` in the box
+    * ``"pgd"``: ``n_steps`` projected steps of ``2.5 s σ_j / n_steps`` in the box
       ``|x_j' − x_j| ≤ s σ_j`` from a random start, up the true-label loss.
 
     Parameters
@@ -262,8 +262,8 @@ def robustness_curve(
     metric : {"accuracy", "auc", "mse", "mae", "log_loss"} or callable
         From :mod:`featurelens._metrics`; a callable ``fn(y_true, y_pred) ->
         float`` is a loss unless ``higher_is_better=True``.
-    link : {"auto", "identity", "sigmoid", "softmax"}
-        Applied to the model output before the metric; ``"auto"`` uses
+    link : {None, "auto", "identity", "sigmoid", "softmax"}
+        Applied to the model output before the metric; ``None`` or ``"auto"`` uses
         sigmoid (one output) or softmax (``K`` outputs) for accuracy, AUC and
         log-loss, identity otherwise.
     groups, perturb_groups : optional
@@ -273,9 +273,9 @@ def robustness_curve(
         all its features.
     feature_names : sequence of str, optional
         Names of the ``d`` features (default: DataFrame columns or ``x0..``).
-    repeats : int
+    n_repeats : int
         Repeats of the random perturbations (gaussian, dropout, pgd).
-    steps : int
+    n_steps : int
         PGD steps.
     random_state : int, numpy Generator or None
 
@@ -287,8 +287,8 @@ def robustness_curve(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     kind = check_option(perturbation, name="perturbation", options=PERTURBATIONS)
     s_all = _check_strengths(strengths, kind)
-    repeats = 1 if kind == "fgsm" else check_int(repeats, name="repeats", minimum=1)
-    steps = check_int(steps, name="steps", minimum=1)
+    n_repeats = 1 if kind == "fgsm" else check_int(n_repeats, name="n_repeats", minimum=1)
+    n_steps = check_int(n_steps, name="n_steps", minimum=1)
     m = get_metric(metric, higher_is_better=higher_is_better)
     rng = check_random_state(random_state)
     device, dtype = model_device_dtype(model)
@@ -309,8 +309,8 @@ def robustness_curve(
     for s in s_all:
         values = [clean] if s == 0 else [
             m.fn(y64, predict(model, _perturbed_inputs(kind, model, Xt, y_model, float(s), mask=mask, scale=scale,
-                                                       mean=mean, steps=steps, rng=rng), lk))
-            for _ in range(repeats)
+                                                       mean=mean, steps=n_steps, rng=rng), lk))
+            for _ in range(n_repeats)
         ]
         v = np.asarray(values)
         rows.append({
@@ -340,7 +340,7 @@ def robustness(
     *,
     perturbations: Sequence[str] = PERTURBATIONS,
     strengths: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
     **options: Any,
 ) -> pd.DataFrame:
     """Robustness curves for several perturbations in one tidy table.
@@ -348,7 +348,7 @@ def robustness(
     ``strengths`` is one sequence for all perturbations, a mapping
     perturbation -> sequence, or ``None`` for the defaults; ``options`` are
     passed to :func:`robustness_curve` (``metric``, ``groups``,
-    ``perturb_groups``, ``immutable``, ``repeats``, ``steps``, ...). One
+    ``perturb_groups``, ``immutable``, ``n_repeats``, ``n_steps``, ...). One
     generator built from ``random_state`` feeds every curve in order.
 
     Returns

@@ -88,7 +88,7 @@ def _importance_rows(
     for rows, where, columns in parts:
         opts = dict(options)
         if method == "permutation" and y is not None:
-            opts["labels"] = y[rows]
+            opts["y"] = y[rows]
         elif method == "permutation":
             opts.pop("metric", None)
         x_rows = x[rows] if isinstance(rows, slice) else x[torch.as_tensor(rows)]
@@ -124,7 +124,7 @@ def importance_over_windows(
     *,
     groups: Mapping[str, list] | FeatureSpec,
     window: int,
-    step: int | None = None,
+    stride: int | None = None,
     method: str = "permutation",
     metric: Any = None,
     n_repeats: int = 5,
@@ -134,7 +134,7 @@ def importance_over_windows(
     output: int | None = None,
     feature_names: list[str] | None = None,
     batch_size: int | None = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> WindowImportance:
     """Group importance on consecutive windows of rows (rows in time order), with trend and dispersion.
 
@@ -149,7 +149,7 @@ def importance_over_windows(
     groups : mapping or FeatureSpec
     window : int
         Rows per window (``>= 2``).
-    step : int, optional
+    stride : int, optional
         Start-to-start distance (default ``window``: non-overlapping). Only
         complete windows are used; at least 2 are needed.
     method : {"permutation", "ablation"}
@@ -167,14 +167,14 @@ def importance_over_windows(
     """
     method = check_option(method, name="method", options=METHODS)
     window = check_int(window, name="window", minimum=2)
-    step = window if step is None else check_int(step, name="step", minimum=1)
+    stride = window if stride is None else check_int(stride, name="stride", minimum=1)
     n_repeats = check_int(n_repeats, name="n_repeats", minimum=1)
     rng = check_random_state(random_state)
     xt, y_np, spec = _setup(X, y, groups, feature_names)
     n = xt.shape[0]
-    starts = list(range(0, n - window + 1, step))
+    starts = list(range(0, n - window + 1, stride))
     if len(starts) < 2:
-        raise ValueError(f"window={window} and step={step} give {len(starts)} complete window(s) of {n} rows; "
+        raise ValueError(f"window={window} and stride={stride} give {len(starts)} complete window(s) of {n} rows; "
                          "need >= 2")
     opts = _options(method, xt, metric, n_repeats, baselines, target, link, output, batch_size, rng)
     parts = [(slice(start, start + window), f"window {w} (rows {start}..{start + window - 1})",
@@ -219,7 +219,7 @@ def importance_by_subgroup(
     output: int | None = None,
     feature_names: list[str] | None = None,
     batch_size: int | None = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> pd.DataFrame:
     """Group importance inside each subgroup of rows (e.g. per insurance type).
 

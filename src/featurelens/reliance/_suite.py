@@ -51,7 +51,7 @@ def fit_suite_model(case: SuiteCase, *, epochs: int = 30, random_state: RandomSt
             model: nn.Module = MLP(d, hidden=(32, 16))
         else:
             model = SmallTransformer(d, n_heads=2, n_layers=1, hidden_dim=16, dropout=0.0)
-    train(model, case.X_train, case.y_train, epochs=epochs, batch_size=64, lr=1e-2, patience=5, random_state=seed)
+    train(model, case.X_train, case.y_train, epochs=epochs, train_batch_size=64, lr=1e-2, patience=5, random_state=seed)
     return model
 
 

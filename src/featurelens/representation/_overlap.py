@@ -101,33 +101,33 @@ def group_overlap(
 
 def average_jacobian(
     model: nn.Module,
-    inputs: Any,
+    X: Any,
     *,
     layer_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
 ) -> np.ndarray:
-    """Mean Jacobian ``(1/n) sum_r d f(x_r) / d x_r`` of shape ``(p, *inputs.shape[1:])``.
+    """Mean Jacobian ``(1/n) sum_r d f(x_r) / d x_r`` of shape ``(p, *X.shape[1:])``.
 
     ``f = layer_fn`` (a callable mapping an input batch to a layer's output,
     e.g. ``lambda x: model.net[:2](x)``; default ``model``), its output per
     sample flattened to ``p`` values. Computed with reverse-mode autograd, one
-    backward pass per output value and batch of ``batch_size`` rows; this
-    assumes samples do not interact (true in eval mode). The model runs in
+    backward pass per output value and batch of ``batch_size`` rows (default
+    256); this assumes samples do not interact (true in eval mode). The model runs in
     eval mode with frozen parameters; its mode and flags are restored.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if layer_fn is not None and not callable(layer_fn):
         raise TypeError(f"layer_fn must be callable, got {type(layer_fn).__name__}")
-    bs = check_int(batch_size, name="batch_size", minimum=1)
+    bs = 256 if batch_size is None else check_int(batch_size, name="batch_size", minimum=1)
     device, dtype = model_device_dtype(model)
-    if isinstance(inputs, np.ndarray):
-        inputs = torch.from_numpy(np.asarray(inputs, dtype=np.float64))
-    if not isinstance(inputs, torch.Tensor):
-        raise TypeError(f"inputs must be a torch.Tensor or numpy.ndarray, got {type(inputs).__name__}")
-    if inputs.ndim not in (2, 3) or inputs.shape[0] == 0:
-        raise ValueError(f"inputs must have shape (n, d) or (n, T, d) with n >= 1, got {tuple(inputs.shape)}")
-    x_all = inputs.detach().to(device, dtype)
+    if isinstance(X, np.ndarray):
+        X = torch.from_numpy(np.asarray(X, dtype=np.float64))
+    if not isinstance(X, torch.Tensor):
+        raise TypeError(f"X must be a torch.Tensor or numpy.ndarray, got {type(X).__name__}")
+    if X.ndim not in (2, 3) or X.shape[0] == 0:
+        raise ValueError(f"X must have shape (n, d) or (n, T, d) with n >= 1, got {tuple(X.shape)}")
+    x_all = X.detach().to(device, dtype)
     fn = model if layer_fn is None else layer_fn
     total: torch.Tensor | None = None
     with preserve_model(model, eval_mode=True, freeze=True):
@@ -150,22 +150,22 @@ def average_jacobian(
 
 def jacobian_overlap(
     model: nn.Module,
-    inputs: Any,
+    X: Any,
     groups: Mapping[str, GroupMembers],
     *,
     layer_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     feature_names: Sequence[str] | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
 ) -> pd.DataFrame:
     """:func:`group_overlap` on the average Jacobian of a layer w.r.t. the inputs.
 
-    ``J = average_jacobian(model, inputs, layer_fn=layer_fn)`` has shape
+    ``J = average_jacobian(model, X, layer_fn=layer_fn)`` has shape
     ``(p, d)`` for inputs ``(n, d)``; for sequences ``(n, T, d)`` it is
     ``(p, T, d)`` and group ``g`` spans the ``T * |g|`` columns of its
     features at every time step. Overlaps are then computed exactly as in
     :func:`group_overlap`. For a linear layer ``f(x) = W x + b`` ``J = W``.
     """
-    jac = average_jacobian(model, inputs, layer_fn=layer_fn, batch_size=batch_size)
+    jac = average_jacobian(model, X, layer_fn=layer_fn, batch_size=batch_size)
     m = jac.reshape(jac.shape[0], -1, jac.shape[-1])
     spec = _spec(groups, m.shape[-1], feature_names)
     return _overlap_table(_blocks(m, spec))

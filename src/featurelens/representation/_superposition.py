@@ -87,8 +87,8 @@ def toy_model_experiment(
     sparsity: float = 0.9,
     importance_decay: float = 0.9,
     *,
-    steps: int = 2000,
-    batch_size: int = 1024,
+    n_steps: int = 2000,
+    train_batch_size: int = 1024,
     lr: float = 1e-2,
     random_state: int | np.random.Generator | None = 0,
 ) -> ToyModelResult:
@@ -99,8 +99,8 @@ def toy_model_experiment(
     ``x' = ReLU(W^T W x + b)`` with ``W`` ``(n_hidden, n_features)``
     (Xavier-normal initialisation) and ``b`` zeros. Loss: the batch mean of
     ``sum_i I_i (x_i - x'_i)**2`` with importance ``I_i = importance_decay**i``.
-    Trained with Adam (``lr``) for ``steps`` steps on fresh batches of
-    ``batch_size`` rows, all randomness from a ``torch.Generator`` seeded by
+    Trained with Adam (``lr``) for ``n_steps`` steps on fresh batches of
+    ``train_batch_size`` rows, all randomness from a ``torch.Generator`` seeded by
     ``random_state`` inside ``torch.random.fork_rng`` (the global RNG is
     untouched). Runs in float32 on the CPU.
 
@@ -115,8 +115,8 @@ def toy_model_experiment(
     m = check_int(n_hidden, name="n_hidden", minimum=1)
     s = check_float(sparsity, name="sparsity", low=0.0, high=1.0, inclusive=(True, False))
     decay = check_float(importance_decay, name="importance_decay", low=0.0, high=1.0, inclusive=(False, True))
-    n_steps = check_int(steps, name="steps", minimum=1)
-    bs = check_int(batch_size, name="batch_size", minimum=1)
+    n_steps = check_int(n_steps, name="n_steps", minimum=1)
+    bs = check_int(train_batch_size, name="train_batch_size", minimum=1)
     rate = check_float(lr, name="lr", low=0.0, inclusive=(False, True))
     seed = int(check_random_state(random_state).integers(2**31 - 1))
     importance = torch.tensor([decay**i for i in range(n)], dtype=torch.float32)
