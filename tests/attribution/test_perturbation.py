@@ -141,10 +141,10 @@ def test_permutation_auto_metric_rule():
     model = _mlp()
     x = torch.randn(30, 8, dtype=torch.float64)
     y = (x[:, 0] > 0).double()
-    e = attribute(model, x, method="permutation", labels=y, link="sigmoid", random_state=0)
+    e = attribute(model, x, method="permutation", y=y, link="sigmoid", random_state=0)
     assert e.params["metric"] == "log_loss"
-    assert attribute(model, x, method="permutation", labels=y, random_state=0).params["metric"] == "auc"
-    assert attribute(model, x, method="permutation", labels=x[:, 1], random_state=0).params["metric"] == "mse"
+    assert attribute(model, x, method="permutation", y=y, random_state=0).params["metric"] == "auc"
+    assert attribute(model, x, method="permutation", y=x[:, 1], random_state=0).params["metric"] == "mse"
 
 
 def test_perturbation_leaves_model_untouched():
@@ -258,9 +258,9 @@ def test_callable_metric_direction_and_numpy_seed_recorded():
     def neg_mse(t, p):
         return -float(((t - p) ** 2).mean())
 
-    a = attribute(model, x, method="permutation", labels=y, metric=neg_mse, higher_is_better=True,
+    a = attribute(model, x, method="permutation", y=y, metric=neg_mse, higher_is_better=True,
                   random_state=np.int64(3))
-    b = attribute(model, x, method="permutation", labels=y, metric="mse", random_state=3)
+    b = attribute(model, x, method="permutation", y=y, metric="mse", random_state=3)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-12)
     assert a.params["random_state"] == 3 and a.params["metric"] == "neg_mse"
 
@@ -355,12 +355,12 @@ def test_permutation_one_class_of_a_multiclass_model_is_one_vs_rest(cls):
     gen = torch.Generator().manual_seed(8)
     x = torch.randn(90, 8, dtype=torch.float64, generator=gen)
     y = torch.bucketize(x[:, 0] + x[:, 3], torch.tensor([-0.5, 0.5], dtype=torch.float64)).double()  # classes 0..2
-    e = attribute(model, x, method="permutation", groups=GROUPS, labels=y, target=cls, link="softmax",
+    e = attribute(model, x, method="permutation", groups=GROUPS, y=y, target=cls, link="softmax",
                   n_repeats=3, random_state=4)
     assert e.params["metric"] == "log_loss" and e.params["one_vs_rest_class"] == cls
     np.testing.assert_allclose(e.scores, _softmax_class_loop(model, x, y, GROUPS, 3, 4, cls), rtol=1e-9, atol=1e-12)
     # a named class metric is one-vs-rest too; accuracy of p >= 0.5 against y == cls
-    acc = attribute(model, x, method="permutation", groups=GROUPS, labels=y, target=cls, link="softmax",
+    acc = attribute(model, x, method="permutation", groups=GROUPS, y=y, target=cls, link="softmax",
                     metric="accuracy", n_repeats=2, random_state=4)
     with torch.no_grad():
         p = torch.softmax(model(x), dim=1)[:, cls]
@@ -372,7 +372,7 @@ def test_permutation_regression_metric_keeps_the_labels():
     model = _mlp(out=3, seed=7)
     x = torch.randn(40, 8, dtype=torch.float64)
     y = torch.randint(0, 3, (40,)).double()
-    e = attribute(model, x, method="permutation", labels=y, target=1, metric="mse", n_repeats=2, random_state=0)
+    e = attribute(model, x, method="permutation", y=y, target=1, metric="mse", n_repeats=2, random_state=0)
     assert "one_vs_rest_class" not in e.params
     with torch.no_grad():
         ref = float(((model(x)[:, 1] - y) ** 2).mean())
@@ -385,7 +385,7 @@ def test_permutation_streams_repeats_in_blocks_with_the_same_numbers(monkeypatch
     model = _mlp()
     x = torch.randn(30, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
     y = (x[:, 0] > 0).double()
-    kw = dict(groups=GROUPS, labels=y, link="sigmoid", n_repeats=6, random_state=2, batch_size=64)
+    kw = dict(groups=GROUPS, y=y, link="sigmoid", n_repeats=6, random_state=2, batch_size=64)
     whole = attribute(model, x, method="permutation", **kw)
     seen = []
     real = perturbation.evaluate_perturbations

@@ -111,7 +111,7 @@ def permutation(
         raise ValueError("metric= needs y= (the true labels) to measure the model's degradation")
     if higher_is_better is not None and not callable(metric):
         raise ValueError("higher_is_better= applies only to a callable metric; named metrics know their direction")
-    y = None if labels is None else _check_labels(labels, n)
+    y = None if y is None else _check_labels(y, n)
     masks = player_masks(problem)
     g = masks.shape[0]
     fx = problem.forward_all()
@@ -189,13 +189,13 @@ def _stream_permutations(
 
 
 def _check_labels(labels: Any, n: int) -> torch.Tensor:
-    y, _ = as_tensor(labels, name="labels", dtype=torch.float64, ndims=(1, 2))
+    y, _ = as_tensor(labels, name="y", dtype=torch.float64, ndims=(1, 2))
     if y.dim() == 2:
         if y.shape[1] != 1:
-            raise ValueError(f"labels must have shape (n,), got {tuple(y.shape)}")
+            raise ValueError(f"y must have shape (n,), got {tuple(y.shape)}")
         y = y[:, 0]
     if y.shape[0] != n:
-        raise ValueError(f"labels has {y.shape[0]} rows but the inputs have {n}")
+        raise ValueError(f"y has {y.shape[0]} rows but the inputs have {n}")
     return y
 
 

@@ -103,7 +103,8 @@ class DynamicsAnalysis:
     def to_frame(self) -> pd.DataFrame:
         """One row per state: ``state, occupancy`` (share of all checkpoints), ``stay_probability``
         (``transmat[k, k]``), ``n_runs_visiting``, ``first_visit`` (mean first-visit time as a fraction
-        of the run) and, with detour statistics, ``r, p_value, kind`` (:func:`state_correlations`)."""
+        of the run) and, with detour statistics, ``r, p_value, kind`` (:func:`state_correlations`).
+        """
         graph = training_map(self.model, self.paths)
         frame = pd.DataFrame([{"state": s, "occupancy": graph.nodes[s]["occupancy"],
                                "stay_probability": graph.nodes[s]["self_prob"],
@@ -237,7 +238,8 @@ def analyse_runs(
 
 def _observed_transitions(counts: np.ndarray) -> list[tuple[int, int, int]]:
     """``(i, j, count)`` of the transitions ``i → j`` (``i ≠ j``) seen at least once, most frequent first
-    (ties by ``i``, then ``j``)."""
+    (ties by ``i``, then ``j``).
+    """
     k = len(counts)
     seen = [(i, j, int(counts[i, j])) for i in range(k) for j in range(k) if i != j and counts[i, j] > 0]
     return sorted(seen, key=lambda t: (-t[2], t[0], t[1]))

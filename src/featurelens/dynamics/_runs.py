@@ -138,6 +138,57 @@ def _split_runs(path: Path, frame: pd.DataFrame, run_column: str) -> list[tuple[
     return [(path.name.split(".")[0], frame)]
 
 
+def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(metrics, str) or not isinstance(metrics, Sequence):
+        raise TypeError(f"metrics must be a list of column names, got {metrics!r}")
+    metrics = tuple(metrics)
+    if not metrics:
+        raise ValueError("metrics is empty; name the columns to model")
+    if not all(isinstance(m, str) for m in metrics):
+        raise TypeError(f"metrics must hold column names (str), got {metrics!r}")
+    dup = sorted({m for m in metrics if metrics.count(m) > 1})
+    if dup:
+        raise ValueError(f"metrics lists {', '.join(map(repr, dup))} more than once")
+    return metrics
+
+
+def _read_runs(
+    files: list[Path], metrics: tuple[str, ...], sort_by: str, run_column: str
+) -> tuple[list[tuple[str, pd.DataFrame]], dict[str, str]]:
+    """Every run of every file as ``(run id, rows)``, and the file each run id came from."""
+    runs: list[tuple[str, pd.DataFrame]] = []
+    origin: dict[str, str] = {}
+    for path in files:
+        frame = _read_frame(path, _suffix_kind(path))
+        frame.columns = [str(c) for c in frame.columns]
+        missing = [c for c in (sort_by, *metrics) if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{str(path)!r} is missing column(s) {', '.join(map(repr, missing))}; "
+                             f"available: {', '.join(map(repr, frame.columns))}")
+        bad = [c for c in (sort_by, *metrics) if not pd.api.types.is_numeric_dtype(frame[c])]
+        if bad:
+            raise ValueError(f"{str(path)!r}: column(s) {', '.join(map(repr, bad))} are not numeric")
+        for rid, part in _split_runs(path, frame, run_column):
+            if rid in origin:
+                raise ValueError(f"run id {rid!r} occurs in {origin[rid]!r} and {str(path)!r}")
+            origin[rid] = str(path)
+            runs.append((rid, part))
+    return runs, origin
+
+
+def _invalid_reason(part: pd.DataFrame, values: np.ndarray, metrics: tuple[str, ...], sort_by: str) -> str | None:
+    """Why a sorted run cannot be modelled (too short, repeated ``sort_by``, NaN/inf), or ``None``."""
+    if len(part) < 2:
+        return f"{len(part)} row(s); at least 2 are needed"
+    if part[sort_by].duplicated().any():
+        return f"repeated {sort_by} values (e.g. {part[sort_by][part[sort_by].duplicated()].iloc[0]})"
+    if not np.isfinite(values).all():
+        counts = (~np.isfinite(values)).sum(axis=0)
+        cols = ", ".join(f"{m!r} ({int(c)} rows)" for m, c in zip(metrics, counts, strict=True) if c)
+        return f"NaN or inf in {cols}"
+    return None
+
+
 def load_runs(
     paths_or_glob: str | os.PathLike | Iterable[str | os.PathLike],
     *,
@@ -222,7 +273,6 @@ def load_runs(
         dropped=dropped,
         sort_by=sort_by,
     )
-
 
 
 def save_runs(runs: RunSet, path: str | os.PathLike) -> Path:

@@ -59,7 +59,7 @@ def perturb(
     x: torch.Tensor,
     *,
     epsilon: float | torch.Tensor,
-    steps: int = 1,
+    n_steps: int = 1,
     step_size: float | torch.Tensor | None = None,
     random_start: bool = False,
     mask: Any = None,
@@ -67,10 +67,10 @@ def perturb(
 ) -> torch.Tensor:
     """Maximise ``objective`` over an ℓ∞ box around ``x`` by projected sign-gradient ascent.
 
-    Iterates ``x_{t+1} = Π(x_t + α · sign(∇ objective(x_t)))`` for ``steps``
+    Iterates ``x_{t+1} = Π(x_t + α · sign(∇ objective(x_t)))`` for ``n_steps``
     steps from ``x_0 = x`` (or ``x + U(−ε, ε)`` with ``random_start``), where
     ``Π`` clips every entry back into ``[x − ε, x + ε]`` and then restores
-    the immutable entries. ``steps=1, random_start=False`` with the default
+    the immutable entries. ``n_steps=1, random_start=False`` with the default
     step size is FGSM (Goodfellow et al. 2015); more steps with a random
     start is PGD (Madry et al. 2018).
 
@@ -91,11 +91,11 @@ def perturb(
         Half-widths of the box, ``≥ 0``, in the units of ``x``: a number, or
         a tensor broadcastable to ``x`` (e.g. ``(d,)`` per feature). Entries
         with ``ε = 0`` never move.
-    steps : int
+    n_steps : int
         Number of ascent steps ``≥ 1``.
     step_size : float or Tensor, optional
         ``α``, in the units of ``x``; default ``ε`` for one step (FGSM) and
-        ``2.5 ε / steps`` otherwise (Madry et al.'s choice).
+        ``2.5 ε / n_steps`` otherwise (Madry et al.'s choice).
     random_start : bool
         Start from a uniform draw in the box.
     mask : bool array or Tensor, optional
@@ -122,7 +122,7 @@ def perturb(
         raise TypeError(f"objective must be callable, got {type(objective).__name__}")
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError("x must be a floating-point torch.Tensor")
-    steps = check_int(steps, name="steps", minimum=1)
+    steps = check_int(n_steps, name="n_steps", minimum=1)
     if not isinstance(random_start, bool):
         raise TypeError(f"random_start must be a bool, got {type(random_start).__name__}")
     x0 = x.detach()
