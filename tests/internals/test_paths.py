@@ -76,8 +76,8 @@ def test_multi_output_target(mlp, x4):
     [
         ({"columns": []}, ValueError, "columns must be a non-empty sequence"),
         ({"columns": [9]}, ValueError, r"columns index 9 is out of range for inputs of shape \(10, 4\)"),
-        ({"columns": [0], "baseline": torch.zeros(3)}, ValueError,
-         r"baseline must be a number or a tensor of shape \(1,\)"),
+        ({"columns": [0], "baselines": torch.zeros(3)}, ValueError,
+         r"baselines must be a number or a tensor of shape \(1,\)"),
         ({"columns": [0], "mediator": "act*"}, ValueError, "mediator must resolve to exactly one module"),
         ({"columns": [0], "output": 1}, TypeError, "output must be an OutputSelector"),
     ],

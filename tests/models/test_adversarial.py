@@ -70,7 +70,7 @@ def test_mask_keeps_immutable_features_bit_identical_for_sequences():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(6, 4, 3, generator=g)  # (n, T, d)
     mask = torch.tensor([True, False, True])
-    out = perturb(lambda z: (z**3).sum(), x, epsilon=torch.tensor([0.3, 5.0, 0.1]), steps=4, random_start=True,
+    out = perturb(lambda z: (z**3).sum(), x, epsilon=torch.tensor([0.3, 5.0, 0.1]), n_steps=4, random_start=True,
                   mask=mask, random_state=0)
     assert torch.equal(out[..., 1], x[..., 1])
     assert float((out[..., 0] - x[..., 0]).abs().max()) <= 0.3 + 1e-6
@@ -124,7 +124,7 @@ def test_pgd_random_start_does_not_depend_on_batch_size():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(30, 3))
     y = (rng.random(30) < 0.5).astype(np.float64)
-    kw = {"epsilon": 0.3, "steps": 2, "step_size": 0.05, "random_state": 9}  # small steps: the start shows
+    kw = {"epsilon": 0.3, "n_steps": 2, "step_size": 0.05, "random_state": 9}  # small steps: the start shows
     whole = pgd(model, X, y, **kw)
     assert torch.equal(pgd(model, X, y, batch_size=7, **kw), whole)
     Xt = torch.as_tensor(X)

@@ -33,7 +33,7 @@ def test_gaussian_noise_mse_matches_closed_form():
     w = np.array([0.5, -1.0, 2.0])
     y = X @ w + rng.normal(scale=0.3, size=40000)
     model = _linear(list(w))
-    curve = robustness_curve(model, X, y, perturbation="gaussian", strengths=[0, 0.5, 1.0], metric="mse", repeats=2,
+    curve = robustness_curve(model, X, y, perturbation="gaussian", strengths=[0, 0.5, 1.0], metric="mse", n_repeats=2,
                              random_state=0)
     sigma = X.std(axis=0)
     expected = curve.clean + np.array([0, 0.25, 1.0]) * np.sum(w**2 * sigma**2)
@@ -69,7 +69,7 @@ def test_model_that_ignores_perturbed_features_is_unaffected():
     y = (X[:, 2] > 0).astype(float)
     model = _linear([0.0, 0.0, 5.0])
     for kind in ("gaussian", "dropout", "fgsm", "pgd"):
-        curve = robustness_curve(model, X, y, perturbation=kind, strengths=[0, 0.5, 1.0], immutable=[2], repeats=2,
+        curve = robustness_curve(model, X, y, perturbation=kind, strengths=[0, 0.5, 1.0], immutable=[2], n_repeats=2,
                                  random_state=0)
         assert curve.table["metric"].tolist() == [curve.clean] * 3, kind
         assert curve.auc == curve.clean and curve.degradation_auc == 0

@@ -56,7 +56,7 @@ def _as_mask(mask: Any, x: torch.Tensor) -> torch.Tensor | None:
 
 def perturb(
     objective: Objective,
-    x: torch.Tensor,
+    X: torch.Tensor,
     *,
     epsilon: float | torch.Tensor,
     n_steps: int = 1,
@@ -65,7 +65,7 @@ def perturb(
     mask: Any = None,
     random_state: RandomState = None,
 ) -> torch.Tensor:
-    """Maximise ``objective`` over an ℓ∞ box around ``x`` by projected sign-gradient ascent.
+    """Maximise ``objective`` over an ℓ∞ box around ``X`` by projected sign-gradient ascent.
 
     Iterates ``x_{t+1} = Π(x_t + α · sign(∇ objective(x_t)))`` for ``n_steps``
     steps from ``x_0 = x`` (or ``x + U(−ε, ε)`` with ``random_start``), where
@@ -120,8 +120,9 @@ def perturb(
     """
     if not callable(objective):
         raise TypeError(f"objective must be callable, got {type(objective).__name__}")
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise TypeError("x must be a floating-point torch.Tensor")
+    if not isinstance(X, torch.Tensor) or not X.is_floating_point():
+        raise TypeError("X must be a floating-point torch.Tensor")
+    x = X
     steps = check_int(n_steps, name="n_steps", minimum=1)
     if not isinstance(random_start, bool):
         raise TypeError(f"random_start must be a bool, got {type(random_start).__name__}")

@@ -131,7 +131,7 @@ def _attack(
     Xt, _ = as_tensor(X, name="X", dtype=dtype, device=device)
     yt = _labels_tensor(y, Xt.shape[0], device, dtype)
     bs = default_batch_size(Xt) if batch_size is None else check_int(batch_size, name="batch_size", minimum=1)
-    steps = check_int(steps, name="steps", minimum=1)
+    steps = check_int(steps, name="n_steps", minimum=1)
     if not isinstance(random_start, bool):
         raise TypeError(f"random_start must be a bool, got {type(random_start).__name__}")
     eps, alpha = _budget(epsilon, step_size, scale, Xt)
