@@ -12,6 +12,7 @@ import io
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,8 +108,6 @@ def read_npz(path: str | os.PathLike, *, what: str) -> dict[str, np.ndarray]:
     ``ValueError`` naming ``what`` (e.g. ``"featurelens explanation file"``)
     when the file is missing or is not a readable pickle-free ``.npz``.
     """
-    import zipfile
-
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"{what} {str(p)!r} does not exist")

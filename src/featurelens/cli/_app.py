@@ -11,6 +11,7 @@ import os
 import sys
 import traceback
 
+import torch
 import typer
 
 from featurelens.cli import _compare, _dynamics, _internals, _reliance
@@ -39,8 +40,6 @@ def _root(
 ) -> None:
     """featurelens command line."""
     if threads is not None:
-        import torch
-
         torch.set_num_threads(threads)
 
 

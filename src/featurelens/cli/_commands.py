@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table as RichTable
 
 from featurelens._io import check_output_dir
+from featurelens.attribution import METHODS, AttributionReport, attribute, method_options
+from featurelens.data import FeatureSpec, load_table, read_groups
+from featurelens.examples import run_spurious_demo
+from featurelens.models import load_model
+from featurelens.report import save
 
 _METHODS = ("ablation", "permutation")
 #: background rows used by averaging methods (--baselines background) unless --option max_background=N
@@ -57,8 +64,6 @@ def _parse_baselines(text: str) -> str | float:
 
 def _parse_options(items: list[str]) -> dict[str, object]:
     """``KEY=VALUE`` strings to a dict; values are read as YAML scalars (numbers, bools, strings)."""
-    import yaml
-
     parsed: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -80,8 +85,6 @@ def demo_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
     """Train the spurious-correlation study's transformer on data with a planted spurious group, attribute it, write a report."""
-    from featurelens.examples import run_spurious_demo
-
     result = run_spurious_demo(out, n_samples=n_samples, bias_strength=bias_strength, random_state=seed,
                                force=force, progress=not quiet)
     _render(result.explanations, Path(out), quiet=quiet, seconds=result.seconds)
@@ -125,13 +128,6 @@ def attribute_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
     """Attribute a saved model's output on a table to its features or feature groups."""
-    import sys
-
-    from featurelens.attribution import METHODS, AttributionReport, attribute, method_options
-    from featurelens.data import FeatureSpec, load_table, read_groups
-    from featurelens.models import load_model
-    from featurelens.report import save
-
     check_output_dir(out, force=force)
     methods = list(dict.fromkeys(method))
     bad = [m for m in methods if m not in METHODS]

@@ -12,6 +12,10 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from featurelens._io import check_output_dir
+from featurelens.data import load_table, read_groups
+from featurelens.internals import InternalsReport, architecture_sweep, capacity_sweep, scale_sweep, summarize_internals
+from featurelens.models import load_model
+from featurelens.report import save
 
 SWEEPS = ("capacity", "scale", "architectures")
 
@@ -62,11 +66,6 @@ def internals_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on the terminal."),
 ) -> None:
     """Per-layer representation metrics, input-group overlap and attention statistics of a saved model."""
-    from featurelens.data import load_table, read_groups
-    from featurelens.internals import InternalsReport, summarize_internals
-    from featurelens.models import load_model
-    from featurelens.report import save
-
     check_output_dir(out, force=force)
     if max_rows < 2:
         raise ValueError(f"--max-rows must be at least 2, got {max_rows}")
@@ -108,9 +107,6 @@ def sweep_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:
     """Train small models over a grid and tabulate representation metrics (seed 002's sweeps)."""
-    from featurelens.internals import architecture_sweep, capacity_sweep, scale_sweep
-    from featurelens.report import save
-
     if kind not in SWEEPS:
         raise ValueError(f"sweep must be one of {', '.join(SWEEPS)}; got {kind!r}")
     check_output_dir(out, force=force)
