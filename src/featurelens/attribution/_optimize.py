@@ -16,9 +16,7 @@ import torch
 from torch import nn
 
 from featurelens._validation import check_float, check_int, check_random_state
-from featurelens.models import call_model
-from featurelens.models._output import pick_output
-from featurelens.models._state import model_device_dtype, preserve_model
+from featurelens.models import call_model, model_device_dtype, pick_output, preserve_model
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LOSSES = ("mse", "mae")

@@ -41,11 +41,28 @@ MAX_OUTPUTS_PER_BLOCK = 1 << 24
 
 
 # -- the game -------------------------------------------------------------------------------
-class _Game:
+class CoalitionGame:
     """Coalition values ``v(S)`` for every input row, for a list of coalitions.
 
-    ``ref`` is a baseline broadcastable to the rows (``interventional=False``)
-    or ``m`` background rows ``(m, *x.shape[1:])`` (``interventional=True``).
+    ``v(S)(x)`` is the selected model output at ``x`` with the players outside
+    ``S`` replaced by the reference: ``ref`` is a baseline broadcastable to
+    the rows (``interventional=False``) or ``m`` background rows
+    ``(m, *x.shape[1:])`` over which the output is averaged
+    (``interventional=True``). Build it with :func:`coalition_game`.
+
+    Parameters
+    ----------
+    problem : Problem
+        The model, inputs ``x`` ``(n, d)`` or ``(n, T, d)``, players and output.
+    ref : Tensor
+        The replacement values (see above), on the device of ``x``.
+    interventional : bool
+        Whether ``ref`` holds background rows to average over.
+
+    Attributes
+    ----------
+    g : int
+        Number of players.
     """
 
     def __init__(self, problem: Problem, ref: torch.Tensor, *, interventional: bool):
@@ -99,10 +116,51 @@ class _Game:
         return build
 
 
-def _setup(
-    problem: Problem, method: str, baselines: Any, background: Any, max_background: int | None, random_state: Any
-) -> tuple[_Game, dict[str, Any], dict[str, np.ndarray]]:
-    """Validate the baseline options; return the game, its params and extras."""
+def coalition_game(
+    problem: Problem,
+    *,
+    method: str,
+    baselines: Any,
+    background: Any,
+    max_background: int | None,
+    random_state: Any,
+) -> tuple[CoalitionGame, dict[str, Any], dict[str, np.ndarray]]:
+    """Validate the baseline options of a coalition method; return its game, params and extras.
+
+    Parameters
+    ----------
+    problem : Problem
+        From :func:`build_problem`; its groups must be disjoint.
+    method : str
+        The method's name, used in error messages.
+    baselines : None, str, number or array
+        As for ``attribute(method="shapley")``: ``None``/``"zeros"``,
+        ``"mean"``/``"median"`` of ``background``, a number or array, or
+        ``"background"`` (average the output over background rows).
+    background : array-like or None
+        Reference rows for ``"mean"``, ``"median"`` and ``"background"``.
+    max_background : int or None
+        With ``baselines="background"``: at most this many background rows,
+        subsampled with ``random_state``.
+    random_state : int, Generator or None
+        Seeds the background subsample.
+
+    Returns
+    -------
+    game : CoalitionGame
+        The coalition values of ``problem``.
+    params : dict
+        The baseline settings, as recorded in an :class:`Explanation`'s params.
+    extras : dict of str to ndarray
+        ``{"baseline": ...}`` (float64) when the baseline is one row; else empty.
+
+    Raises
+    ------
+    ValueError
+        If the groups overlap, ``max_background`` is given without
+        ``baselines="background"``, or ``background`` is given with a
+        baseline that does not use it.
+    """
     problem.spec.require_disjoint(method)
     x = problem.x
     interventional = isinstance(baselines, str) and baselines == "background"
@@ -122,7 +180,7 @@ def _setup(
         params["baselines"] = desc
         if ref.dim() <= x.dim() - 1:
             extras["baseline"] = ref.detach().cpu().double().numpy()
-    return _Game(problem, ref, interventional=interventional), params, extras
+    return CoalitionGame(problem, ref, interventional=interventional), params, extras
 
 
 def _sample_major(t: torch.Tensor) -> np.ndarray:
@@ -207,7 +265,8 @@ def shapley(
             f"method 'shapley' evaluates 2**g coalitions per row; {g} players would need {2**g} "
             f"(at most {MAX_EXACT_PLAYERS} players); use method='shapley_sampling' or fewer, larger groups"
         )
-    game, params, extras = _setup(problem, "shapley", baselines, background, max_background, random_state)
+    game, params, extras = coalition_game(problem, method="shapley", baselines=baselines, background=background,
+                                          max_background=max_background, random_state=random_state)
     v = game.values(coalition_matrix(g), desc="shapley coalitions")  # (2**g, n[, K])
     v_empty, v_full = v[0], v[-1]
     w = shapley_weight_matrix(g).to(v.device)
@@ -293,7 +352,8 @@ def shapley_sampling(
             f"n_permutations must be even (each order is paired with its reverse), got {n_permutations}"
         )
     rng = check_random_state(random_state)
-    game, params, extras = _setup(problem, "shapley_sampling", baselines, background, max_background, rng)
+    game, params, extras = coalition_game(problem, method="shapley_sampling", baselines=baselines,
+                                          background=background, max_background=max_background, random_state=rng)
     g = game.g
     perms = torch.as_tensor(antithetic_permutations(g, n_permutations, rng))
     rank = torch.argsort(perms, dim=1)  # rank[r, j]: position of player j in order r
