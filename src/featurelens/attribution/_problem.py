@@ -60,14 +60,17 @@ class Problem:
 
     @property
     def n(self) -> int:
+        """Number of input rows."""
         return self.x.shape[0]
 
     @property
     def names(self) -> list[str]:
+        """Player names: the features, or the groups when groups are given."""
         return self.spec.players()[0]
 
     @property
     def level(self) -> str:
+        """``"group"`` when the players are groups, else ``"feature"``."""
         return "group" if self.spec.has_groups else "feature"
 
     checked: bool = False
