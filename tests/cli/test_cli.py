@@ -194,12 +194,12 @@ def test_missing_required_option_is_usage_error(workspace, capsys):
 
 
 def test_internal_error_exits_1(workspace, capsys, monkeypatch):
-    import featurelens.attribution as attribution
+    import featurelens.cli._commands as commands  # the command's own binding of attribute
 
     def boom(*a, **k):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(attribution, "attribute", boom)
+    monkeypatch.setattr(commands, "attribute", boom)
     code, _, err = _run(capsys, "attribute", "--model", "model.pt", "--data", "data.csv", "--label", "label",
                         "--out", "rep", "-q")
     assert code == 1 and "internal error: RuntimeError: kaboom" in err and err.count("\n") == 1

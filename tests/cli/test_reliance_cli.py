@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from featurelens.cli import main
 from featurelens.datasets import make_biased, make_shifted
-from featurelens.examples._reliance_study import save_exported, window_mlp
+from featurelens.examples import save_exported, window_mlp
 from featurelens.models import MLP, train
 from featurelens.reliance import MITIGATION_STRATEGIES, detect_spurious
 

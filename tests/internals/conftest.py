@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from featurelens.models._reference import MLP, SmallTransformer
+from featurelens.models import MLP, SmallTransformer
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from featurelens.internals.attention import (
     attention_weights,
     record_attention,
 )
-from featurelens.models._reference import SmallTransformer
+from featurelens.models import SmallTransformer
 
 
 @pytest.fixture

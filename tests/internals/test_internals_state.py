@@ -20,7 +20,7 @@ from featurelens.internals import (
     zero_input_group,
 )
 from featurelens.internals.attention import attention_weights, record_attention
-from featurelens.models._reference import MLP, SmallTransformer
+from featurelens.models import MLP, SmallTransformer
 from featurelens.representation import average_jacobian, jacobian_overlap
 
 #: public names that take no user model (sweeps train their own; result containers)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featurelens.attribution._explanation import Explanation
+from featurelens.attribution import Explanation
 
 GROUPS = ["age", "spurious", "income", "region"]
 SCALES = np.array([1.0, 3.0, 0.5, 0.2])  # "spurious" dominates, "age" second

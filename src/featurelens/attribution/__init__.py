@@ -6,16 +6,24 @@ from featurelens.attribution._baselines import resolve_baselines
 from featurelens.attribution._edge_scores import EdgeScores, edge_scores
 from featurelens.attribution._explanation import Explanation
 from featurelens.attribution._optimize import optimize_input
+from featurelens.attribution._problem import Problem, build_problem
 from featurelens.attribution._prune_inputs import PrunedInputs, prune_inputs, score_vector
+from featurelens.attribution._shapley import MAX_EXACT_PLAYERS, CoalitionGame, coalition_game, coalition_matrix
 from featurelens.models import find_input_layer
 
 __all__ = [
+    "MAX_EXACT_PLAYERS",
     "METHODS",
     "AttributionReport",
+    "CoalitionGame",
     "EdgeScores",
     "Explanation",
+    "Problem",
     "PrunedInputs",
     "attribute",
+    "build_problem",
+    "coalition_game",
+    "coalition_matrix",
     "edge_scores",
     "find_input_layer",
     "method_options",

@@ -11,8 +11,8 @@ from torch import nn
 from featurelens.attribution import _gradient, _perturbation, _shapley, _structural
 from featurelens.attribution._explanation import Explanation
 from featurelens.attribution._problem import build_problem
-from featurelens.data._spec import FeatureSpec
-from featurelens.models._state import preserve_model
+from featurelens.data import FeatureSpec
+from featurelens.models import preserve_model
 
 #: method name -> implementation taking (problem, **options); each module registers its own
 METHODS: dict[str, Callable[..., Explanation]] = {

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from featurelens.data._inputs import as_tensor
+from featurelens._validation import check_int, check_random_state
+from featurelens.data import as_tensor
 
 BASELINE_NAMES = ("zeros", "mean", "median")
 #: methods that average over a background set also accept baselines="background"
@@ -93,8 +94,6 @@ def resolve_background_sample(
     -------
     Tensor ``(m, *x.shape[1:])`` on ``x``'s device and dtype.
     """
-    from featurelens._validation import check_int, check_random_state
-
     if background is None:
         raise ValueError("baselines='background' needs background= (a sample of reference rows)")
     bg, _ = as_tensor(background, name="background", dtype=x.dtype, device=x.device)

@@ -20,9 +20,8 @@ import torch
 from torch import nn
 
 from featurelens._validation import check_float, check_int
-from featurelens.data._inputs import as_tensor, resolve_names
-from featurelens.models import default_batch_size, effective_weight, linear_chain
-from featurelens.models._state import model_device_dtype, preserve_model
+from featurelens.data import as_tensor, resolve_names
+from featurelens.models import default_batch_size, effective_weight, linear_chain, model_device_dtype, preserve_model
 
 
 class _Moments:

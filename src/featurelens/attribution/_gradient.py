@@ -33,8 +33,8 @@ from featurelens.attribution._ig import (
     quadrature,
 )
 from featurelens.attribution._problem import Problem
-from featurelens.data._inputs import as_tensor
-from featurelens.models._state import preserve_model
+from featurelens.data import as_tensor
+from featurelens.models import preserve_model
 
 #: base methods SmoothGrad can average
 BASES = ("saliency", "input_x_gradient", "integrated_gradients")

@@ -14,7 +14,7 @@ from featurelens.attribution._baselines import per_row, resolve_baselines
 from featurelens.attribution._engine import evaluate_perturbations, player_masks
 from featurelens.attribution._explanation import Explanation
 from featurelens.attribution._problem import Problem
-from featurelens.data._inputs import as_tensor
+from featurelens.data import as_tensor
 
 
 def _to_sample_major(delta: torch.Tensor) -> np.ndarray:

@@ -13,8 +13,7 @@ from torch import nn
 from featurelens._fingerprint import fingerprint_data, fingerprint_model
 from featurelens._validation import check_int
 from featurelens.attribution._explanation import Explanation
-from featurelens.data._inputs import as_tensor, resolve_names
-from featurelens.data._spec import FeatureSpec
+from featurelens.data import FeatureSpec, as_tensor, resolve_names
 from featurelens.models import (
     OutputSelector,
     call_model,
@@ -26,7 +25,29 @@ from featurelens.models import (
 
 @dataclass
 class Problem:
-    """Everything a method needs; built once by :func:`featurelens.attribute`."""
+    """Everything a method needs; built once by :func:`featurelens.attribute` (see :func:`build_problem`).
+
+    Attributes
+    ----------
+    model : nn.Module
+        The model, called as found (the caller sets its mode).
+    x : Tensor
+        The inputs ``(n, d)`` or ``(n, T, d)`` on the model's device and
+        floating dtype.
+    spec : FeatureSpec
+        Feature names and groups over the last axis of ``x``; its players are
+        the units attributed (features, or groups when given).
+    selector : OutputSelector
+        Turns the raw model output into the explained ``(B,)`` or ``(B, K)``.
+    batch_size : int
+        Rows per forward call.
+    progress : bool
+        Whether long evaluations show a progress bar.
+    model_fingerprint, data_fingerprint : str
+        Content hashes of the model and of ``x``.
+    checked : bool
+        Whether a forward pass already proved that the model accepts ``x``.
+    """
 
     model: nn.Module
     x: torch.Tensor
@@ -39,14 +60,17 @@ class Problem:
 
     @property
     def n(self) -> int:
+        """Number of input rows."""
         return self.x.shape[0]
 
     @property
     def names(self) -> list[str]:
+        """Player names: the features, or the groups when groups are given."""
         return self.spec.players()[0]
 
     @property
     def level(self) -> str:
+        """``"group"`` when the players are groups, else ``"feature"``."""
         return "group" if self.spec.has_groups else "feature"
 
     checked: bool = False
@@ -111,7 +135,45 @@ def build_problem(
     progress: bool,
     require_target: bool = True,
 ) -> Problem:
-    """Validate and convert the common arguments of :func:`featurelens.attribute`."""
+    """Validate and convert the common arguments of :func:`featurelens.attribute`.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model to explain.
+    inputs : ndarray, Tensor or DataFrame
+        ``(n, d)`` or ``(n, T, d)``; converted to the model's device and
+        floating dtype (NaN or inf is an error).
+    groups : mapping, FeatureSpec or None
+        Named groups of features (``None``: every feature is a player); a
+        :class:`FeatureSpec` must describe the ``d`` features of ``inputs``.
+    feature_names : list of str or None
+        Names of the ``d`` features (default: the DataFrame's columns, else
+        ``x0 .. x{d-1}``).
+    target, output, link
+        The explained output, as for :class:`featurelens.models.OutputSelector`.
+    batch_size : int or None
+        Rows per forward call (default: :func:`featurelens.models.default_batch_size`).
+    progress : bool
+        Show progress bars on long evaluations.
+    require_target : bool
+        ``False`` for methods that never call :meth:`Problem.forward`: the
+        model is then run once on two rows here, so that a model/data mismatch
+        fails now.
+
+    Returns
+    -------
+    Problem
+        The validated set-up, with fingerprints of model and inputs.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not an ``nn.Module``, or an argument has the wrong type.
+    ValueError
+        If ``inputs`` hold NaN or inf, the names or the FeatureSpec do not fit
+        them, or ``batch_size < 1``.
+    """
     if not isinstance(model, nn.Module):
         if callable(model):
             raise TypeError("model must be a torch.nn.Module; wrap a plain function in an nn.Module")

@@ -19,10 +19,8 @@ from featurelens._io import atomic_write_bytes
 from featurelens._validation import check_float
 from featurelens.attribution._edge_scores import EdgeScores
 from featurelens.attribution._explanation import Explanation
-from featurelens.data._spec import default_feature_names
-from featurelens.models import find_input_layer
-from featurelens.models._loading import Factory, _load_state, resolve_factory
-from featurelens.models._state import set_eval
+from featurelens.data import default_feature_names
+from featurelens.models import Factory, find_input_layer, load_state, resolve_factory, set_eval
 
 FORMAT_NAME = "featurelens.pruned_inputs"
 FORMAT_VERSION = 1
@@ -217,7 +215,7 @@ class PrunedInputs:
         if width != int(keep.sum()):
             _narrow(model, layer, keep)
         name = factory if isinstance(factory, str) else getattr(factory, "__qualname__", "factory")
-        _load_state(model, dict(obj["model_state_dict"]), path, name)
+        load_state(model, dict(obj["model_state_dict"]), path=path, factory_name=name)
         if map_location is not None:
             model.to(map_location)
         return cls(set_eval(model), keep.numpy(), list(obj["feature_names"]), obj["scores"].cpu().numpy(),

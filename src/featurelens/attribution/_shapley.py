@@ -44,11 +44,28 @@ MAX_PERMUTATIONS = 100_000
 
 
 # -- the game -------------------------------------------------------------------------------
-class _Game:
+class CoalitionGame:
     """Coalition values ``v(S)`` for every input row, for a list of coalitions.
 
-    ``ref`` is a baseline broadcastable to the rows (``interventional=False``)
-    or ``m`` background rows ``(m, *x.shape[1:])`` (``interventional=True``).
+    ``v(S)(x)`` is the selected model output at ``x`` with the players outside
+    ``S`` replaced by the reference: ``ref`` is a baseline broadcastable to
+    the rows (``interventional=False``) or ``m`` background rows
+    ``(m, *x.shape[1:])`` over which the output is averaged
+    (``interventional=True``). Build it with :func:`coalition_game`.
+
+    Parameters
+    ----------
+    problem : Problem
+        The model, inputs ``x`` ``(n, d)`` or ``(n, T, d)``, players and output.
+    ref : Tensor
+        The replacement values (see above), on the device of ``x``.
+    interventional : bool
+        Whether ``ref`` holds background rows to average over.
+
+    Attributes
+    ----------
+    g : int
+        Number of players.
     """
 
     def __init__(self, problem: Problem, ref: torch.Tensor, *, interventional: bool):
@@ -102,10 +119,51 @@ class _Game:
         return build
 
 
-def _setup(
-    problem: Problem, method: str, baselines: Any, background: Any, max_background: int | None, random_state: Any
-) -> tuple[_Game, dict[str, Any], dict[str, np.ndarray]]:
-    """Validate the baseline options; return the game, its params and extras."""
+def coalition_game(
+    problem: Problem,
+    *,
+    method: str,
+    baselines: Any,
+    background: Any,
+    max_background: int | None,
+    random_state: Any,
+) -> tuple[CoalitionGame, dict[str, Any], dict[str, np.ndarray]]:
+    """Validate the baseline options of a coalition method; return its game, params and extras.
+
+    Parameters
+    ----------
+    problem : Problem
+        From :func:`build_problem`; its groups must be disjoint.
+    method : str
+        The method's name, used in error messages.
+    baselines : None, str, number or array
+        As for ``attribute(method="shapley")``: ``None``/``"zeros"``,
+        ``"mean"``/``"median"`` of ``background``, a number or array, or
+        ``"background"`` (average the output over background rows).
+    background : array-like or None
+        Reference rows for ``"mean"``, ``"median"`` and ``"background"``.
+    max_background : int or None
+        With ``baselines="background"``: at most this many background rows,
+        subsampled with ``random_state``.
+    random_state : int, Generator or None
+        Seeds the background subsample.
+
+    Returns
+    -------
+    game : CoalitionGame
+        The coalition values of ``problem``.
+    params : dict
+        The baseline settings, as recorded in an :class:`Explanation`'s params.
+    extras : dict of str to ndarray
+        ``{"baseline": ...}`` (float64) when the baseline is one row; else empty.
+
+    Raises
+    ------
+    ValueError
+        If the groups overlap, ``max_background`` is given without
+        ``baselines="background"``, or ``background`` is given with a
+        baseline that does not use it.
+    """
     problem.spec.require_disjoint(method)
     x = problem.x
     interventional = isinstance(baselines, str) and baselines == "background"
@@ -125,7 +183,7 @@ def _setup(
         params["baselines"] = desc
         if ref.dim() <= x.dim() - 1:
             extras["baseline"] = ref.detach().cpu().double().numpy()
-    return _Game(problem, ref, interventional=interventional), params, extras
+    return CoalitionGame(problem, ref, interventional=interventional), params, extras
 
 
 def _sample_major(t: torch.Tensor) -> np.ndarray:
@@ -210,7 +268,8 @@ def shapley(
             f"method 'shapley' evaluates 2**g coalitions per row; {g} players would need {2**g} "
             f"(at most {MAX_EXACT_PLAYERS} players); use method='shapley_sampling' or fewer, larger groups"
         )
-    game, params, extras = _setup(problem, "shapley", baselines, background, max_background, random_state)
+    game, params, extras = coalition_game(problem, method="shapley", baselines=baselines, background=background,
+                                          max_background=max_background, random_state=random_state)
     v = game.values(coalition_matrix(g), desc="shapley coalitions")  # (2**g, n[, K])
     v_empty, v_full = v[0], v[-1]
     w = shapley_weight_matrix(g).to(v.device)
@@ -297,7 +356,8 @@ def shapley_sampling(
     """
     n_permutations = _check_permutations(n_permutations)
     rng = check_random_state(random_state)
-    game, params, extras = _setup(problem, "shapley_sampling", baselines, background, max_background, rng)
+    game, params, extras = coalition_game(problem, method="shapley_sampling", baselines=baselines,
+                                          background=background, max_background=max_background, random_state=rng)
     g, n_pairs = game.g, n_permutations // 2
     if problem.selector.all_targets and problem.selector.n_outputs is None:
         with torch.no_grad():  # one row tells the number of outputs, which sizes the blocks

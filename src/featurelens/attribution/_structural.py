@@ -17,7 +17,7 @@ import torch
 from featurelens.attribution._edge_scores import edge_scores
 from featurelens.attribution._explanation import Explanation
 from featurelens.attribution._problem import Problem
-from featurelens.data._inputs import as_tensor
+from featurelens.data import as_tensor
 from featurelens.models import effective_weight, find_input_layer
 
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
 import typer
+import yaml
 from rich.table import Table as RichTable
 
 from featurelens._io import check_output_dir
 from featurelens._metrics import METRICS
 from featurelens._validation import check_option
-from featurelens.attribution import resolve_baselines
+from featurelens.attribution import METHODS, AttributionReport, attribute, method_options, resolve_baselines
 from featurelens.cli._console import make_console
+from featurelens.data import FeatureSpec, load_table, read_groups
+from featurelens.examples import run_spurious_demo
+from featurelens.models import load_model
+from featurelens.report import save
 
 _METHODS = ("ablation", "permutation")
 #: background rows used by averaging methods (--baselines background) unless --option max_background=N
@@ -78,8 +84,6 @@ def check_baselines(base: str | float, *, n_features: int) -> None:
 
 def _parse_options(items: list[str]) -> dict[str, object]:
     """``KEY=VALUE`` strings to a dict; values are read as YAML scalars (numbers, bools, strings)."""
-    import yaml
-
     parsed: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -102,8 +106,6 @@ def demo_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
     """Train a small transformer on data with a planted spurious group, attribute it, write a report."""
-    from featurelens.examples import run_spurious_demo
-
     check_output_dir(out, force=force)
     if n_samples > MAX_DEMO_SAMPLES:
         raise ValueError(f"--n-samples {n_samples} exceeds the maximum of {MAX_DEMO_SAMPLES:,} rows")
@@ -150,13 +152,6 @@ def attribute_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
     """Attribute a saved model's output on a table to its features or feature groups."""
-    import sys
-
-    from featurelens.attribution import METHODS, AttributionReport, attribute, method_options
-    from featurelens.data import FeatureSpec, load_table, read_groups
-    from featurelens.models import load_model
-    from featurelens.report import save
-
     check_output_dir(out, force=force)
     methods = list(dict.fromkeys(method))
     bad = [m for m in methods if m not in METHODS]

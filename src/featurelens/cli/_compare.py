@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 
 from featurelens._io import check_output_dir
-from featurelens.compare import DEFAULT_METHODS
+from featurelens.attribution import METHODS, method_options
+from featurelens.cli._commands import _parse_baselines, check_baselines
+from featurelens.compare import DEFAULT_METHODS, compare
+from featurelens.data import load_table
+from featurelens.examples.tickets import run_tickets_study
+from featurelens.models import load_model
+from featurelens.report import check_formats, comparison_text, save
 
 
 def register(app: typer.Typer, example_app: typer.Typer) -> None:
@@ -57,15 +64,6 @@ def compare_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Compare checkpoints (dense, lottery ticket, robust ticket, ...): importance, shifts, sparsity, weights."""
-    import sys
-
-    from featurelens.attribution import METHODS, method_options
-    from featurelens.cli._commands import _parse_baselines, check_baselines
-    from featurelens.compare import compare
-    from featurelens.data import load_table
-    from featurelens.models import load_model
-    from featurelens.report import check_formats, comparison_text, save
-
     check_output_dir(out, force=force)
     paths = _parse_models(model)
     methods = list(dict.fromkeys(_split_commas(method)))
@@ -121,9 +119,6 @@ def tickets_example(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
     """The deep-hedging lottery-ticket study: dense hedger vs 80 %-sparse ticket vs robust ticket (train, attack, compare)."""
-    from featurelens.examples.tickets import run_tickets_study
-    from featurelens.report import comparison_text
-
     result = run_tickets_study(out, quick=quick, random_state=seed, formats=_split_commas([fmt]), force=force,
                                progress=not quiet)
     if quiet:

@@ -6,9 +6,22 @@ import json
 from pathlib import Path
 
 import typer
+from rich.table import Table as RichTable
 
 from featurelens._io import check_output_dir
+from featurelens._validation import check_option
 from featurelens.cli._console import make_console
+from featurelens.dynamics import (
+    COVARIANCE_TYPES,
+    METRIC_NAMES,
+    GaussianHMM,
+    analyse_runs,
+    explain_transition,
+    load_runs,
+    read_saved_runs,
+)
+from featurelens.examples.dynamics import run_dynamics_example
+from featurelens.report import save
 
 #: most hidden states, seeded EM restarts per K and EM iterations per restart `dynamics fit` tries
 #: (Hu et al. select K below 20; the defaults are 8 states, 5 restarts, 32 iterations): the fits
@@ -20,8 +33,6 @@ MAX_ITERATIONS = 100_000
 
 def _parse_metrics(text: str) -> list[str]:
     """``a,b,c`` to a list; ``base`` stands for the 14 metrics of Hu et al."""
-    from featurelens.dynamics._logging import METRIC_NAMES
-
     names: list[str] = []
     for part in text.split(","):
         part = part.strip()
@@ -52,12 +63,6 @@ def fit_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
     """Fit Gaussian HMMs over K = min..max states to logged runs and write models, table, figures and report."""
-    from featurelens._validation import check_option
-    from featurelens.dynamics import analyse_runs
-    from featurelens.dynamics._hmm import COVARIANCE_TYPES
-    from featurelens.dynamics._runs import load_runs
-    from featurelens.report import save
-
     check_output_dir(out, force=force)
     names = _parse_metrics(metrics)
     check_option(covariance, name="--covariance", options=COVARIANCE_TYPES)
@@ -117,13 +122,6 @@ def explain_command(
     units: str = typer.Option("z", "--units", help="Gradient per z-score unit (z) or per raw metric unit (raw)."),
 ) -> None:
     """Print the drivers of transition i → j: features ranked by |mean gradient of the filtered posterior|."""
-    from rich.table import Table as RichTable
-
-    from featurelens._validation import check_option
-    from featurelens.dynamics._drivers import explain_transition
-    from featurelens.dynamics._hmm import GaussianHMM
-    from featurelens.dynamics._runs import load_runs, read_saved_runs
-
     check_option(step, name="--step", options=("last", "first"))
     check_option(units, name="--units", options=("z", "raw"))
     path, fit_dir = _resolve_model(model)
@@ -172,8 +170,6 @@ def example_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
     """Train MLPs on scikit-learn's digits, log weight metrics, fit HMMs, write the training-map report."""
-    from featurelens.examples.dynamics import run_dynamics_example
-
     result = run_dynamics_example(out, quick=quick, random_state=seed, force=force, progress=not quiet)
     if not quiet:
         r = result.results

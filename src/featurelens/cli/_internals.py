@@ -12,6 +12,16 @@ from rich.table import Table as RichTable
 
 from featurelens._io import check_output_dir
 from featurelens.cli._console import make_console
+from featurelens.data import as_tensor, load_table, read_groups
+from featurelens.internals import (
+    InternalsReport,
+    architecture_sweep,
+    capacity_sweep,
+    scale_sweep,
+    summarize_internals,
+)
+from featurelens.models import load_model, model_device_dtype
+from featurelens.report import save
 
 SWEEPS = ("capacity", "scale", "architectures")
 #: most rows a sweep generates per model and most epochs it trains (its defaults: 1 200-3 000 rows,
@@ -66,11 +76,6 @@ def internals_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on the terminal."),
 ) -> None:
     """Per-layer representation metrics, input-group overlap and attention statistics of a saved model."""
-    from featurelens.data import as_tensor, load_table, read_groups
-    from featurelens.internals import InternalsReport, summarize_internals
-    from featurelens.models import load_model, model_device_dtype
-    from featurelens.report import save
-
     check_output_dir(out, force=force)
     if max_rows < 2:
         raise ValueError(f"--max-rows must be at least 2, got {max_rows}")
@@ -115,9 +120,6 @@ def sweep_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:
     """Train small models over a grid and tabulate representation metrics (the superposition study's sweeps)."""
-    from featurelens.internals import architecture_sweep, capacity_sweep, scale_sweep
-    from featurelens.report import save
-
     if kind not in SWEEPS:
         raise ValueError(f"KIND must be one of {', '.join(SWEEPS)}; got {kind!r}")
     check_output_dir(out, force=force)

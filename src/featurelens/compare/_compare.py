@@ -12,9 +12,8 @@ from torch import nn
 
 from featurelens._protocol import html_table, jsonable
 from featurelens._validation import check_int, check_random_state
-from featurelens.attribution._api import METHODS, attribute
-from featurelens.attribution._api import method_options as _accepted
-from featurelens.attribution._explanation import Explanation
+from featurelens.attribution import METHODS, Explanation, attribute
+from featurelens.attribution import method_options as _accepted
 from featurelens.compare._sparsity import layer_sparsity, unpruned_weights, weight_stats
 from featurelens.compare._stats import rank_correlations, top_shifts
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.signal import lfilter
 
 from featurelens._validation import check_int, check_option
 from featurelens.data._ohlcv import check_ohlcv, last_trading_day_of_month
@@ -86,8 +87,6 @@ def sma(close: Any, window: int = 20) -> pd.Series:
 
 def _wilder_average(values: np.ndarray, window: int) -> np.ndarray:
     """Wilder's running mean of ``values[1:]`` (``values[0]`` is the NaN of the first diff)."""
-    from scipy.signal import lfilter  # imported here: featurelens.data should import fast
-
     n = values.shape[0]
     out = np.full(n, np.nan)
     if n <= window:

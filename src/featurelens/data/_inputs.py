@@ -161,7 +161,33 @@ def _check_fits(t: torch.Tensor, dtype: torch.dtype, *, name: str, names: list[s
 def resolve_names(
     n_features: int, *, data_names: list[str] | None, feature_names: list[str] | None, name: str = "feature_names"
 ) -> list[str]:
-    """Pick feature names: explicit ``feature_names``, else the data's, else ``x0..``."""
+    """Pick feature names: explicit ``feature_names``, else the data's, else ``x0..``.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of features ``d`` of the inputs (their last axis).
+    data_names : list of str or None
+        Column names the inputs carried (a DataFrame's columns, as returned by
+        :func:`as_tensor`), or ``None``.
+    feature_names : sequence of str or None
+        Names given by the caller; they win over ``data_names``.
+    name : str
+        Argument name used in error messages.
+
+    Returns
+    -------
+    list of str
+        ``d`` names: ``feature_names`` as str, else ``data_names``, else
+        ``x0 .. x{d-1}``.
+
+    Raises
+    ------
+    TypeError
+        If ``feature_names`` is a single str.
+    ValueError
+        If ``feature_names`` does not hold exactly ``d`` names.
+    """
     if feature_names is not None:
         if isinstance(feature_names, str):
             raise TypeError(f"{name} must be a list of names, not the single str {feature_names!r}")

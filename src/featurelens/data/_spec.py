@@ -9,12 +9,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
+#: the members of one feature group: feature names or integer indices over the last input axis
 GroupMembers = Sequence[str | int]
 
 
 def default_feature_names(n_features: int) -> list[str]:
-    """Names ``x0 .. x{n-1}`` used when the data carries none."""
+    """Names ``x0 .. x{n-1}`` used when the data carries none.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of features ``d`` (the size of the last input axis).
+
+    Returns
+    -------
+    list of str
+        ``["x0", "x1", ..., f"x{d - 1}"]``.
+    """
     return [f"x{i}" for i in range(n_features)]
 
 
@@ -201,8 +214,6 @@ def read_groups(path: str | os.PathLike) -> dict[str, list[str | int]]:
     Raises ``ValueError`` naming the file if it is missing, unparsable or not
     a mapping of names to lists.
     """
-    import yaml
-
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"groups file {str(p)!r} does not exist")

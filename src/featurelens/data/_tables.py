@@ -14,8 +14,9 @@ import torch
 from featurelens.data._inputs import _is_real_dtype
 from featurelens.data._spec import FeatureSpec, GroupMembers
 
-_CSV_SUFFIXES = (".csv", ".csv.gz")
-_PARQUET_SUFFIXES = (".parquet", ".pq")
+#: file suffixes read as CSV (with a header row) and as Parquet, matched case-insensitively
+CSV_SUFFIXES = (".csv", ".csv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,13 +81,13 @@ class Table:
 
 def _suffix_kind(path: Path) -> str:
     name = path.name.lower()
-    if name.endswith(_CSV_SUFFIXES):
+    if name.endswith(CSV_SUFFIXES):
         return "csv"
-    if name.endswith(_PARQUET_SUFFIXES):
+    if name.endswith(PARQUET_SUFFIXES):
         return "parquet"
     raise ValueError(
         f"cannot tell the format of {str(path)!r} from its suffix; expected one of "
-        f"{', '.join(_CSV_SUFFIXES + _PARQUET_SUFFIXES)}"
+        f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
     )
 
 

@@ -20,13 +20,14 @@ from featurelens.dynamics._drivers import (
     posterior_gradient,
 )
 from featurelens.dynamics._em import HMMFit, RestartResult, fit_hmm
-from featurelens.dynamics._hmm import GaussianHMM, load_hmm, save_hmm
+from featurelens.dynamics._hmm import COVARIANCE_TYPES, GaussianHMM, load_hmm, save_hmm
 from featurelens.dynamics._logging import METRIC_NAMES, MetricsLogger, weight_metrics
 from featurelens.dynamics._map import training_map, transition_counts
 from featurelens.dynamics._runs import RunSet, load_runs, read_saved_runs, save_runs
 from featurelens.dynamics._selection import ModelSelection, recommend_n_states, select_model
 
 __all__ = [
+    "COVARIANCE_TYPES",
     "METRIC_NAMES",
     "DynamicsAnalysis",
     "GaussianHMM",

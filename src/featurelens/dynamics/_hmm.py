@@ -40,6 +40,7 @@ from featurelens.dynamics._inference import (
 )
 from featurelens.dynamics._persist import ARRAYS, read_hmm_file, write_hmm_file
 
+#: the covariance forms of :class:`GaussianHMM`: a full ``(D, D)`` or a diagonal matrix per state
 COVARIANCE_TYPES = ("full", "diag")
 
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from featurelens._io import atomic_write_bytes
 from featurelens._validation import check_float, check_int
-from featurelens.data._tables import _CSV_SUFFIXES, _PARQUET_SUFFIXES
+from featurelens.data import CSV_SUFFIXES, PARQUET_SUFFIXES
 
 #: the 14 "base" columns, in the authors' CSV order
 METRIC_NAMES = (
@@ -313,9 +313,9 @@ class MetricsLogger:
                  flush_every: int = 1, **metric_options: Any) -> None:
         self.path = Path(path)
         name = self.path.name.lower()
-        if name.endswith(_CSV_SUFFIXES):
+        if name.endswith(CSV_SUFFIXES):
             self.format = "csv"
-        elif name.endswith(_PARQUET_SUFFIXES):
+        elif name.endswith(PARQUET_SUFFIXES):
             self.format = "parquet"
         else:
             raise ValueError(f"path {str(path)!r} must end in .csv, .csv.gz, .parquet or .pq")

@@ -15,8 +15,7 @@ import pandas as pd
 from featurelens._io import atomic_write_npz, read_npz
 from featurelens._protocol import html_table, jsonable
 from featurelens._validation import check_int, check_option
-from featurelens.data import zscore_columns
-from featurelens.data._tables import _CSV_SUFFIXES, _PARQUET_SUFFIXES, _read_frame, _suffix_kind
+from featurelens.data import CSV_SUFFIXES, PARQUET_SUFFIXES, read_frame, zscore_columns
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,7 @@ def _expand(paths_or_glob: str | os.PathLike | Iterable[str | os.PathLike]) -> l
             files.extend(Path(m) for m in matched if Path(m).is_file())
         elif Path(text).is_dir():
             found = sorted(p for p in Path(text).iterdir() if p.is_file() and not p.name.startswith("."))
-            found = [p for p in found if p.name.lower().endswith(_CSV_SUFFIXES + _PARQUET_SUFFIXES)]
+            found = [p for p in found if p.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)]
             if not found:
                 raise ValueError(f"directory {text!r} holds no .csv or .parquet file")
             files.extend(found)
@@ -159,8 +158,7 @@ def _read_runs(
     runs: list[tuple[str, pd.DataFrame]] = []
     origin: dict[str, str] = {}
     for path in files:
-        frame = _read_frame(path, _suffix_kind(path))
-        frame.columns = [str(c) for c in frame.columns]
+        frame = read_frame(path)  # column names as str
         missing = [c for c in (sort_by, *metrics) if c not in frame.columns]
         if missing:
             raise ValueError(f"{str(path)!r} is missing column(s) {', '.join(map(repr, missing))}; "

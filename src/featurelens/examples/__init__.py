@@ -2,9 +2,12 @@
 
 ``featurelens.examples.hedging`` (deep-hedging simulation, hedger, risk measures) and
 ``featurelens.examples.tickets`` hold the robust-ticket study's building blocks;
-``featurelens.examples.finance``, ``.healthcare`` and ``.dynamics`` the other examples.
+``featurelens.examples.finance``, ``.healthcare`` and ``.dynamics`` the other examples;
+:func:`window_mlp` and :func:`save_exported` are the reliance study's model and its
+``torch.export`` file (what ``featurelens reliance`` loads).
 """
 
+from featurelens.examples._reliance_study import save_exported, window_mlp
 from featurelens.examples._spurious_demo import DemoResult, run_spurious_demo
 from featurelens.examples.dynamics import run_dynamics_example
 from featurelens.examples.finance import run_finance_example
@@ -19,4 +22,6 @@ __all__ = [
     "run_healthcare_example",
     "run_spurious_demo",
     "run_tickets_study",
+    "save_exported",
+    "window_mlp",
 ]

@@ -77,12 +77,39 @@ class StudyResult:
 
 
 def window_mlp(lookback: int, n_features: int, hidden: Sequence[int] = (64, 32)) -> nn.Sequential:
-    """``(B, lookback, n_features) -> (B,)`` logits: ``Flatten`` then an :class:`MLP`."""
+    """``(B, lookback, n_features) -> (B,)`` logits: ``Flatten`` then an :class:`MLP`.
+
+    Parameters
+    ----------
+    lookback : int
+        Time steps ``T`` of a window.
+    n_features : int
+        Features ``d`` per step.
+    hidden : sequence of int
+        Widths of the MLP's hidden layers.
+
+    Returns
+    -------
+    nn.Sequential
+        ``Flatten(1)`` then ``MLP(T * d, hidden)`` with one logit per window,
+        initialised from the global torch RNG.
+    """
     return nn.Sequential(nn.Flatten(1), MLP(lookback * n_features, hidden))
 
 
 def save_exported(model: nn.Module, example: np.ndarray, path: Path) -> None:
-    """Save ``model`` with ``torch.export`` (dynamic batch dimension), loadable by :func:`featurelens.load_model`."""
+    """Save ``model`` with ``torch.export`` (dynamic batch dimension), loadable by :func:`featurelens.load_model`.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model; put in eval mode before it is traced.
+    example : ndarray
+        Example inputs ``(B, ...)`` fixing every axis but the batch axis
+        (their dtype is the program's input dtype).
+    path : Path
+        The ``.pt2`` file written.
+    """
     batch = torch.export.Dim("batch", min=1)
     program = torch.export.export(model.eval(), (torch.from_numpy(example),), dynamic_shapes=({0: batch},))
     torch.export.save(program, str(path))

@@ -20,7 +20,7 @@ from featurelens.internals._batch import (
     same_values,
 )
 from featurelens.internals._modules import ModuleSpec, as_input_tensor, resolve_modules
-from featurelens.models._state import preserve_model
+from featurelens.models import preserve_model
 
 TUPLE_SUFFIX = ".tuple"
 

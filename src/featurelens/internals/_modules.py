@@ -18,7 +18,7 @@ from typing import Union
 import torch
 from torch import fx, nn
 
-from featurelens.models import export_boundary_problems, original_class
+from featurelens.models import export_boundary_problems, model_device_dtype, original_class
 
 ModuleSpec = Union[str, type, nn.Module, Sequence["ModuleSpec"]]  # noqa: UP007 - recursive alias
 
@@ -199,8 +199,6 @@ def resolve_single(model: nn.Module, spec: ModuleSpec, *, name: str = "module") 
 
 def as_input_tensor(model: nn.Module, inputs: object) -> torch.Tensor:
     """Convert ``inputs`` to a tensor on the model's device and floating dtype."""
-    from featurelens.models._state import model_device_dtype
-
     device, dtype = model_device_dtype(model)
     if hasattr(inputs, "to_numpy") and hasattr(inputs, "columns"):  # a pandas DataFrame
         inputs = inputs.to_numpy(dtype="float64")

@@ -24,8 +24,7 @@ from featurelens.internals._batch import (
 )
 from featurelens.internals._capture import Activations, CallRows, iter_batches, probe_batch_axis
 from featurelens.internals._modules import as_input_tensor, resolve_modules, resolve_single
-from featurelens.models._output import OutputSelector
-from featurelens.models._state import preserve_model
+from featurelens.models import OutputSelector, preserve_model
 
 Replacement = Union[str, float, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]  # noqa: UP007
 STRATEGIES = ("zero", "mean", "resample")

@@ -14,8 +14,7 @@ from featurelens._validation import check_int
 from featurelens.internals._capture import capture
 from featurelens.internals._modules import as_input_tensor, resolve_single
 from featurelens.internals._patch import patch
-from featurelens.models._output import OutputSelector
-from featurelens.models._state import preserve_model
+from featurelens.models import OutputSelector, preserve_model
 
 
 def path_effects(

@@ -19,7 +19,7 @@ from torch import nn
 
 from featurelens._protocol import FrameResult, jsonable
 from featurelens._validation import RandomState, check_int, check_option, check_random_state
-from featurelens.data._spec import GroupMembers
+from featurelens.data import GroupMembers
 from featurelens.internals._capture import capture, collect, iter_batches, probe_batch_axis
 from featurelens.internals._modules import (
     ModuleSpec,
@@ -30,8 +30,9 @@ from featurelens.internals._modules import (
     module_type_name,
     resolve_single,
 )
-from featurelens.models import find_input_layer
-from featurelens.models._state import preserve_model
+from featurelens.internals.attention import attention_statistics, attention_weights
+from featurelens.models import find_input_layer, preserve_model
+from featurelens.representation import group_overlap, interference, jacobian_overlap, sparsity, spectrum
 
 #: module types summarised by default (their outputs are the layer representations)
 LAYER_TYPES: tuple[type[nn.Module], ...] = (
@@ -106,8 +107,6 @@ def layer_summary(
         has fewer than 2 units (e.g. a single logit) are left out; a module
         with a tuple output (attention, RNN) is summarised on element 0.
     """
-    from featurelens.representation import interference, sparsity, spectrum
-
     spec = default_layers(model) if modules is None else modules
     if max_rows is not None:
         max_rows = check_int(max_rows, name="max_rows", minimum=2)
@@ -313,9 +312,6 @@ def summarize_internals(
     random_state : int, Generator or None
         Seed of the row subsamples.
     """
-    from featurelens.internals.attention import attention_statistics, attention_weights
-    from featurelens.representation import group_overlap, jacobian_overlap
-
     check_hookable(model)
     rng = check_random_state(random_state)
     jacobian_rows = check_int(jacobian_rows, name="jacobian_rows", minimum=1)

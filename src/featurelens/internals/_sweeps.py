@@ -30,9 +30,11 @@ from torch import nn
 from featurelens._progress import progress_bar
 from featurelens._protocol import html_table, jsonable
 from featurelens._validation import RandomState, check_int, check_random_state
+from featurelens.attribution import attribute
 from featurelens.data import train_val_test_split
 from featurelens.datasets import make_biased, make_multifeature, make_shifted
 from featurelens.internals._summary import gradient_norms, layer_summary
+from featurelens.internals.attention import attention_statistics, attention_weights
 from featurelens.models import (
     GatedTransformer,
     HierarchicalTransformer,
@@ -41,6 +43,7 @@ from featurelens.models import (
     logit_accuracy,
     train,
 )
+from featurelens.representation import group_overlap
 
 ARCHITECTURES = {
     "small": SmallTransformer,
@@ -159,8 +162,6 @@ def capacity_sweep(
     bad = [h for h in widths if h % n_heads]
     if bad:
         raise ValueError(f"hidden_dims {bad} are not divisible by n_heads={n_heads}")
-    from featurelens.representation import group_overlap
-
     rng = check_random_state(random_state)
     configs = [(g, h) for g in groups_list for h in widths]
     seeds = _seeds(rng, len(configs))
@@ -252,8 +253,6 @@ def scale_sweep(
         ``table``: one row per ``(width, depth)`` with their means over layers
         and ``test_accuracy``, ``parameters``.
     """
-    from featurelens.internals.attention import attention_statistics, attention_weights
-
     ws, ds = _sizes(widths, "widths"), _sizes(depths, "depths")
     n_heads = check_int(n_heads, name="n_heads", minimum=1)
     bad = [w for w in ws if w % n_heads]
@@ -342,8 +341,6 @@ def architecture_sweep(
         under Gaussian noise of ``σ`` times each feature's training standard
         deviation, averaged over ``noise_levels`` (noise seeded from ``random_state``).
     """
-    from featurelens.attribution import attribute
-
     names = tuple(architectures) if not isinstance(architectures, str) else (architectures,)
     unknown = [a for a in names if a not in ARCHITECTURES]
     if not names or unknown:

@@ -21,7 +21,7 @@ from torch import nn
 from featurelens._validation import check_int
 from featurelens.internals._capture import iter_batches
 from featurelens.internals._modules import ModuleSpec, as_input_tensor, resolve_modules
-from featurelens.models._state import preserve_model
+from featurelens.models import preserve_model
 
 __all__ = ["attention_statistics", "attention_weights", "record_attention"]
 

@@ -196,7 +196,30 @@ def _apply_pruning(
     return pruned, skipped, mismatches
 
 
-def _load_state(model: nn.Module, state: dict[str, Any], path: Path, factory_name: str) -> None:
+def load_state(model: nn.Module, state: dict[str, Any], *, path: str | Path, factory_name: str) -> None:
+    """Load a state dict into ``model``, re-creating the pruning masks it names.
+
+    Every ``<param>_orig`` / ``<param>_mask`` pair of ``state`` becomes a
+    ``torch.nn.utils.prune`` reparametrisation of ``model`` (``<param> =
+    <param>_orig * <param>_mask``), then ``state`` is loaded strictly.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The freshly built model; changed in place.
+    state : dict of str to Tensor
+        The state dict (as ``model.state_dict()`` of the saved model).
+    path : str or Path
+        The file ``state`` came from, named in error messages.
+    factory_name : str
+        The factory that built ``model``, named in error messages.
+
+    Raises
+    ------
+    ValueError
+        If keys are missing or unexpected or shapes differ; the message lists
+        them (at most ten of each kind) and names ``path`` and ``factory_name``.
+    """
     pruned, skipped, mismatches = _apply_pruning(model, state)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state and k not in skipped]
@@ -326,7 +349,7 @@ def load_model(
                 )
             name = factory if isinstance(factory, str) else getattr(factory, "__qualname__", "factory")
             model = resolve_factory(factory)()
-            _load_state(model, state, path, name)
+            load_state(model, state, path=path, factory_name=name)
             if map_location is not None:
                 model.to(map_location)
     return set_eval(model)

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+#: the task losses of :func:`train`: binary cross-entropy on logits, mean squared error, cross-entropy on logits
 LOSSES = ("bce", "mse", "ce")
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from featurelens.data._inputs import as_tensor
+from featurelens.data import as_tensor
 from featurelens.models._evaluate import call_model
 from featurelens.models._output import pick_output
 from featurelens.models._state import model_device_dtype, preserve_model

@@ -27,7 +27,7 @@ from featurelens._validation import (
     check_option,
     check_random_state,
 )
-from featurelens.data._inputs import as_tensor
+from featurelens.data import as_tensor
 from featurelens.models._evaluate import evaluate
 from featurelens.models._losses import LOSSES, _batch_loss, _labels, _task_loss, _values, row_losses
 from featurelens.models._orthogonal import _orthogonal_weights, orthogonality_penalty

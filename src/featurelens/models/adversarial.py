@@ -31,7 +31,7 @@ from featurelens._validation import (
     check_option,
     check_random_state,
 )
-from featurelens.data._inputs import as_tensor
+from featurelens.data import as_tensor
 from featurelens.models._ascent import _as_box, _as_mask, _masked, ascend, perturb, random_box_point
 from featurelens.models._evaluate import default_batch_size
 from featurelens.models._losses import LOSSES, row_losses

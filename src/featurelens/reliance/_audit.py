@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from featurelens import _metrics
+from featurelens._metrics import accuracy, auc
 from featurelens._validation import (
     RandomState,
     check_float,
@@ -323,9 +323,9 @@ def _scores(model: nn.Module, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
     with preserve_model(model, eval_mode=True), torch.no_grad():
         logits = model(torch.as_tensor(X).to(device=device, dtype=dtype)).reshape(-1).cpu()
     prob, labels = torch.sigmoid(logits), torch.as_tensor(y)
-    out = {"accuracy": _metrics.accuracy(labels, prob)}
+    out = {"accuracy": accuracy(labels, prob)}
     if np.unique(y).size == 2:
-        out["auc"] = _metrics.auc(labels, prob)
+        out["auc"] = auc(labels, prob)
     return out
 
 

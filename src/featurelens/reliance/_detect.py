@@ -39,8 +39,7 @@ from featurelens._validation import (
     check_random_state,
 )
 from featurelens.attribution import Explanation, attribute
-from featurelens.data._inputs import as_tensor, resolve_names
-from featurelens.data._spec import FeatureSpec
+from featurelens.data import FeatureSpec, as_tensor, resolve_names
 from featurelens.reliance._probe import (
     cross_val_probe,
     fit_probe,

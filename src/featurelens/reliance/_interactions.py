@@ -35,10 +35,9 @@ import torch
 from torch import nn
 
 from featurelens._validation import RandomState, check_option
-from featurelens.attribution._problem import Problem, build_problem
-from featurelens.attribution._shapley import MAX_EXACT_PLAYERS, _setup, coalition_matrix
-from featurelens.data._spec import FeatureSpec
-from featurelens.models._state import preserve_model
+from featurelens.attribution import MAX_EXACT_PLAYERS, Problem, build_problem, coalition_game, coalition_matrix
+from featurelens.data import FeatureSpec
+from featurelens.models import preserve_model
 
 REDUCTIONS = ("mean", "mean_abs")
 
@@ -126,7 +125,8 @@ def interaction_matrix(
     reduce = check_option(reduce, name="reduce", options=REDUCTIONS)
     with preserve_model(model, eval_mode=True):
         problem = _problem(model, X, groups, feature_names, target, output, link, batch_size, progress)
-        game, _, _ = _setup(problem, "interaction_matrix", baselines, background, max_background, random_state)
+        game, _, _ = coalition_game(problem, method="interaction_matrix", baselines=baselines, background=background,
+                                    max_background=max_background, random_state=random_state)
         g = game.g
         ii, jj = _pairs(g)
         full = torch.ones(1, g, dtype=torch.bool)
@@ -196,7 +196,8 @@ def shapley_interactions(
                 f"shapley_interactions evaluates 2**g coalitions per row; {g} groups would need {2**g} "
                 f"(at most {MAX_EXACT_PLAYERS} groups); use interaction_matrix or fewer, larger groups"
             )
-        game, _, _ = _setup(problem, "shapley_interactions", baselines, background, max_background, random_state)
+        game, _, _ = coalition_game(problem, method="shapley_interactions", baselines=baselines, background=background,
+                                    max_background=max_background, random_state=random_state)
         v = game.values(coalition_matrix(g), desc="shapley interaction coalitions")  # (2**g, n)
         inter = torch.einsum("cn,cp->pn", v - v[0], shapley_interaction_weights(g).to(v.device))
     return _to_matrix(problem.names, _reduce(inter, reduce))

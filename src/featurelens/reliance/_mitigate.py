@@ -24,10 +24,8 @@ from torch import nn
 
 from featurelens._protocol import FrameResult, jsonable, records
 from featurelens._validation import RandomState, check_int, check_option, check_random_state
-from featurelens.data._inputs import as_tensor, resolve_names
-from featurelens.data._spec import FeatureSpec
-from featurelens.models._state import model_device_dtype
-from featurelens.models._training import LOSSES, train
+from featurelens.data import FeatureSpec, as_tensor, resolve_names
+from featurelens.models import LOSSES, MLP, model_device_dtype, train
 from featurelens.reliance._mitigation_strategies import (
     NEEDS_ENV,
     NEEDS_VAL_ENV,
@@ -133,8 +131,6 @@ def infer_environments(
     -------
     numpy.ndarray of int64, shape (n,)
     """
-    from featurelens.models import MLP
-
     loss = check_option(loss, name="loss", options=("bce", "ce"))
     n_folds = check_int(n_folds, name="n_folds", minimum=2)
     Xt, data_names = as_tensor(X, name="X", dtype=torch.float32)

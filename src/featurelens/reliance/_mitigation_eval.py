@@ -19,8 +19,9 @@ from featurelens._metrics import METRICS, get_metric
 from featurelens._protocol import FrameResult, records
 from featurelens._validation import RandomState, check_float, check_int, check_random_state
 from featurelens.attribution import attribute
-from featurelens.data._inputs import as_tensor, resolve_names
-from featurelens.models._state import model_device_dtype
+from featurelens.data import as_tensor, resolve_names
+from featurelens.datasets import make_biased, make_shifted
+from featurelens.models import MLP, model_device_dtype, train
 from featurelens.reliance._mitigate import Mitigated, _suspect_columns, mitigate
 from featurelens.reliance._robustness import predict, resolve_link
 
@@ -298,9 +299,6 @@ def mitigation_benchmark(
         With ``shifted_independent`` and ``shifted_reversed`` columns; check
         the acceptance criterion with ``.meets(shifted="independent")``.
     """
-    from featurelens.datasets import make_biased, make_shifted
-    from featurelens.models import MLP, train
-
     bias_strength = check_float(bias_strength, name="bias_strength", low=0.0, high=1.0)
     rng = check_random_state(random_state)
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=7)]

@@ -37,11 +37,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from featurelens._validation import check_float, check_int
-from featurelens.models._state import preserve_model
-from featurelens.models._training import row_losses, train
+from featurelens.models import preserve_model, row_losses, train
 from featurelens.models.adversarial import adversarial_train
 from featurelens.reliance._robustness import predict
 
@@ -244,8 +244,6 @@ def _last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
 
 
 def dfr(ctx: Context, *, C: float = 1.0, n_subsets: int = 10) -> tuple[nn.Module, pd.DataFrame]:
-    from sklearn.linear_model import LogisticRegression
-
     C = check_float(C, name="C", low=0.0, inclusive=(False, True))
     n_subsets = check_int(n_subsets, name="n_subsets", minimum=1)
     if ctx.loss == "mse":

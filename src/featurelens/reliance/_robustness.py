@@ -21,10 +21,8 @@ from torch import nn
 from featurelens._metrics import Metric, get_metric
 from featurelens._protocol import FrameResult, jsonable, records
 from featurelens._validation import RandomState, check_int, check_option, check_random_state
-from featurelens.data._inputs import as_tensor, resolve_names
-from featurelens.data._spec import FeatureSpec
-from featurelens.models import OutputSelector, evaluate
-from featurelens.models._state import model_device_dtype, preserve_model
+from featurelens.data import FeatureSpec, as_tensor, resolve_names
+from featurelens.models import OutputSelector, evaluate, model_device_dtype, preserve_model
 from featurelens.models.adversarial import feature_scale, fgsm, pgd
 
 PERTURBATIONS = ("gaussian", "dropout", "fgsm", "pgd")

@@ -35,11 +35,9 @@ from torch import nn
 from featurelens._metrics import METRICS, get_metric
 from featurelens._protocol import FrameResult, records
 from featurelens._validation import RandomState, check_int, check_option, check_random_state
-from featurelens.attribution import attribute
-from featurelens.attribution._problem import build_problem
-from featurelens.data._inputs import as_tensor
-from featurelens.data._spec import FeatureSpec
-from featurelens.models._state import preserve_model
+from featurelens.attribution import attribute, build_problem
+from featurelens.data import FeatureSpec, as_tensor
+from featurelens.models import preserve_model
 from featurelens.reliance._detect import group_spec, row_labels, row_targets
 
 METHODS = ("permutation", "ablation")

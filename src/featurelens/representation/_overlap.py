@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from featurelens._validation import check_int
-from featurelens.data._spec import FeatureSpec, GroupMembers, default_feature_names
+from featurelens.data import FeatureSpec, GroupMembers, default_feature_names
 from featurelens.models import model_device_dtype, preserve_model
 from featurelens.representation._spectrum import as_matrix
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from featurelens._validation import check_float
-from featurelens.data._inputs import as_tensor
+from featurelens.data import as_tensor
 
 #: Share of the variance above which a principal component counts as
 #: significant in :attr:`Spectrum.n_significant` (the 1 % rule of the superposition and spurious-correlation notebook).
