@@ -294,13 +294,13 @@ def test_sampling_streams_orders_in_blocks_with_the_same_numbers(monkeypatch):
         k = 2 if target == "all" else 1
         monkeypatch.setattr(_shapley, "MAX_OUTPUTS_PER_BLOCK", 8 * 4 * 25 * k * 2)  # two pairs per block
         seen = []
-        real = _shapley._Game.values
+        real = _shapley.CoalitionGame.values
 
         def spy(self, z, *, desc, real=real, seen=seen):
             seen.append(z.shape[0])
             return real(self, z, desc=desc)
 
-        monkeypatch.setattr(_shapley._Game, "values", spy)
+        monkeypatch.setattr(_shapley.CoalitionGame, "values", spy)
         blocked = attribute(model, x, method="shapley_sampling", **kw)
         monkeypatch.undo()
         assert seen == [2 + 4 * 3, 4 * 3, 2 * 3]  # ends + two pairs, two pairs, the fifth pair

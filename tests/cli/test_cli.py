@@ -261,7 +261,7 @@ def test_tables_keep_full_method_names_off_a_terminal(workspace, capsys):
 
 
 def test_threads_default_to_one_are_validated_and_restored(workspace, capsys, monkeypatch):
-    import featurelens.attribution as attribution
+    import featurelens.cli._commands as attribution  # the command's own reference to attribute
     from featurelens.cli._app import DEFAULT_THREADS, max_threads
 
     seen = []
@@ -333,7 +333,7 @@ def test_library_argument_names_become_the_invoked_commands_options():
 
 
 def test_an_empty_reason_is_never_printed(workspace, capsys, monkeypatch):
-    import featurelens.attribution as attribution
+    import featurelens.cli._commands as attribution  # the command's own reference to attribute
 
     def bare(*a, **k):
         raise ValueError()
