@@ -294,7 +294,7 @@ def _records(table: pd.DataFrame, index: str) -> list[dict[str, Any]]:
     return jsonable(table.rename_axis(index).reset_index().to_dict(orient="records"))
 
 
-def study_numbers(*, task: HedgingTask, config: TicketsConfig, seed: int, risk: pd.DataFrame,
+def study_numbers(*, task: HedgingTask, config: TicketsConfig, random_state: int, risk: pd.DataFrame,
                   attacked: pd.DataFrame, sparsity: pd.DataFrame, comparison: Comparison, reload: dict[str, bool],
                   log: dict[str, Any], output_spread: dict[str, float], seconds: float) -> dict[str, Any]:
     """Every number of the report: setup, risk tables, sparsity, IMP history, the collapse check
@@ -308,7 +308,7 @@ def study_numbers(*, task: HedgingTask, config: TicketsConfig, seed: int, risk: 
         for name in output_spread
     }
     return {
-        "random_state": seed,
+        "random_state": random_state,
         "config": dataclasses.asdict(config),
         "task": {"market": dataclasses.asdict(task.market), "strike": task.strike, "cost": task.cost,
                  "premium": task.premium, "option": "short European call, hedged in the underlier"},
@@ -374,7 +374,7 @@ def run_tickets_study(out: str | os.PathLike, *, quick: bool = False, config: Ti
         checkpoints = {name: (Path(tmp) / f"{name}.pt").read_bytes() for name in models}
     with torch.no_grad():
         spread = {name: float(m(inputs).std()) for name, m in models.items()}
-    numbers = study_numbers(task=task, config=config, seed=seed, risk=clean, attacked=attacked, sparsity=table,
+    numbers = study_numbers(task=task, config=config, random_state=seed, risk=clean, attacked=attacked, sparsity=table,
                             comparison=comparison, reload=reload, log=log, output_spread=spread,
                             seconds=time.perf_counter() - start)
     result = TicketsResult(Path(out), models, clean, attacked, table, comparison, reload, log["history"],

@@ -97,7 +97,7 @@ def dynamics_figures(analysis: DynamicsAnalysis, directory: Path, *, formats: Se
     training = TrainingMapDisplay.from_analysis(analysis)
     infos = [(selection.figure_, _selection_info(selection)), (training.figure_, _map_info(training))]
     if default_columns(analysis.runs.frames):
-        timelines = StateTimelineDisplay.from_analysis(analysis, max_runs=max_timelines)
+        timelines = StateTimelineDisplay.from_analysis(analysis, max_timelines=max_timelines)
         infos.append((timelines.figure_, _timeline_info(timelines, len(analysis.runs))))
     for fig, info in infos:
         write_figure(fig, directory, info["file"].removesuffix(".png"), formats=formats, dpi=dpi)

@@ -107,22 +107,22 @@ class RobustnessDisplay(Display):
     table : pandas.DataFrame
         Tidy table with columns ``perturbation``, ``strength``, ``metric``
         and optionally ``std``.
-    metric_name : str
+    robustness_metric : str
         The metric's name (the y-axis label).
     """
 
-    def __init__(self, table: pd.DataFrame, *, metric_name: str = "metric"):
+    def __init__(self, table: pd.DataFrame, *, robustness_metric: str = "metric"):
         _require(table, ("perturbation", "strength", "metric"), "robustness")
-        self.table, self.metric_name = table, str(metric_name)
+        self.table, self.robustness_metric = table, str(robustness_metric)
 
     @classmethod
-    def from_curves(cls, curves: Mapping[str, RobustnessCurve] | pd.DataFrame, *, metric_name: str | None = None,
+    def from_curves(cls, curves: Mapping[str, RobustnessCurve] | pd.DataFrame, *, robustness_metric: str | None = None,
                     ax: Any = None) -> RobustnessDisplay:
         """Plot one :class:`RobustnessCurve` per perturbation name, or the tidy table of :func:`robustness`."""
         table = tidy_robustness(curves)
-        if metric_name is None and isinstance(curves, Mapping):
-            metric_name = next(iter(curves.values())).metric
-        return cls(table, metric_name=metric_name or "metric").plot(ax=ax)
+        if robustness_metric is None and isinstance(curves, Mapping):
+            robustness_metric = next(iter(curves.values())).metric
+        return cls(table, robustness_metric=robustness_metric or "metric").plot(ax=ax)
 
     @property
     def kinds(self) -> list[str]:
@@ -146,7 +146,7 @@ class RobustnessDisplay(Display):
                 e = np.nan_to_num(part["std"].to_numpy(np.float64))
                 ax.fill_between(xs, ys - e, ys + e, color=colour, alpha=0.15, lw=0)
         ax.set_xlabel(wrap(STRENGTH_LABEL, 70))
-        ax.set_ylabel(self.metric_name)
+        ax.set_ylabel(self.robustness_metric)
         ax.grid(alpha=0.3)
         ax.legend(title="perturbation", frameon=False)
         return self._done()
