@@ -231,25 +231,6 @@ def optimize_input(
     def compose(free: torch.Tensor) -> torch.Tensor:
         return free if m is None else torch.where(m, free, x0)
 
-    def objective(x: torch.Tensor) -> torch.Tensor:
-        out = pick_output(call_model(model, x.to(device=device, dtype=dtype)), output)
-        if out.dim() == 0 or out.shape[0] != k:
-            raise ValueError(f"the model output has shape {tuple(out.shape)} for {k} starting points")
-        try:
-            ok = torch.broadcast_shapes(out.shape, tgt.shape) == out.shape
-        except RuntimeError:
-            ok = False
-        if not ok:
-            raise ValueError(f"target of shape {tuple(tgt.shape)} does not broadcast to the model output "
-                             f"{tuple(out.shape)}")
-        per = fn(out, tgt)
-        if not isinstance(per, torch.Tensor) or per.shape != (k,):
-            raise ValueError(f"loss must return one value per starting point, shape ({k},)")
-        if distance_weight:
-            dist = ((x - x0) ** 2).reshape(k, -1).sum(dim=1)
-            per = per + distance_weight * dist.to(device=per.device, dtype=per.dtype)
-        return per
-
     def clamp_(free: torch.Tensor) -> None:
         if low is not None or high is not None:
             with torch.no_grad():

@@ -168,7 +168,7 @@ def shapley(
     max_background: int | None = None,
     random_state: Any = 0,
 ) -> Explanation:
-    """Exact Shapley values by enumerating all ``2**g`` coalitions of the ``g`` players.
+    r"""Exact Shapley values by enumerating all ``2**g`` coalitions of the ``g`` players.
 
     Definition, for row ``i`` and player ``j`` (``N`` the set of players)::
 

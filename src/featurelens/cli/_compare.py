@@ -120,7 +120,7 @@ def tickets_example(
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
-    """The deep-hedging lottery-ticket study: dense hedger vs 80 %-sparse ticket vs robust ticket (train, attack, compare)."""
+    """Run the deep-hedging lottery-ticket study: dense hedger vs 80 %-sparse ticket vs robust ticket (train, attack, compare)."""
     from featurelens.examples.tickets import run_tickets_study
     from featurelens.report import comparison_text
 

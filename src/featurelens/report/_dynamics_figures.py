@@ -56,7 +56,7 @@ def _bezier(p0: np.ndarray, p2: np.ndarray, rad: float, t: float) -> np.ndarray:
 
 
 def _bend(pos: dict[int, np.ndarray], i: int, j: int, clearance: float) -> float:
-    """The gentlest ``arc3`` bend, to either side, whose curve stays ``clearance`` away from the other nodes.
+    """Return the gentlest ``arc3`` bend, to either side, whose curve stays ``clearance`` away from the other nodes.
 
     Tried in the order 0.18, −0.18, 0.3, −0.3, ... 0.6, −0.6; the least-crossing one when none is clear.
     """
@@ -112,12 +112,12 @@ class TrainingMapDisplay:
     @classmethod
     def from_model(cls, model: GaussianHMM, states: Sequence[np.ndarray], *, ax: Axes | None = None
                    ) -> TrainingMapDisplay:
-        """The map of ``model`` over the decoded ``states`` (one path per run), plotted on ``ax``."""
+        """Return the map of ``model`` over the decoded ``states`` (one path per run), plotted on ``ax``."""
         return cls(training_map(model, states), n_runs=len(states)).plot(ax=ax)
 
     @classmethod
     def from_analysis(cls, analysis: DynamicsAnalysis, *, ax: Axes | None = None) -> TrainingMapDisplay:
-        """The map of an :func:`~featurelens.dynamics.analyse_runs` result, plotted on ``ax``."""
+        """Return the map of an :func:`~featurelens.dynamics.analyse_runs` result, plotted on ``ax``."""
         return cls.from_model(analysis.model, analysis.paths, ax=ax)
 
     def plot(self, ax: Axes | None = None) -> TrainingMapDisplay:
@@ -206,7 +206,7 @@ def _place_labels(fig: Figure, ax: Axes, labels: list[tuple[Any, np.ndarray, np.
 
 
 def default_columns(frames: Sequence[pd.DataFrame]) -> list[str]:
-    """The :data:`LOSS_COLUMNS` present in every frame, in that order."""
+    """Return the :data:`LOSS_COLUMNS` present in every frame, in that order."""
     return [c for c in LOSS_COLUMNS if all(c in f.columns for f in frames)]
 
 
@@ -249,7 +249,7 @@ class StateTimelineDisplay:
     @classmethod
     def from_analysis(cls, analysis: DynamicsAnalysis, *, columns: Sequence[str] | None = None,
                       max_timelines: int = MAX_TIMELINES, ax: Any = None) -> StateTimelineDisplay:
-        """The first ``max_timelines`` runs of ``analysis``, ``columns`` defaulting to :func:`default_columns`."""
+        """Return the first ``max_timelines`` runs of ``analysis``, ``columns`` defaulting to :func:`default_columns`."""
         runs = analysis.runs
         columns = default_columns(runs.frames) if columns is None else list(columns)
         if not columns:
@@ -348,7 +348,7 @@ class ModelSelectionDisplay:
 
     @classmethod
     def from_selection(cls, selection: ModelSelection, *, ax: Axes | None = None) -> ModelSelectionDisplay:
-        """The curves of a :func:`~featurelens.dynamics.select_model` result, its recommended K marked."""
+        """Return the curves of a :func:`~featurelens.dynamics.select_model` result, its recommended K marked."""
         return cls(selection.table, recommended=selection.recommended).plot(ax=ax)
 
     def plot(self, ax: Axes | None = None) -> ModelSelectionDisplay:

@@ -153,7 +153,7 @@ class RobustnessDisplay(Display):
 
 
 def tidy_robustness(curves: Any) -> pd.DataFrame:
-    """A tidy ``perturbation, strength, metric, std...`` table from curves by name or a tidy table."""
+    """Return a tidy ``perturbation, strength, metric, std...`` table from curves by name or a tidy table."""
     if isinstance(curves, pd.DataFrame):
         return curves
     if not isinstance(curves, Mapping):
@@ -299,8 +299,10 @@ class SubgroupDisplay(Display):
     @classmethod
     def from_frame(cls, table: pd.DataFrame, *, by: str | None = None, value: str | None = None,
                    ax: Any = None) -> SubgroupDisplay:
-        """Plot :func:`featurelens.reliance.metrics_by_subgroup`'s table (default: first column by,
-        ``auc`` or the last numeric column as the value)."""
+        """Plot :func:`featurelens.reliance.metrics_by_subgroup`'s table.
+
+        Default ``by``: the first column; default ``value``: ``auc`` or the last numeric column.
+        """
         if not isinstance(table, pd.DataFrame) or table.empty:
             raise ValueError("subgroups must be a non-empty pandas DataFrame")
         by = str(table.columns[0]) if by is None else by
@@ -328,7 +330,7 @@ class SubgroupDisplay(Display):
 
 
 def subgroup_value(table: pd.DataFrame) -> str:
-    """The subgroup table's drawn column: ``auc`` if present, else the last numeric column after the first."""
+    """Return the subgroup table's drawn column: ``auc`` if present, else the last numeric column after the first."""
     numeric = [c for c in table.columns[1:] if pd.api.types.is_numeric_dtype(table[c]) and c != "n"]
     if not numeric:
         raise ValueError("subgroups needs a numeric metric column after the subgroup column")
