@@ -84,7 +84,7 @@ def _timeline_info(display: StateTimelineDisplay, n_runs: int) -> FigureInfo:
     return {
         "file": "timelines.png",
         "title": "Loss timelines coloured by latent state",
-        "caption": (f"{cols} against {display.x} for each run; every logged checkpoint is a dot coloured by "
+        "caption": (f"{cols} against {display.sort_by} for each run; every logged checkpoint is a dot coloured by "
                     f"its Viterbi state, so state changes show where the training phase changes.{extra}"),
         "alt": f"{shown} small line charts of {cols} with dots coloured by {display.n_states} states.",
     }
