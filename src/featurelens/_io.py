@@ -28,7 +28,7 @@ _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
 def _reason(exc: OSError) -> str:
-    """The OS reason of ``exc``: ``os.strerror(errno)``, else its text, else its type."""
+    """Return the OS reason of ``exc``: ``os.strerror(errno)``, else its text, else its type."""
     if exc.errno is not None:
         return os.strerror(exc.errno)
     return str(exc).strip() or type(exc).__name__

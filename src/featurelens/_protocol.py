@@ -83,7 +83,7 @@ def _cell(value: Any, tag: str = "td") -> str:
 
 
 def html_table(frame: pd.DataFrame, *, title: str | None = None, max_rows: int = MAX_HTML_ROWS) -> str:
-    """A small, escaped HTML table of ``frame`` (index included), numbers via :func:`format_number`.
+    """Return a small, escaped HTML table of ``frame`` (index included), numbers via :func:`format_number`.
 
     Parameters
     ----------

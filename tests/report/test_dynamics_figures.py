@@ -102,7 +102,7 @@ def _frames(paths, scale=1.0):
 def test_timelines_have_a_y_label_and_several_log_ticks(scale):
     # losses within about one decade: matplotlib's default log locator shows a single tick there
     paths = [np.array([0, 0, 1, 1, 2, 2, 2, 2, 2, 2])] * 4
-    display = StateTimelineDisplay(_frames(paths, scale), paths, ["a", "b", "c", "d"], n_states=3, x="step",
+    display = StateTimelineDisplay(_frames(paths, scale), paths, ["a", "b", "c", "d"], n_states=3, sort_by="step",
                                    columns=["train_loss", "val_loss"]).plot()
     assert display.log_y_
     display.figure_.draw_without_rendering()
@@ -118,7 +118,7 @@ def test_timelines_have_a_y_label_and_several_log_ticks(scale):
 
 def test_timeline_display_draws_every_checkpoint_in_its_state_colour():
     paths = [np.array([0, 0, 1, 1, 2, 2]), np.array([0, 2, 2, 2])]
-    display = StateTimelineDisplay(_frames(paths), paths, ["a", "b"], n_states=3, x="step",
+    display = StateTimelineDisplay(_frames(paths), paths, ["a", "b"], n_states=3, sort_by="step",
                                    columns=["train_loss"]).plot()
     colours = state_colours(3)
     for ax, path, frame in zip(display.axes_, paths, _frames(paths), strict=True):
@@ -128,16 +128,16 @@ def test_timeline_display_draws_every_checkpoint_in_its_state_colour():
     # on the caller's axes: one per run
     fig = Figure()
     axes = fig.subplots(1, 2)
-    again = StateTimelineDisplay(_frames(paths), paths, ["a", "b"], n_states=3, x="step",
+    again = StateTimelineDisplay(_frames(paths), paths, ["a", "b"], n_states=3, sort_by="step",
                                  columns=["train_loss"]).plot(ax=axes)
     assert again.figure_ is fig and list(again.axes_) == list(axes)
     with pytest.raises(ValueError, match=r"ax must hold one Axes per run \(2\), got 1"):
-        StateTimelineDisplay(_frames(paths), paths, ["a", "b"], n_states=3, x="step", columns=["train_loss"]).plot(
+        StateTimelineDisplay(_frames(paths), paths, ["a", "b"], n_states=3, sort_by="step", columns=["train_loss"]).plot(
             ax=axes[:1])
     with pytest.raises(ValueError, match=r"columns \['nope'\] are missing"):
-        StateTimelineDisplay(_frames(paths), paths, ["a", "b"], n_states=3, x="step", columns=["nope"])
+        StateTimelineDisplay(_frames(paths), paths, ["a", "b"], n_states=3, sort_by="step", columns=["nope"])
     with pytest.raises(ValueError, match="columns is empty"):
-        StateTimelineDisplay(_frames(paths), paths, ["a", "b"], n_states=3, x="step", columns=[])
+        StateTimelineDisplay(_frames(paths), paths, ["a", "b"], n_states=3, sort_by="step", columns=[])
 
 
 def test_training_map_on_the_callers_axes_and_errors(model):

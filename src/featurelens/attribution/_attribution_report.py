@@ -71,7 +71,7 @@ def _check_explanations(explanations: Any) -> dict[str, Explanation]:
 
 
 def _check_history(history: Any) -> pd.DataFrame | None:
-    """The training history frame, columns ``epoch, train_loss, val_loss`` (other columns dropped)."""
+    """Return the training history frame, columns ``epoch, train_loss, val_loss`` (other columns dropped)."""
     if history is None:
         return None
     if not isinstance(history, pd.DataFrame):
@@ -88,7 +88,7 @@ def _check_history(history: Any) -> pd.DataFrame | None:
 
 
 def spurious_name(ground_truth: Mapping[str, Any] | None, names: Sequence[str]) -> str | None:
-    """The planted player named by ``ground_truth`` (``None`` if there is none)."""
+    """Return the planted player named by ``ground_truth`` (``None`` if there is none)."""
     if ground_truth is None:
         return None
     if not isinstance(ground_truth, Mapping):
@@ -108,7 +108,7 @@ def spurious_name(ground_truth: Mapping[str, Any] | None, names: Sequence[str]) 
 
 
 def player_importance(expl: Explanation) -> tuple[pd.Series, pd.Series, str | None]:
-    """Importance and standard error per player, reducing an ``"output"`` axis.
+    """Return the importance and standard error per player, reducing an ``"output"`` axis.
 
     Returns ``(importance, std_error, reduction)`` where ``reduction`` is a
     sentence describing any reduction (``None`` if there was none).
@@ -229,7 +229,7 @@ class AttributionReport(FrameResult):
                 reductions, players)
 
     def to_frame(self) -> pd.DataFrame:
-        """The main table: importance per player (rows, report order) and method (columns)."""
+        """Return the main table: importance per player (rows, report order) and method (columns)."""
         imps, _, _, players = self._importances()
         first = next(iter(self.explanations.values()))
         return pd.DataFrame(imps, index=pd.Index(players, name=first.level))

@@ -158,7 +158,7 @@ class Explanation(FrameResult):
         return pd.Series(se, index=pd.Index(self.names, name=self.level), name=f"{self.method}_std_error")
 
     def to_frame(self) -> pd.DataFrame:
-        """The main table: importance, its standard error and the normalised importance per player.
+        """Return the main table: importance, its standard error and the normalised importance per player.
 
         Columns ``importance`` (:meth:`importance`), ``std_error``
         (:meth:`importance_std_error`) and ``normalized`` (``importance /

@@ -311,7 +311,7 @@ def integrated_gradients(
 
 # -- SmoothGrad -----------------------------------------------------------------------------------
 def _feature_std(problem: Problem, background: Any) -> tuple[torch.Tensor, str]:
-    """Population std (ddof=0) of each feature over rows and time steps of the inputs or background."""
+    """Return the population std (ddof=0) of each feature over rows and time steps of the inputs or background."""
     d = problem.x.shape[-1]
     if background is None:
         src, source = problem.x, "inputs"
@@ -396,7 +396,7 @@ IG_ONLY_OPTIONS = ("baselines", "n_steps", "rule", "max_background")
 
 
 def _smoothgrad_applicable(options: list[str], given: dict) -> list[str]:
-    """The options smoothgrad takes given the other options (its ``base``)."""
+    """Return the options smoothgrad takes given the other options (its ``base``)."""
     if given.get("base", "saliency") == "integrated_gradients":
         return options
     return [o for o in options if o not in IG_ONLY_OPTIONS]

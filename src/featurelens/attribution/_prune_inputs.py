@@ -150,7 +150,7 @@ class PrunedInputs:
         return [n for n, k in zip(self.feature_names, self.keep, strict=True) if not k]
 
     def select(self, X: Any) -> Any:
-        """The kept columns of full-width ``X`` (tensor/ndarray ``[..., keep]``, DataFrame by name)."""
+        """Return the kept columns of full-width ``X`` (tensor/ndarray ``[..., keep]``, DataFrame by name)."""
         if isinstance(X, pd.DataFrame):
             return X[self.kept_names]
         if isinstance(X, torch.Tensor):

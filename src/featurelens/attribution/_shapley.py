@@ -226,11 +226,11 @@ def shapley(
     max_background: int | None = None,
     random_state: Any = 0,
 ) -> Explanation:
-    """Exact Shapley values by enumerating all ``2**g`` coalitions of the ``g`` players.
+    r"""Exact Shapley values by enumerating all ``2**g`` coalitions of the ``g`` players.
 
     Definition, for row ``i`` and player ``j`` (``N`` the set of players)::
 
-        phi[i, j] = Σ_{S ⊆ N \\ {j}} |S|! (g − |S| − 1)! / g! · (v_i(S ∪ {j}) − v_i(S))
+        phi[i, j] = Σ_{S ⊆ N \ {j}} |S|! (g − |S| − 1)! / g! · (v_i(S ∪ {j}) − v_i(S))
 
     with ``v_i`` the coalition value of the module docstring. All ``2**g``
     values ``V[i, S]`` are computed once per row and combined as

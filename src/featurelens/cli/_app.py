@@ -58,7 +58,7 @@ def _root(
     threads: int = typer.Option(None, "--threads",
                                 help=f"Torch CPU threads, 1 to the number of CPUs (default: {DEFAULT_THREADS})."),
 ) -> None:
-    """featurelens command line."""
+    """Featurelens command line."""
     if threads is None:
         threads = DEFAULT_THREADS
     elif not 1 <= threads <= max_threads():
@@ -92,7 +92,7 @@ _CLI_ASIDE = re.compile(r"(--[\w-]+(?: [^\s(]+)?) \(CLI: ([^)]*)\)")
 
 
 def _invoked(command: Any, argv: list[str]) -> Any:
-    """The (sub)command ``argv`` runs: follow command names down the groups."""
+    """Return the (sub)command ``argv`` runs: follow command names down the groups."""
     for token in argv:
         sub = getattr(command, "commands", {}).get(token)
         if sub is not None:

@@ -118,7 +118,10 @@ def tickets_example(
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
-    """The deep-hedging lottery-ticket study: dense hedger vs 80 %-sparse ticket vs robust ticket (train, attack, compare)."""
+    """Run the deep-hedging lottery-ticket study: dense hedger vs 80 %-sparse ticket vs robust ticket.
+
+    Train, attack and compare the three hedgers; write the study's report.
+    """
     result = run_tickets_study(out, quick=quick, random_state=seed, formats=_split_commas([fmt]), force=force,
                                progress=not quiet)
     if quiet:

@@ -12,7 +12,7 @@ PIPE_WIDTH = 10_000
 
 
 def make_console(*, stderr: bool = False) -> Console:
-    """A rich ``Console`` on stdout (or stderr); on a terminal its own width, else :data:`PIPE_WIDTH`."""
+    """Return a rich ``Console`` on stdout (or stderr); on a terminal its own width, else :data:`PIPE_WIDTH`."""
     stream = sys.stderr if stderr else sys.stdout
     is_tty = bool(getattr(stream, "isatty", lambda: False)())
     return Console(file=stream, width=None if is_tty else PIPE_WIDTH, soft_wrap=not is_tty)

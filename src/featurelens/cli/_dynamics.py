@@ -97,7 +97,7 @@ def fit_command(
 
 
 def _resolve_model(model: Path) -> tuple[Path, Path | None]:
-    """The model file, and the fit directory it belongs to (for runs.npz), if any."""
+    """Return the model file, and the fit directory it belongs to (for runs.npz), if any."""
     if model.is_dir():
         results = model / "results.json"
         if not results.is_file():

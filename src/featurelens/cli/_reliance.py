@@ -94,7 +94,7 @@ def _model_inputs(x: np.ndarray, y: np.ndarray, env: np.ndarray | None, ids: np.
 
 def _check_options(out: Path, *, force: bool, perturbation: list[str], mitigate: list[str], shifted: Path | None,
                    init: str, label: str, skip: list[str]) -> None:
-    """The checks that need no file besides ``--out``."""
+    """Return the checks that need no file besides ``--out``."""
     check_output_dir(out, force=force)
     for p in perturbation:
         if p not in PERTURBATIONS:

@@ -78,11 +78,11 @@ class Comparison:
                                          "weight_summary")
 
     def to_frame(self) -> pd.DataFrame:
-        """The main table, a copy of :attr:`importance` (``model, method, feature, importance, share, rank``)."""
+        """Return the main table, a copy of :attr:`importance` (``model, method, feature, importance, share, rank``)."""
         return self.importance.copy()
 
     def shares(self, method: str) -> pd.DataFrame:
-        """Importance shares of ``method``: features × models (in the features' order)."""
+        """Return importance shares of ``method``: features × models (in the features' order)."""
         if method not in self.methods:
             raise ValueError(f"method must be one of {', '.join(map(repr, self.methods))}; got {method!r}")
         block = self.importance[self.importance["method"] == method]

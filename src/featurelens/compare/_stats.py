@@ -35,7 +35,7 @@ def rank_correlations(shares: pd.DataFrame, models: Sequence[str]) -> pd.DataFra
 
 
 def top_shifts(differences: pd.DataFrame, n_top: int) -> pd.DataFrame:
-    """The ``n_top`` features gaining and losing the most importance per model and method.
+    """Return the ``n_top`` features gaining and losing the most importance per model and method.
 
     ``differences``: tidy rows ``model, method, feature, difference``. Gains are the
     largest strictly positive differences, losses the most negative strictly negative

@@ -16,7 +16,7 @@ def _column_label(names: list[str] | None, j: int) -> str:
 
 
 def _is_real_dtype(dt: Any) -> bool:
-    """True for real numeric or bool column dtypes (complex is not accepted)."""
+    """Return True for real numeric or bool column dtypes (complex is not accepted)."""
     if pd.api.types.is_bool_dtype(dt):
         return True
     return pd.api.types.is_numeric_dtype(dt) and not pd.api.types.is_complex_dtype(dt)

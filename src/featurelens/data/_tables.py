@@ -75,7 +75,7 @@ class Table:
         return x, y
 
     def spec(self, groups: Mapping[str, GroupMembers] | None = None) -> FeatureSpec:
-        """A :class:`FeatureSpec` over :attr:`feature_names` with optional ``groups``."""
+        """Return a :class:`FeatureSpec` over :attr:`feature_names` with optional ``groups``."""
         return FeatureSpec(self.feature_names, groups)
 
 
@@ -202,7 +202,7 @@ def _check_column_names(label: str | None, features: Iterable[str] | None) -> li
 
 
 def _feature_columns(frame: pd.DataFrame, p: Path, label: str | None, features: list[str] | None) -> list[str]:
-    """The feature columns (default every column but ``label``), checked to exist, and the frame to have rows."""
+    """Return the feature columns (default every column but ``label``), checked to exist, and the frame to have rows."""
     available = ", ".join(map(repr, frame.columns))
     if label is not None and label not in frame.columns:
         raise ValueError(

@@ -55,7 +55,7 @@ def make_ohlcv(
     calendar_effect: float | Any = 0.0,
     regimes: RegimeParams | None = None,
     initial_price: float = 100.0,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> pd.DataFrame:
     """Synthetic daily bars with regime-switching returns and an optional calendar effect.
 

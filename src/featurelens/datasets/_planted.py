@@ -19,7 +19,7 @@ def make_planted_runs(
     standardize: bool = True,
     random_state: RandomState = 0,
 ) -> tuple[list[np.ndarray], list[np.ndarray], tuple[str, ...]]:
-    """Runs that pass through ``n_phases`` phases in order (0, 1, ..., n_phases - 1).
+    """Return runs that pass through ``n_phases`` phases in order (0, 1, ..., n_phases - 1).
 
     Generative model: phase ``p`` has a mean ``m_p`` (``m_0`` ~ N(0, I) and consecutive
     means differ by a random direction of length ``separation``, so phases form a trajectory

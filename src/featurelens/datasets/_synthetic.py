@@ -66,7 +66,7 @@ class GroundTruth:
     shift: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict of the fields."""
+        """Return a JSON-serialisable dict of the fields."""
         return asdict(self)
 
 

@@ -101,7 +101,9 @@ class DynamicsAnalysis:
     convergence_rule: dict[str, Any] | None
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per state: ``state, occupancy`` (share of all checkpoints), ``stay_probability``
+        """Return one row per state.
+
+        Columns ``state, occupancy`` (share of all checkpoints), ``stay_probability``
         (``transmat[k, k]``), ``n_runs_visiting``, ``first_visit`` (mean first-visit time as a fraction
         of the run) and, with detour statistics, ``r, p_value, kind`` (:func:`state_correlations`).
         """
@@ -237,8 +239,9 @@ def analyse_runs(
 
 
 def _observed_transitions(counts: np.ndarray) -> list[tuple[int, int, int]]:
-    """``(i, j, count)`` of the transitions ``i → j`` (``i ≠ j``) seen at least once, most frequent first
-    (ties by ``i``, then ``j``).
+    """Return ``(i, j, count)`` of the transitions ``i → j`` (``i ≠ j``) seen at least once.
+
+    Most frequent first (ties by ``i``, then ``j``).
     """
     k = len(counts)
     seen = [(i, j, int(counts[i, j])) for i in range(k) for j in range(k) if i != j and counts[i, j] > 0]
@@ -246,7 +249,7 @@ def _observed_transitions(counts: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 def _visits(path: np.ndarray) -> list[int]:
-    """The states of a path in the order visited, consecutive repeats merged (``[2, 1, 0]``)."""
+    """Return the states of a path in the order visited, consecutive repeats merged (``[2, 1, 0]``)."""
     path = np.asarray(path)
     keep = np.r_[True, path[1:] != path[:-1]]
     return [int(s) for s in path[keep]]

@@ -220,11 +220,11 @@ class GaussianHMM:
         return np.split(out, np.cumsum([len(q) for q in seqs])[:-1])
 
     def _padded_emissions(self, sequences: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Checked ``sequences``' log-emissions padded by :func:`._inference._pad`: (T, 1, N, K), mask, lengths."""
+        """Return the checked ``sequences``' log-emissions padded by :func:`._inference._pad`: (T, 1, N, K), mask, lengths."""
         return _pad(self._emissions(self._check(sequences)))
 
     def _filter(self, sequences: Any) -> tuple[list[np.ndarray], np.ndarray]:
-        """Filtered posteriors (scaled forward pass, log-space if it underflows) and (N,) LLs."""
+        """Return the filtered posteriors (scaled forward pass, log-space if it underflows) and (N,) LLs."""
         logb, valid, lengths = self._padded_emissions(sequences)
         pi, A = self.startprob[None], self.transmat[None]
         fwd = _forward_scaled(logb, valid, pi, A)
@@ -244,12 +244,14 @@ class GaussianHMM:
         return float(self.score_per_sequence(sequences).sum())
 
     def filtered_posterior(self, sequences: Any) -> list[np.ndarray]:
-        """Filtered posteriors ``p(s_t = k | z_1:t)``, one ``(T_i, K)`` array per sequence."""
+        """Return the filtered posteriors ``p(s_t = k | z_1:t)``, one ``(T_i, K)`` array per sequence."""
         return self._filter(sequences)[0]
 
     def posterior(self, sequences: Any) -> list[np.ndarray]:
-        """Smoothed posteriors ``p(s_t = k | z_1:T)`` (log-space forward-backward), one
-        ``(T_i, K)`` array per sequence."""
+        """Return the smoothed posteriors ``p(s_t = k | z_1:T)``, one ``(T_i, K)`` array per sequence.
+
+        Computed by log-space forward-backward.
+        """
         logb, valid, lengths = self._padded_emissions(sequences)
         log_a, _ = _forward_log(logb, valid, self.startprob[None], self.transmat[None])
         log_b = _backward_log(logb, valid, self.transmat[None])

@@ -25,7 +25,7 @@ def transition_counts(states: Sequence[np.ndarray], *, n_states: int) -> np.ndar
 
 
 def training_map(model: Any, states: Sequence[np.ndarray]) -> nx.DiGraph:
-    """The training map as a ``networkx.DiGraph``.
+    """Return the training map as a ``networkx.DiGraph``.
 
     Nodes are the states ``0..K-1`` with attributes ``n_runs`` (runs whose
     Viterbi path visits the state), ``first_visit`` (mean over those runs of

@@ -46,7 +46,7 @@ def write_hmm_file(path: str | Path, arrays: dict[str, np.ndarray], *, covarianc
 
 
 def read_hmm_file(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The parameter arrays and the metadata of a file written by :func:`write_hmm_file`.
+    """Return the parameter arrays and the metadata of a file written by :func:`write_hmm_file`.
 
     ``ValueError`` naming the file when it is missing, not a pickle-free ``.npz``,
     lacks an array, or has another format or version.

@@ -60,7 +60,7 @@ class ModelSelection:
     fits: dict[int, HMMFit]
 
     def to_frame(self) -> pd.DataFrame:
-        """The main table: a copy of :attr:`table` (one row per number of states and restart)."""
+        """Return the main table: a copy of :attr:`table` (one row per number of states and restart)."""
         return self.table.copy()
 
     def to_dict(self) -> dict[str, Any]:

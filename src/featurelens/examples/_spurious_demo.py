@@ -1,4 +1,4 @@
-"""The default demo: does a small transformer rely on a planted spurious group?
+"""The default demo: whether a small transformer relies on a planted spurious group.
 
 The biased data set of the superposition and spurious-correlation study (five
 genuine 10-dimensional groups and one spurious group whose link to the label

@@ -105,6 +105,7 @@ class TicketsConfig:
     cost: float = 1e-3
 
     def __post_init__(self) -> None:
+        """Check every field (counts positive, ``rewind_epoch`` non-negative)."""
         for name in ("n_paths", "dense_epochs", "rounds", "round_epochs", "pgd_steps", "n_eval", "n_rows"):
             check_int(getattr(self, name), name=name, minimum=2 if name in ("n_paths", "n_eval") else 1)
         check_int(self.rewind_epoch, name="rewind_epoch", minimum=0)
@@ -163,12 +164,15 @@ class TicketsResult:
     seconds: float = 0.0
 
     def to_frame(self) -> pd.DataFrame:
-        """The main table: a copy of :attr:`attacked` (expected shortfall clean and under attack)."""
+        """Return the main table: a copy of :attr:`attacked` (expected shortfall clean and under attack)."""
         return self.attacked.copy()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON dict: setup, risk tables, sparsity, IMP history, collapse and reload checks,
-        the comparison (:meth:`Comparison.to_dict`) and the stage timings."""
+        """Return a plain-JSON dict of the study's numbers.
+
+        Setup, risk tables, sparsity, IMP history, collapse and reload checks,
+        the comparison (:meth:`Comparison.to_dict`) and the stage timings.
+        """
         return jsonable(self.numbers, where="tickets")
 
     def _repr_html_(self) -> str:
@@ -188,7 +192,7 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def train_models(task: HedgingTask, config: TicketsConfig, *, random_state: int = 0,
                  progress: bool = False) -> tuple[dict[str, nn.Module], dict[str, Any]]:
-    """Steps 1–3: the dense hedger, the IMP ticket and the robust ticket (fresh models).
+    """Train steps 1–3: the dense hedger, the IMP ticket and the robust ticket (fresh models).
 
     Returns the models and a log with the loss histories, the IMP sparsity history of both
     tickets and the seconds each stage took.
@@ -294,12 +298,15 @@ def _records(table: pd.DataFrame, index: str) -> list[dict[str, Any]]:
     return jsonable(table.rename_axis(index).reset_index().to_dict(orient="records"))
 
 
-def study_numbers(*, task: HedgingTask, config: TicketsConfig, seed: int, risk: pd.DataFrame,
+def study_numbers(*, task: HedgingTask, config: TicketsConfig, random_state: int, risk: pd.DataFrame,
                   attacked: pd.DataFrame, sparsity: pd.DataFrame, comparison: Comparison, reload: dict[str, bool],
                   log: dict[str, Any], output_spread: dict[str, float], seconds: float) -> dict[str, Any]:
-    """Every number of the report: setup, risk tables, sparsity, IMP history, the collapse check
+    """Return every number of the report.
+
+    Setup, risk tables, sparsity, IMP history, the collapse check
     (smallest kept fraction of any pruned layer, std of the hedge over the compared rows), reload
-    check, the comparison and the stage timings."""
+    check, the comparison and the stage timings.
+    """
     pruned = sparsity[sparsity["layer"] != "total"]
     collapse = {
         name: {"smallest_kept_fraction": float((1 - pruned[pruned["model"] == name]["sparsity"]).min())
@@ -308,7 +315,7 @@ def study_numbers(*, task: HedgingTask, config: TicketsConfig, seed: int, risk: 
         for name in output_spread
     }
     return {
-        "random_state": seed,
+        "random_state": random_state,
         "config": dataclasses.asdict(config),
         "task": {"market": dataclasses.asdict(task.market), "strike": task.strike, "cost": task.cost,
                  "premium": task.premium, "option": "short European call, hedged in the underlier"},
@@ -374,7 +381,7 @@ def run_tickets_study(out: str | os.PathLike, *, quick: bool = False, config: Ti
         checkpoints = {name: (Path(tmp) / f"{name}.pt").read_bytes() for name in models}
     with torch.no_grad():
         spread = {name: float(m(inputs).std()) for name, m in models.items()}
-    numbers = study_numbers(task=task, config=config, seed=seed, risk=clean, attacked=attacked, sparsity=table,
+    numbers = study_numbers(task=task, config=config, random_state=seed, risk=clean, attacked=attacked, sparsity=table,
                             comparison=comparison, reload=reload, log=log, output_spread=spread,
                             seconds=time.perf_counter() - start)
     result = TicketsResult(Path(out), models, clean, attacked, table, comparison, reload, log["history"],

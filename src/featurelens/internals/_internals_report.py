@@ -47,7 +47,7 @@ class InternalsReport(FrameResult):
         jsonable(dict(self.summary), where="summary")
 
     def to_frame(self) -> pd.DataFrame:
-        """The main table: the per-layer metrics (:meth:`InternalsSummary.to_frame`)."""
+        """Return the main table: the per-layer metrics (:meth:`InternalsSummary.to_frame`)."""
         return self.internals.to_frame()
 
     def to_dict(self) -> dict[str, Any]:

@@ -252,7 +252,7 @@ class InternalsSummary(FrameResult):
         }, where="internals")
 
     def to_frame(self) -> pd.DataFrame:
-        """The main table: :attr:`layers` (a copy), one row per layer."""
+        """Return the main table: :attr:`layers` (a copy), one row per layer."""
         return self.layers.copy()
 
     def _html_title(self) -> str:

@@ -55,8 +55,9 @@ ARCHITECTURES = {
 
 @dataclass(frozen=True)
 class SweepResult:
-    """Outcome of a sweep; its report (CSV tables, figure, ``results.json``) is
-    ``featurelens.report.save(result, out)``.
+    """Outcome of a sweep.
+
+    Its report (CSV tables, figure, ``results.json``) is ``featurelens.report.save(result, out)``.
 
     Attributes
     ----------
@@ -79,7 +80,7 @@ class SweepResult:
     models: dict[Any, nn.Module] = field(default_factory=dict)
 
     def to_frame(self) -> pd.DataFrame:
-        """The main table, a copy of :attr:`table` (one row per configuration)."""
+        """Return the main table, a copy of :attr:`table` (one row per configuration)."""
         return self.table.copy()
 
     def to_dict(self) -> dict[str, Any]:

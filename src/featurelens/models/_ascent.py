@@ -63,7 +63,7 @@ def perturb(
     step_size: float | torch.Tensor | None = None,
     random_start: bool = False,
     mask: Any = None,
-    random_state: RandomState = None,
+    random_state: RandomState = 0,
 ) -> torch.Tensor:
     """Maximise ``objective`` over an ℓ∞ box around ``X`` by projected sign-gradient ascent.
 

@@ -31,32 +31,32 @@ CPU_ROWS_PER_THREAD = 1024
 CUDA_ROWS_PER_CALL = 65536
 
 
-def default_batch_size(x: torch.Tensor) -> int:
-    """Rows per model call for the inputs ``x``: the one chunk-size policy of featurelens.
+def default_batch_size(X: torch.Tensor) -> int:
+    """Rows per model call for the inputs ``X``: the one chunk-size policy of featurelens.
 
     ``CPU_ROWS_PER_THREAD`` (1024) rows per torch thread on the CPU, or
     ``CUDA_ROWS_PER_CALL`` (65536) rows on a CUDA device, divided by the
     sequence length ``T`` of ``(n, T, d)`` inputs (so a call holds about the
     same number of time steps); at least 1.
     """
-    rows = CUDA_ROWS_PER_CALL if x.device.type == "cuda" else CPU_ROWS_PER_THREAD * torch.get_num_threads()
-    steps = x.shape[1] if x.dim() == 3 else 1
+    rows = CUDA_ROWS_PER_CALL if X.device.type == "cuda" else CPU_ROWS_PER_THREAD * torch.get_num_threads()
+    steps = X.shape[1] if X.dim() == 3 else 1
     return max(1, rows // steps)
 
 
-def call_model(model: nn.Module, x: torch.Tensor, *, shape: tuple[int, ...] | None = None) -> Any:
-    """``model(x)``; a model that fails on ``x`` raises ``ValueError`` naming the input shape.
+def call_model(model: nn.Module, X: torch.Tensor, *, shape: tuple[int, ...] | None = None) -> Any:
+    """``model(X)``; a model that fails on ``X`` raises ``ValueError`` naming the input shape.
 
     ``RuntimeError``, ``IndexError``, ``ValueError`` and ``TypeError`` from the
     model become ``ValueError("the model failed on inputs of shape S (d
     features): <first line of the error>")`` chained to the original, with
-    ``S = shape`` (e.g. the shape of all rows when ``x`` is one chunk of them;
-    default ``x.shape``). Other exceptions pass through unchanged.
+    ``S = shape`` (e.g. the shape of all rows when ``X`` is one chunk of them;
+    default ``X.shape``). Other exceptions pass through unchanged.
     """
     try:
-        return model(x)
+        return model(X)
     except (RuntimeError, IndexError, ValueError, TypeError, torch.jit.Error) as exc:
-        s = tuple(x.shape if shape is None else shape)
+        s = tuple(X.shape if shape is None else shape)
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         # TorchScript puts its traceback first and the reason on the last line
         first = (lines[-1] if isinstance(exc, torch.jit.Error) else lines[0]) if lines else type(exc).__name__
@@ -137,18 +137,18 @@ def evaluate(
     return torch.cat(outs)
 
 
-def logit_accuracy(model: nn.Module, x: torch.Tensor | np.ndarray, y_true: torch.Tensor | np.ndarray) -> float:
+def logit_accuracy(model: nn.Module, X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> float:
     """Accuracy of a binary classifier that returns logits ``(n,)`` or ``(n, 1)``.
 
-    Equals :func:`featurelens._metrics.accuracy` of ``sigmoid(model(x))``: a
+    Equals :func:`featurelens._metrics.accuracy` of ``sigmoid(model(X))``: a
     row is predicted 1 when its logit is ``>= 0``. The model runs in eval mode
     without gradients (:func:`evaluate`), on its own device and dtype; its
     mode is restored.
     """
     device, dtype = model_device_dtype(model)
-    xt = torch.as_tensor(x).to(device=device, dtype=dtype)
+    xt = torch.as_tensor(X).to(device=device, dtype=dtype)
     with preserve_model(model, eval_mode=True):
         prob = evaluate(model, xt, output=OutputSelector(target="all", link="sigmoid"))
     if prob.shape[1] != 1:
         raise ValueError(f"logit_accuracy needs one logit per row, got model output of shape {tuple(prob.shape)}")
-    return accuracy(torch.as_tensor(np.asarray(y_true)), prob[:, 0].double().cpu())
+    return accuracy(torch.as_tensor(np.asarray(y)), prob[:, 0].double().cpu())

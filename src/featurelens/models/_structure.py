@@ -216,10 +216,10 @@ def _check_stage(model: nn.Module, x_alt: torch.Tensor, prev: _Call, consumer: _
         )
 
 
-def linear_chain(model: nn.Module, x: torch.Tensor, *, output: int | None = None) -> list[tuple[str, nn.Linear]]:
+def linear_chain(model: nn.Module, X: torch.Tensor, *, output: int | None = None) -> list[tuple[str, nn.Linear]]:
     """Return the ``nn.Linear`` layers of ``model`` in data-flow order, verified to form a strict chain.
 
-    Verified with forward hooks on the first ``PROBE_ROWS`` (64) rows of ``x``
+    Verified with forward hooks on the first ``PROBE_ROWS`` (64) rows of ``X``
     (a tensor on the model's device and dtype; the caller sets the model's
     mode and gradient flags): no unsupported module runs (attention,
     transformer layers, LayerNorm/GroupNorm/RMSNorm, convolutions, RNNs,
@@ -240,10 +240,10 @@ def linear_chain(model: nn.Module, x: torch.Tensor, *, output: int | None = None
     ValueError
         Saying what breaks the chain.
     """
-    x = x[:PROBE_ROWS]
+    X = X[:PROBE_ROWS]
     named = list(model.named_modules())
     with _recording(named) as calls, torch.no_grad():
-        out = run_model(model, x, output)
+        out = run_model(model, X, output)
     for c in sorted(calls, key=lambda c: c.name.count(".") + (c.name != "")):  # outermost first
         for kind, why in _UNSUPPORTED:
             if isinstance(c.module, kind):
@@ -265,7 +265,7 @@ def linear_chain(model: nn.Module, x: torch.Tensor, *, output: int | None = None
             "forward pass (shared weights or a loop over time steps); each layer must run once "
             "(apply per-time-step layers to the whole (n, T, d) tensor)"
         )
-    readers = linear_readers(lin, x)
+    readers = linear_readers(lin, X)
     if len(readers) > 1:
         raise ValueError(
             "the model input feeds several nn.Linear layers: "
@@ -277,7 +277,7 @@ def linear_chain(model: nn.Module, x: torch.Tensor, *, output: int | None = None
             "(the model transforms or reshapes its inputs first); edge scores need the input "
             "layer to read the inputs themselves"
         )
-    x_alt = _perturbed(x)
+    x_alt = _perturbed(X)
     for prev, cons in itertools.pairwise(lin):
         _check_stage(model, x_alt, prev, cons, cons.input, output)
     _check_stage(model, x_alt, lin[-1], None, out, output)

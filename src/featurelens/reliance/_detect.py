@@ -144,7 +144,7 @@ class SpuriousReport(FrameResult):
         return list(self.table.loc[self.table["spurious"], "group"])
 
     def to_frame(self) -> pd.DataFrame:
-        """The main table: :attr:`table` (a copy), one row per group."""
+        """Return the main table: :attr:`table` (a copy), one row per group."""
         return self.table.copy()
 
     def _html_title(self) -> str:

@@ -61,7 +61,7 @@ class Mitigated(FrameResult):
     environments: np.ndarray | None = field(default=None, repr=False)
 
     def to_frame(self) -> pd.DataFrame:
-        """The main table: the training record :attr:`history` (a copy)."""
+        """Return the main table: the training record :attr:`history` (a copy)."""
         return self.history.copy()
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,7 +176,7 @@ def _reinitialised(model: nn.Module, seed: int) -> nn.Module:
 def _check_options(
     strategy: str, options: Mapping[str, Any] | None, train_options: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The strategy's option defaults and the options given, after refusing unknown ones."""
+    """Return the strategy's option defaults and the options given, after refusing unknown ones."""
     unknown = sorted(set(train_options) - set(_TRAIN_OPTIONS))
     if unknown:
         raise TypeError(f"mitigate got unexpected option(s) {', '.join(map(repr, unknown))}; "

@@ -60,7 +60,7 @@ class MitigationTable(FrameResult):
     suspect: str
 
     def to_frame(self) -> pd.DataFrame:
-        """The main table: :attr:`table` (a copy), one row per model, the unmitigated one first."""
+        """Return the main table: :attr:`table` (a copy), one row per model, the unmitigated one first."""
         return self.table.copy()
 
     def to_dict(self) -> dict[str, Any]:

@@ -154,7 +154,7 @@ class ProbeResult(FrameResult):
     fold_scores: np.ndarray
 
     def to_frame(self) -> pd.DataFrame:
-        """The main table: one row per fold, columns ``fold`` (0-based) and the metric (``auc`` or ``r2``)."""
+        """Return the main table: one row per fold, columns ``fold`` (0-based) and the metric (``auc`` or ``r2``)."""
         return pd.DataFrame({"fold": np.arange(len(self.fold_scores)), self.metric: self.fold_scores})
 
     def to_dict(self) -> dict[str, Any]:

@@ -76,7 +76,7 @@ class RobustnessCurve(FrameResult):
     perturbed: list[str] = field(repr=False)
 
     def to_frame(self) -> pd.DataFrame:
-        """The main table: :attr:`table` (a copy), one row per strength."""
+        """Return the main table: :attr:`table` (a copy), one row per strength."""
         return self.table.copy()
 
     def to_dict(self) -> dict[str, Any]:

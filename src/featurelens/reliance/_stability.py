@@ -62,7 +62,7 @@ class WindowImportance(FrameResult):
     summary: pd.DataFrame = field(repr=False)
 
     def to_frame(self) -> pd.DataFrame:
-        """The main table: :attr:`table` (a copy), one row per (window, group)."""
+        """Return the main table: :attr:`table` (a copy), one row per (window, group)."""
         return self.table.copy()
 
     def to_dict(self) -> dict[str, Any]:

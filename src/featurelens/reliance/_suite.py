@@ -82,12 +82,15 @@ class SuiteResult(FrameResult):
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     def to_frame(self) -> pd.DataFrame:
-        """The main table: :attr:`table` (a copy), one row per (case, group)."""
+        """Return the main table: :attr:`table` (a copy), one row per (case, group)."""
         return self.table.copy()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready content: ``auroc``, ``flagged_at_zero_bias``, ``thresholds``, the table as records and
-        each case's detection (:meth:`SpuriousReport.to_dict`) under ``reports``."""
+        """Return the JSON-ready content.
+
+        Keys ``auroc``, ``flagged_at_zero_bias``, ``thresholds``, the table as records and
+        each case's detection (:meth:`SpuriousReport.to_dict`) under ``reports``.
+        """
         return jsonable({
             "auroc": self.auroc, "flagged_at_zero_bias": [list(p) for p in self.flagged_at_zero_bias],
             "thresholds": self.thresholds.to_dict(), "table": records(self.table),

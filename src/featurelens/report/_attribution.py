@@ -100,7 +100,7 @@ def _training(results: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def render_page(report: AttributionReport, results: Mapping[str, Any], figures: Sequence[Mapping[str, Any]]) -> str:
-    """The HTML text of the attribution page."""
+    """Return the HTML text of the attribution page."""
     spurious = report.planted
     methods = list(results["importance"])
     table = [

@@ -225,16 +225,16 @@ class RepeatsDisplay(Display):
         Per method, ``(n_repeats, n_players_drawn)`` scores, columns in ``names`` order.
     names : list of str
         The players drawn, top first.
-    labels : mapping of str to str
+    axis_labels : mapping of str to str
         Per method, what a score measures (the x-axis label).
     colours : mapping of str to str
     level, planted
         As for :class:`ImportanceDisplay`.
     """
 
-    def __init__(self, scores: Mapping[str, np.ndarray], names: list[str], *, labels: Mapping[str, str],
+    def __init__(self, scores: Mapping[str, np.ndarray], names: list[str], *, axis_labels: Mapping[str, str],
                  colours: Mapping[str, str], level: str = "feature", planted: str | None = None):
-        self.scores, self.names, self.labels, self.colours = dict(scores), list(names), labels, colours
+        self.scores, self.names, self.axis_labels, self.colours = dict(scores), list(names), axis_labels, colours
         self.level, self.planted = level, planted
 
     @classmethod
@@ -262,7 +262,7 @@ class RepeatsDisplay(Display):
         names = results["players"][:max_players]
         scores = {k: e.scores[:, [e.names.index(n) for n in names]].astype(np.float64) for k, e in usable.items()}
         colours = {k: COLOURS[list(explanations).index(k) % len(COLOURS)] for k in usable}
-        return cls(scores, names, labels={k: importance_label(e) for k, e in usable.items()}, colours=colours,
+        return cls(scores, names, axis_labels={k: importance_label(e) for k, e in usable.items()}, colours=colours,
                    level=results["level"], planted=planted)
 
     def _n_panels(self) -> int:
@@ -288,7 +288,7 @@ class RepeatsDisplay(Display):
             if j:
                 panel.set_ylabel("")
                 panel.tick_params(axis="y", labelleft=False)
-            panel.set_xlabel(wrap(self.labels[key], 40))
+            panel.set_xlabel(wrap(self.axis_labels[key], 40))
             panel.set_title(f"{key} ({r} repeats)")
         if self._own_figure:
             self.figure_.suptitle(f"Permutation repeats per {self.level}")

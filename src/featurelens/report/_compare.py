@@ -37,8 +37,11 @@ def _fmt(frame: pd.DataFrame) -> str:
 
 
 def comparison_text(comparison: Comparison) -> str:
-    """The comparison's tables as plain text: shares, differences, largest shifts, rank correlations,
-    sparsity per layer and the unpruned-weight summary (4 significant digits, NaN as "—")."""
+    """Return the comparison's tables as plain text.
+
+    Shares, differences, largest shifts, rank correlations,
+    sparsity per layer and the unpruned-weight summary (4 significant digits, NaN as "—").
+    """
     if not isinstance(comparison, Comparison):
         raise TypeError(f"comparison must be a featurelens.compare.Comparison, got {type(comparison).__name__}")
     c = comparison
@@ -81,7 +84,7 @@ def comparison_figures(c: Comparison, directory: Path, *, formats: Sequence[str]
 
 
 def figure_entries(stems: Sequence[str]) -> list[dict[str, str]]:
-    """The page's ``{"file", "title", "caption", "alt"}`` of the PNG of each figure stem, in report order."""
+    """Return the page's ``{"file", "title", "caption", "alt"}`` of the PNG of each figure stem, in report order."""
     return [{"file": f"{stem}.png", "title": CAPTIONS[stem][0], "caption": CAPTIONS[stem][1],
              "alt": CAPTIONS[stem][0]} for stem in FIGURES if stem in stems]
 
@@ -96,8 +99,11 @@ def _wide(c: Comparison, method: str) -> list[dict[str, Any]]:
 
 
 def comparison_context(c: Comparison) -> dict[str, Any]:
-    """What the ``comparison_tables`` macro (``_comparison.html.j2``) shows: share tables per method,
-    shifts, rank correlations, sparsity per layer and the unpruned-weight summary."""
+    """Return what the ``comparison_tables`` macro (``_comparison.html.j2``) shows.
+
+    Share tables per method,
+    shifts, rank correlations, sparsity per layer and the unpruned-weight summary.
+    """
     layers = list(dict.fromkeys(c.sparsity["layer"]))
     sp = c.sparsity.pivot_table(index="layer", columns="model", values="sparsity", sort=False)
     return {

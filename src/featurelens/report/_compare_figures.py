@@ -169,7 +169,7 @@ def importance_figure(c: Comparison) -> Figure:
 
 
 def difference_figure(c: Comparison) -> Figure:
-    """A :class:`ComparisonDisplay` of the differences per method (rows) and model (columns)."""
+    """Return a :class:`ComparisonDisplay` of the differences per method (rows) and model (columns)."""
     others = [m for m in c.models if m != c.reference]
     d = len(c.feature_names)
     fig = Figure(figsize=(4.2 * len(others) + 1.5, (0.3 * d + 1.2) * len(c.methods)), layout="constrained")
@@ -203,7 +203,7 @@ def weights_figure(c: Comparison) -> Figure:
 
 
 def sparsity_figure(c: Comparison) -> Figure:
-    """Grouped bars of the pruned percentage per layer and model, values printed."""
+    """Draw grouped bars of the pruned percentage per layer and model, values printed."""
     layers = list(dict.fromkeys(c.sparsity["layer"]))
     wide = c.sparsity.pivot_table(index="layer", columns="model", values="sparsity", sort=False)
     n = len(c.models)

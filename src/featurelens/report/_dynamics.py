@@ -84,7 +84,7 @@ def _timeline_info(display: StateTimelineDisplay, n_runs: int) -> FigureInfo:
     return {
         "file": "timelines.png",
         "title": "Loss timelines coloured by latent state",
-        "caption": (f"{cols} against {display.x} for each run; every logged checkpoint is a dot coloured by "
+        "caption": (f"{cols} against {display.sort_by} for each run; every logged checkpoint is a dot coloured by "
                     f"its Viterbi state, so state changes show where the training phase changes.{extra}"),
         "alt": f"{shown} small line charts of {cols} with dots coloured by {display.n_states} states.",
     }
@@ -97,7 +97,7 @@ def dynamics_figures(analysis: DynamicsAnalysis, directory: Path, *, formats: Se
     training = TrainingMapDisplay.from_analysis(analysis)
     infos = [(selection.figure_, _selection_info(selection)), (training.figure_, _map_info(training))]
     if default_columns(analysis.runs.frames):
-        timelines = StateTimelineDisplay.from_analysis(analysis, max_runs=max_timelines)
+        timelines = StateTimelineDisplay.from_analysis(analysis, max_timelines=max_timelines)
         infos.append((timelines.figure_, _timeline_info(timelines, len(analysis.runs))))
     for fig, info in infos:
         write_figure(fig, directory, info["file"].removesuffix(".png"), formats=formats, dpi=dpi)

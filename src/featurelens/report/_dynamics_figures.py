@@ -56,7 +56,7 @@ def _bezier(p0: np.ndarray, p2: np.ndarray, rad: float, t: float) -> np.ndarray:
 
 
 def _bend(pos: dict[int, np.ndarray], i: int, j: int, clearance: float) -> float:
-    """The gentlest ``arc3`` bend, to either side, whose curve stays ``clearance`` away from the other nodes.
+    """Return the gentlest ``arc3`` bend, to either side, whose curve stays ``clearance`` away from the other nodes.
 
     Tried in the order 0.18, −0.18, 0.3, −0.3, ... 0.6, −0.6; the least-crossing one when none is clear.
     """
@@ -112,12 +112,12 @@ class TrainingMapDisplay:
     @classmethod
     def from_model(cls, model: GaussianHMM, states: Sequence[np.ndarray], *, ax: Axes | None = None
                    ) -> TrainingMapDisplay:
-        """The map of ``model`` over the decoded ``states`` (one path per run), plotted on ``ax``."""
+        """Return the map of ``model`` over the decoded ``states`` (one path per run), plotted on ``ax``."""
         return cls(training_map(model, states), n_runs=len(states)).plot(ax=ax)
 
     @classmethod
     def from_analysis(cls, analysis: DynamicsAnalysis, *, ax: Axes | None = None) -> TrainingMapDisplay:
-        """The map of an :func:`~featurelens.dynamics.analyse_runs` result, plotted on ``ax``."""
+        """Return the map of an :func:`~featurelens.dynamics.analyse_runs` result, plotted on ``ax``."""
         return cls.from_model(analysis.model, analysis.paths, ax=ax)
 
     def plot(self, ax: Axes | None = None) -> TrainingMapDisplay:
@@ -206,7 +206,7 @@ def _place_labels(fig: Figure, ax: Axes, labels: list[tuple[Any, np.ndarray, np.
 
 
 def default_columns(frames: Sequence[pd.DataFrame]) -> list[str]:
-    """The :data:`LOSS_COLUMNS` present in every frame, in that order."""
+    """Return the :data:`LOSS_COLUMNS` present in every frame, in that order."""
     return [c for c in LOSS_COLUMNS if all(c in f.columns for f in frames)]
 
 
@@ -216,13 +216,13 @@ class StateTimelineDisplay:
     Parameters
     ----------
     frames : list of DataFrame
-        One per run, with the ``x`` column and every column of ``columns``.
+        One per run, with the ``sort_by`` column and every column of ``columns``.
     states : list of ndarray
         The Viterbi state of every row of each frame.
     run_ids : list of str
     n_states : int
-    x : str
-        The column on the x axis (e.g. ``"step"``).
+    sort_by : str
+        The column the runs are sorted by, drawn on the x axis (e.g. ``"step"``).
     columns : list of str
         The columns drawn; the first dashed, the others solid.
 
@@ -234,29 +234,29 @@ class StateTimelineDisplay:
     """
 
     def __init__(self, frames: Sequence[pd.DataFrame], states: Sequence[np.ndarray], run_ids: Sequence[str], *,
-                 n_states: int, x: str, columns: Sequence[str]) -> None:
+                 n_states: int, sort_by: str, columns: Sequence[str]) -> None:
         if not columns:
             raise ValueError("columns is empty; name at least one logged column to draw")
         if not len(frames) == len(states) == len(run_ids):
             raise ValueError(f"frames, states and run_ids must have one entry per run, got {len(frames)}, "
                              f"{len(states)} and {len(run_ids)}")
-        missing = sorted({c for f in frames for c in (x, *columns) if c not in f.columns})
+        missing = sorted({c for f in frames for c in (sort_by, *columns) if c not in f.columns})
         if missing:
             raise ValueError(f"columns {missing} are missing in some runs")
         self.frames, self.states, self.run_ids = list(frames), [np.asarray(s) for s in states], list(run_ids)
-        self.n_states, self.x, self.columns = int(n_states), x, list(columns)
+        self.n_states, self.sort_by, self.columns = int(n_states), sort_by, list(columns)
 
     @classmethod
     def from_analysis(cls, analysis: DynamicsAnalysis, *, columns: Sequence[str] | None = None,
-                      max_runs: int = MAX_TIMELINES, ax: Any = None) -> StateTimelineDisplay:
-        """The first ``max_runs`` runs of ``analysis``, ``columns`` defaulting to :func:`default_columns`."""
+                      max_timelines: int = MAX_TIMELINES, ax: Any = None) -> StateTimelineDisplay:
+        """Return the first ``max_timelines`` runs of ``analysis``, ``columns`` defaulting to :func:`default_columns`."""
         runs = analysis.runs
         columns = default_columns(runs.frames) if columns is None else list(columns)
         if not columns:
             raise ValueError(f"columns: the runs have none of {', '.join(LOSS_COLUMNS)}; pass columns=[...]")
-        n = min(len(runs), max_runs)
+        n = min(len(runs), max_timelines)
         return cls(runs.frames[:n], analysis.paths[:n], runs.run_ids[:n], n_states=analysis.n_states,
-                   x=runs.sort_by, columns=columns).plot(ax=ax)
+                   sort_by=runs.sort_by, columns=columns).plot(ax=ax)
 
     def plot(self, ax: Any = None) -> StateTimelineDisplay:
         """One panel per run (a new grid of 3 columns when ``ax`` is ``None``, else one Axes per run); return ``self``.
@@ -284,14 +284,14 @@ class StateTimelineDisplay:
         values = np.concatenate([f[self.columns].to_numpy(dtype=np.float64).ravel() for f in self.frames])
         self.log_y_ = bool((values > 0).all())
         for a, frame, path, rid in zip(axes, self.frames, self.states, self.run_ids, strict=False):
-            xs = frame[self.x].to_numpy(dtype=np.float64)
+            xs = frame[self.sort_by].to_numpy(dtype=np.float64)
             for c, col in enumerate(self.columns):
                 ys = frame[col].to_numpy(dtype=np.float64)
                 a.plot(xs, ys, styles[c % len(styles)], color="0.55", lw=0.9, zorder=1)
                 a.scatter(xs, ys, c=[colours[s] for s in path], s=9, zorder=2, linewidths=0)
             a.set_title(str(rid), fontsize=9)
             a.tick_params(labelsize=7)
-            a.set_xlabel(self.x, fontsize=8)
+            a.set_xlabel(self.sort_by, fontsize=8)
         self._y_axis(axes, values)
         handles = [Line2D([], [], ls="", marker="o", color=colours[k], label=f"state {k}") for k in range(self.n_states)]
         handles += [Line2D([], [], ls=styles[c % len(styles)], color="0.55", label=col)
@@ -348,7 +348,7 @@ class ModelSelectionDisplay:
 
     @classmethod
     def from_selection(cls, selection: ModelSelection, *, ax: Axes | None = None) -> ModelSelectionDisplay:
-        """The curves of a :func:`~featurelens.dynamics.select_model` result, its recommended K marked."""
+        """Return the curves of a :func:`~featurelens.dynamics.select_model` result, its recommended K marked."""
         return cls(selection.table, recommended=selection.recommended).plot(ax=ax)
 
     def plot(self, ax: Axes | None = None) -> ModelSelectionDisplay:

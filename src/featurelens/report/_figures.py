@@ -102,7 +102,7 @@ def apply_fonts(fig: Figure) -> None:
 
 
 def new_figure(width: float, height: float) -> Figure:
-    """A constrained-layout figure with an Agg canvas (no pyplot)."""
+    """Return a constrained-layout figure with an Agg canvas (no pyplot)."""
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -192,7 +192,7 @@ class Display:
         return axes
 
     def _legend(self, handles: Any = None, labels: Any = None, *, ncols: int = 1, title: str | None = None) -> None:
-        """A legend below the figure when the display owns it, else inside the first axes."""
+        """Return a legend below the figure when the display owns it, else inside the first axes."""
         if handles is None:
             handles, labels = self.ax_.get_legend_handles_labels()
         if not handles:
@@ -222,7 +222,7 @@ def write_display(display: Display, directory: Path, stem: str, *, formats: Sequ
 
 
 def check_formats(formats: Any) -> tuple[str, ...]:
-    """Validated, de-duplicated, lower-case figure formats; ``ValueError`` naming a bad one.
+    """Return validated, de-duplicated, lower-case figure formats; ``ValueError`` naming a bad one.
 
     ``formats`` is a non-empty sequence of :data:`FORMATS` entries (a single
     string counts as one format; a leading dot is ignored).
@@ -239,5 +239,5 @@ def check_formats(formats: Any) -> tuple[str, ...]:
 
 
 def font_note(figures: Sequence[Mapping[str, Any]]) -> str | None:
-    """The page's one note when some figure has glyphs no installed font can draw (else ``None``)."""
+    """Return the page's one note when some figure has glyphs no installed font can draw (else ``None``)."""
     return MISSING_GLYPHS_NOTE if any(f.get("missing_glyphs") for f in figures) else None

@@ -22,7 +22,7 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
 def _environment() -> jinja2.Environment:
-    """The environment of the report templates (autoescape on, undefined names are errors)."""
+    """Return the environment of the report templates (autoescape on, undefined names are errors)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         autoescape=True,
@@ -36,7 +36,7 @@ def _environment() -> jinja2.Environment:
 
 
 def _display(value: Any) -> str:
-    """A summary or ground-truth value as text (numbers via ``format_number``, others as JSON)."""
+    """Return a summary or ground-truth value as text (numbers via ``format_number``, others as JSON)."""
     if value is None or isinstance(value, bool | int | float | str | np.number):
         return format_number(value.item() if isinstance(value, np.generic) else value)
     return json.dumps(jsonable(value), sort_keys=True)
@@ -49,7 +49,7 @@ def rows(mapping: Mapping[str, Any] | None) -> list[tuple[str, str]]:
 
 def render_table(table: pd.DataFrame, highlight: Sequence[bool] | None = None,
                  headers: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """A DataFrame as the ``table`` macro's input: column headers, cells (text, numeric?), highlighted rows.
+    """Return a DataFrame as the ``table`` macro's input: column headers, cells (text, numeric?), highlighted rows.
 
     ``headers`` maps column names to the header shown (others are shown as they are).
     """

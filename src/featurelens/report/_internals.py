@@ -47,7 +47,7 @@ LAYER_COLUMNS = (
 
 
 def _attention(section: Mapping[str, Any]) -> tuple[list[dict[str, Any]] | None, list[str]]:
-    """The attention rows worth showing and the modules left out (single key position)."""
+    """Return the attention rows worth showing and the modules left out (single key position)."""
     table = section["attention"]
     if not table:
         return None, []
@@ -57,7 +57,7 @@ def _attention(section: Mapping[str, Any]) -> tuple[list[dict[str, Any]] | None,
 
 
 def section_context(section: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``_internals.html.j2`` needs from the JSON section."""
+    """Return what ``_internals.html.j2`` needs from the JSON section."""
     attention, omitted = _attention(section)
     return {
         "layers": section["layers"],

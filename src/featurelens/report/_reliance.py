@@ -147,7 +147,7 @@ class _Page:
     def robustness(self, robustness: Any, metric: str) -> None:
         table = _nonempty(tidy_robustness(robustness), "robustness")
         summary = _robustness_summary(robustness)
-        display = RobustnessDisplay(table, metric_name=metric).plot()
+        display = RobustnessDisplay(table, robustness_metric=metric).plot()
         self.figure(display, "robustness", title="Robustness curves", caption=(
             f"{metric[:1].upper()}{metric[1:]} of the model under each perturbation as its strength grows "
             "(0 = clean data); "

@@ -107,22 +107,22 @@ class RobustnessDisplay(Display):
     table : pandas.DataFrame
         Tidy table with columns ``perturbation``, ``strength``, ``metric``
         and optionally ``std``.
-    metric_name : str
+    robustness_metric : str
         The metric's name (the y-axis label).
     """
 
-    def __init__(self, table: pd.DataFrame, *, metric_name: str = "metric"):
+    def __init__(self, table: pd.DataFrame, *, robustness_metric: str = "metric"):
         _require(table, ("perturbation", "strength", "metric"), "robustness")
-        self.table, self.metric_name = table, str(metric_name)
+        self.table, self.robustness_metric = table, str(robustness_metric)
 
     @classmethod
-    def from_curves(cls, curves: Mapping[str, RobustnessCurve] | pd.DataFrame, *, metric_name: str | None = None,
+    def from_curves(cls, curves: Mapping[str, RobustnessCurve] | pd.DataFrame, *, robustness_metric: str | None = None,
                     ax: Any = None) -> RobustnessDisplay:
         """Plot one :class:`RobustnessCurve` per perturbation name, or the tidy table of :func:`robustness`."""
         table = tidy_robustness(curves)
-        if metric_name is None and isinstance(curves, Mapping):
-            metric_name = next(iter(curves.values())).metric
-        return cls(table, metric_name=metric_name or "metric").plot(ax=ax)
+        if robustness_metric is None and isinstance(curves, Mapping):
+            robustness_metric = next(iter(curves.values())).metric
+        return cls(table, robustness_metric=robustness_metric or "metric").plot(ax=ax)
 
     @property
     def kinds(self) -> list[str]:
@@ -146,14 +146,14 @@ class RobustnessDisplay(Display):
                 e = np.nan_to_num(part["std"].to_numpy(np.float64))
                 ax.fill_between(xs, ys - e, ys + e, color=colour, alpha=0.15, lw=0)
         ax.set_xlabel(wrap(STRENGTH_LABEL, 70))
-        ax.set_ylabel(self.metric_name)
+        ax.set_ylabel(self.robustness_metric)
         ax.grid(alpha=0.3)
         ax.legend(title="perturbation", frameon=False)
         return self._done()
 
 
 def tidy_robustness(curves: Any) -> pd.DataFrame:
-    """A tidy ``perturbation, strength, metric, std...`` table from curves by name or a tidy table."""
+    """Return a tidy ``perturbation, strength, metric, std...`` table from curves by name or a tidy table."""
     if isinstance(curves, pd.DataFrame):
         return curves
     if not isinstance(curves, Mapping):
@@ -299,8 +299,10 @@ class SubgroupDisplay(Display):
     @classmethod
     def from_frame(cls, table: pd.DataFrame, *, by: str | None = None, value: str | None = None,
                    ax: Any = None) -> SubgroupDisplay:
-        """Plot :func:`featurelens.reliance.metrics_by_subgroup`'s table (default: first column by,
-        ``auc`` or the last numeric column as the value)."""
+        """Plot :func:`featurelens.reliance.metrics_by_subgroup`'s table.
+
+        Default ``by``: the first column; default ``value``: ``auc`` or the last numeric column.
+        """
         if not isinstance(table, pd.DataFrame) or table.empty:
             raise ValueError("subgroups must be a non-empty pandas DataFrame")
         by = str(table.columns[0]) if by is None else by
@@ -328,7 +330,7 @@ class SubgroupDisplay(Display):
 
 
 def subgroup_value(table: pd.DataFrame) -> str:
-    """The subgroup table's drawn column: ``auc`` if present, else the last numeric column after the first."""
+    """Return the subgroup table's drawn column: ``auc`` if present, else the last numeric column after the first."""
     numeric = [c for c in table.columns[1:] if pd.api.types.is_numeric_dtype(table[c]) and c != "n"]
     if not numeric:
         raise ValueError("subgroups needs a numeric metric column after the subgroup column")

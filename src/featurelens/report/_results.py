@@ -47,13 +47,13 @@ FORMAT_VERSION = 1
 
 
 def unit_of(expl: Explanation) -> str:
-    """Unit of an explanation's per-sample values, from its target's link."""
+    """Return the unit of an explanation's per-sample values, from its target's link."""
     link = expl.target.get("link")
     return {"sigmoid": "probability", "softmax": "probability", "logit": "log-odds"}.get(link, "model output")
 
 
 def importance_label(expl: Explanation) -> str:
-    """What :meth:`Explanation.importance` measures, with its unit."""
+    """Return what :meth:`Explanation.importance` measures, with its unit."""
     if expl.scores is not None:
         label = expl.params.get("score_label")
         if isinstance(label, str):
@@ -65,7 +65,7 @@ def importance_label(expl: Explanation) -> str:
 
 
 def build_results(report: AttributionReport) -> dict[str, Any]:
-    """The content of ``results.json`` (``figures`` still empty): the report's numbers with the format header."""
+    """Return the content of ``results.json`` (``figures`` still empty): the report's numbers with the format header."""
     numbers = report.to_dict()
     explanations = {k: {**info, "file": f"explanations/{k}.npz"} for k, info in numbers["explanations"].items()}
     keys = ("title", "summary", "players", "level", "importance", "importance_normalized", "std_error",

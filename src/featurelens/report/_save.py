@@ -51,7 +51,7 @@ WRITERS: tuple[tuple[type, Writer], ...] = (
 
 
 def writer_for(result: Any) -> Writer:
-    """The writer registered for ``type(result)``; ``TypeError`` naming the supported kinds otherwise."""
+    """Return the writer registered for ``type(result)``; ``TypeError`` naming the supported kinds otherwise."""
     for kind, writer in WRITERS:
         if isinstance(result, kind):
             return writer

@@ -66,8 +66,11 @@ class SweepDisplay:
 
     @classmethod
     def from_result(cls, result: SweepResult, *, ax: Any = None) -> SweepDisplay:
-        """The panels of ``result`` (a :func:`~featurelens.internals.capacity_sweep`, ``scale_sweep`` or
-        ``architecture_sweep`` result), plotted on ``ax``."""
+        """Return the panels of ``result``, plotted on ``ax``.
+
+        ``result`` is a :func:`~featurelens.internals.capacity_sweep`, ``scale_sweep`` or
+        ``architecture_sweep`` result.
+        """
         if not isinstance(result, SweepResult):
             raise TypeError(f"result must be a featurelens.internals.SweepResult, got {type(result).__name__}")
         return cls(result.to_frame(), kind=result.kind).plot(ax=ax)
@@ -111,8 +114,10 @@ class SweepDisplay:
 
 
 def write_sweep(result: SweepResult, directory: Path, *, formats: Sequence[str], dpi: int) -> dict[str, Any]:
-    """Write ``<kind>.csv`` (and ``<kind>_layers.csv``), the figure, ``results.json`` and ``index.html``
-    into the existing ``directory``; return ``results.json``'s content."""
+    """Write the sweep's report into the existing ``directory``; return ``results.json``'s content.
+
+    Files: ``<kind>.csv`` (and ``<kind>_layers.csv``), the figure, ``results.json`` and ``index.html``.
+    """
     kind = result.kind
     files = [f"{kind}.csv"]
     atomic_write_text(directory / files[0], result.table.to_csv(index=False))
