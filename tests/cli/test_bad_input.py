@@ -24,7 +24,7 @@ from featurelens.cli import main
 FEATURES = ["a", "b", "c", "d"]
 ATTRIBUTE = ("attribute", "--data", "data.csv", "--label", "label")
 FORMATS = {"torchscript": ("--model", "model.pt"), "export": ("--model", "model.pt2"),
-           "state_dict": ("--model", "weights.pt", "--factory", "mynet:build"), "pickled": ("--model", "pickled.pt")}
+           "state_dict": ("--model", "weights.pt", "--factory", "badnet:build"), "pickled": ("--model", "pickled.pt")}
 LOADING = ("featurelens.models", "load_model")
 
 
@@ -50,7 +50,7 @@ def workspace(tmp_path_factory):
         torch.export.save(torch.export.export(wide, (torch.zeros(2, 5),), dynamic_shapes=batch), root / "wide.pt2")
     torch.save(net.state_dict(), root / "weights.pt")
     torch.save(net, root / "pickled.pt")
-    (root / "mynet.py").write_text(textwrap.dedent("""
+    (root / "badnet.py").write_text(textwrap.dedent("""
         from torch import nn
 
         def build():
@@ -180,7 +180,7 @@ CASES = [
           id="compare-model-without-name"),
     _case(["compare", "--model", "a=model.pt", "--model", "b=model.pt2", "--data", "data.csv", "--format", "gif",
            "--out", "o"], "--format: 'gif' is not a figure format", guard=[LOADING], id="compare-bad-format"),
-    _case(["compare", "--model", "a=model.pt", "--model", "b=weights.pt", "--factory", "mynet:build", "--data",
+    _case(["compare", "--model", "a=model.pt", "--model", "b=weights.pt", "--factory", "badnet:build", "--data",
            "data.csv", "--reference", "c", "--out", "o"], "--reference 'c'", guard=[LOADING],
           id="compare-unknown-reference"),
     _case(["compare", "--model", "a=model.pt2", "--model", "b=model.pt2", "--data", "data.csv", "--label", "label",
