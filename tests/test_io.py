@@ -171,7 +171,8 @@ def test_failed_final_rename_keeps_the_old_directory(tmp_path, monkeypatch):
         return real(src, dst)
 
     monkeypatch.setattr(fio.os, "replace", refuse_new)
-    with pytest.raises(ValueError, match="Read-only file system"), atomic_output_dir(tmp_path / "out", force=True) as tmp:
+    with (pytest.raises(ValueError, match="Read-only file system"),
+          atomic_output_dir(tmp_path / "out", force=True) as tmp):
         (tmp / "a.txt").write_text("a")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert (tmp_path / "out" / "keep.txt").read_text() == "old"

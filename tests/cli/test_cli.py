@@ -96,8 +96,8 @@ def test_attribute_torchscript_with_groups(workspace, capsys):
 
 
 def test_attribute_state_dict_with_factory(workspace, capsys):
-    code, out, err = _run(capsys, "attribute", "--model", "weights.pt", "--factory", "mynet:build", "--data", "data.csv",
-                          "--label", "label", "--method", "ablation", "--out", "rep2")
+    code, out, err = _run(capsys, "attribute", "--model", "weights.pt", "--factory", "mynet:build",
+                          "--data", "data.csv", "--label", "label", "--method", "ablation", "--out", "rep2")
     assert code == 0, err
     results = json.loads((workspace / "rep2" / "results.json").read_text())
     imp = results["importance"]["ablation"]
@@ -292,7 +292,8 @@ def test_threads_default_to_one_are_validated_and_restored(workspace, capsys, mo
 @pytest.mark.parametrize(
     ("message", "expected"),
     [
-        ("target=3 is out of range for a model with 2 outputs", "--target 3 is out of range for a model with 2 outputs"),
+        ("target=3 is out of range for a model with 2 outputs",
+         "--target 3 is out of range for a model with 2 outputs"),
         ("pass target=<int in [0, 3)> or target='all'", "pass --target <int in [0, 3)> or --target all"),
         ("n_repeats must be >= 1, got 0", "--n-repeats must be >= 1, got 0"),
         ("explain it with link='sigmoid' (one logit per row)", "explain it with --link sigmoid (one logit per row)"),
@@ -325,7 +326,8 @@ def test_library_argument_names_become_the_invoked_commands_options():
     root = typer.main.get_command(app)
     fit = _option_names(_invoked(root, ["dynamics", "fit", "r.csv"]))
     assert cli_words("n_restarts must be >= 1, got 0", fit) == "--restarts must be >= 1, got 0"
-    assert cli_words("covariance_type must be one of 'full', 'diag'", fit) == "--covariance must be one of 'full', 'diag'"
+    assert (cli_words("covariance_type must be one of 'full', 'diag'", fit)
+            == "--covariance must be one of 'full', 'diag'")
     compare = _option_names(_invoked(root, ["compare"]))
     assert cli_words("formats: 'gif' is not a figure format", compare) == "--format: 'gif' is not a figure format"
     internals = _option_names(_invoked(root, ["internals"]))

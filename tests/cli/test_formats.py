@@ -51,7 +51,8 @@ def files(tmp_path_factory):
     wide.to_csv(root / "wide.csv", index=False)
     (root / "groups.yaml").write_text("first: [a, b]\nsecond: [c, d]\n")
     (root / "groups_wide.yaml").write_text("first: [a, b]\nsecond: [c, d, e]\n")
-    (root / f"{FACTORY}.py").write_text("from featurelens.models import MLP\n\ndef build():\n    return MLP(4, (6,), 1)\n")
+    (root / f"{FACTORY}.py").write_text(
+        "from featurelens.models import MLP\n\ndef build():\n    return MLP(4, (6,), 1)\n")
     with torch.random.fork_rng():
         torch.manual_seed(0)
         dense = MLP(4, (6,), 1).eval()

@@ -37,7 +37,8 @@ def files(tmp_path, monkeypatch):
 
 def test_internals_command(files, capsys):
     out = files / "out"
-    code = main(["internals", "--model", str(files / "m.pt"), "--factory", "netfactory:build", "--data", str(files / "d.csv"), "--label", "y",
+    code = main(["internals", "--model", str(files / "m.pt"), "--factory", "netfactory:build",
+                 "--data", str(files / "d.csv"), "--label", "y",
                  "--groups", str(files / "g.yaml"), "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out

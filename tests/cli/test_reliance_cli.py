@@ -206,8 +206,10 @@ def test_bad_options_are_refused_before_any_work(files, tmp_path, capsys, monkey
     _fails(_args(files, out, *env, "--mitigate", "jtt", "--suspect", "nope"), capsys,
            "--suspect 'nope' is not a group of")
     _fails(_args(files, out, *env, "--mitigate", "jtt", "--mitigate", "jtt"), capsys, "given more than once")
-    _fails(_args(files, out, *env, "--mitigate", "jtt", "--init", "warm"), capsys, "--init 'warm': choose reset or copy")
-    _fails(_args(files, out, *env, "--immutable", "nope"), capsys, "--immutable 'nope' is neither a feature nor a group")
+    _fails(_args(files, out, *env, "--mitigate", "jtt", "--init", "warm"), capsys,
+           "--init 'warm': choose reset or copy")
+    _fails(_args(files, out, *env, "--immutable", "nope"), capsys,
+           "--immutable 'nope' is neither a feature nor a group")
     assert not out.exists()
 
 

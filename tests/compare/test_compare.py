@@ -46,7 +46,10 @@ def _data(n: int = 120) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _hand_weights_share(model: nn.Module) -> np.ndarray:
-    """The deep-hedging lottery-ticket notebook's mask-aware score from the state dict: Σ_j |W1_ji · M1_ji|, normalised."""
+    """The deep-hedging lottery-ticket notebook's mask-aware score from the state dict.
+
+    Σ_j |W1_ji · M1_ji|, normalised.
+    """
     state = model.state_dict()
     if "layer1.weight_orig" in state:
         w = state["layer1.weight_orig"] * state["layer1.weight_mask"]

@@ -107,7 +107,8 @@ def _write(tmp_path, name: str, text: str):
 
 def test_unknown_suffix(tmp_path):
     p = _write(tmp_path, "data.xlsx", "a\n1\n")
-    with pytest.raises(ValueError, match=r"cannot tell the format of '.*data\.xlsx'.*\.csv, \.csv\.gz, \.parquet, \.pq"):
+    with pytest.raises(ValueError,
+                       match=r"cannot tell the format of '.*data\.xlsx'.*\.csv, \.csv\.gz, \.parquet, \.pq"):
         load_table(p)
 
 
@@ -144,7 +145,8 @@ def test_parquet_without_pyarrow(tmp_path, monkeypatch):
     p = tmp_path / "d.parquet"
     p.write_bytes(b"irrelevant")
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # makes `import pyarrow` raise ImportError
-    with pytest.raises(ValueError, match=r"'.*d\.parquet' needs pyarrow; install it with: pip install 'featurelens\[parquet\]'"):
+    with pytest.raises(ValueError,
+                       match=r"'.*d\.parquet' needs pyarrow; install it with: pip install 'featurelens\[parquet\]'"):
         load_table(p)
 
 
@@ -156,7 +158,8 @@ def test_missing_label_lists_columns(tmp_path):
 
 def test_unknown_features_named(tmp_path):
     p = _write(tmp_path, "d.csv", "a,b,y\n1,2,0\n")
-    with pytest.raises(ValueError, match=r"feature column\(s\) 'q', 'r' not found .*; available columns: 'a', 'b', 'y'"):
+    with pytest.raises(ValueError,
+                       match=r"feature column\(s\) 'q', 'r' not found .*; available columns: 'a', 'b', 'y'"):
         load_table(p, label="y", features=["a", "q", "r"])
     with pytest.raises(ValueError, match="column 'y' is the label and cannot also be a feature"):
         load_table(p, label="y", features=["a", "y"])
@@ -170,7 +173,8 @@ def test_only_label_column(tmp_path):
 
 def test_non_numeric_features_listed_not_coerced(tmp_path):
     p = _write(tmp_path, "d.csv", "a,city,when,b\n1,paris,2020-01-01,x\n2,rome,2020-01-02,3\n")
-    with pytest.raises(ValueError, match=r"feature column\(s\) 'city' \(.*\), 'when' \(.*\), 'b' \(.*\) are not numeric") as info:
+    with pytest.raises(ValueError,
+                       match=r"feature column\(s\) 'city' \(.*\), 'when' \(.*\), 'b' \(.*\) are not numeric") as info:
         load_table(p)
     assert "'a'" not in str(info.value)
     table = load_table(p, features=["a"])  # selecting numeric columns works

@@ -85,7 +85,8 @@ def test_to_dict_numbers_recompute_from_the_paths(analysed):
     for s in range(3):
         assert results["occupancy"][str(s)] == pytest.approx(sum(int((p == s).sum()) for p in paths) / total)
     # drivers: the top transitions by count, each with every feature once, sorted by |mean gradient|
-    assert [(d["from"], d["to"]) for d in results["drivers"]] == [(t["from"], t["to"]) for t in results["transitions"][:4]]
+    assert ([(d["from"], d["to"]) for d in results["drivers"]]
+            == [(t["from"], t["to"]) for t in results["transitions"][:4]])
     for d in results["drivers"]:
         assert sorted(f["feature"] for f in d["features"]) == sorted(METRICS)
         grads = [abs(f["mean_gradient"]) for f in d["features"]]

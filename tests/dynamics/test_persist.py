@@ -18,7 +18,8 @@ from featurelens.dynamics import _persist as persist
 @pytest.mark.parametrize("ctype", ["full", "diag"])
 def test_round_trip_is_bit_identical(tmp_path, ctype):
     runs, _, names = make_planted_runs(n_runs=3, n_steps=40, n_features=3, n_phases=2, random_state=0)
-    model = fit_hmm(runs, n_states=2, covariance_type=ctype, n_restarts=1, n_iter=5, random_state=0, feature_names=names).model
+    model = fit_hmm(runs, n_states=2, covariance_type=ctype, n_restarts=1, n_iter=5, random_state=0,
+                    feature_names=names).model
     path = model.save(tmp_path / "m.npz")
     back = GaussianHMM.load(path)
     for name in ("startprob", "transmat", "means", "covars"):
@@ -60,7 +61,8 @@ def test_bad_files(tmp_path):
     _write_npz(part, means=np.zeros((1, 1)))
     with pytest.raises(ValueError, match="missing startprob, transmat, covars, metadata"):
         load_hmm(part)
-    arrays = {"startprob": np.ones(1), "transmat": np.ones((1, 1)), "means": np.zeros((1, 1)), "covars": np.ones((1, 1))}
+    arrays = {"startprob": np.ones(1), "transmat": np.ones((1, 1)), "means": np.zeros((1, 1)),
+              "covars": np.ones((1, 1))}
     other = tmp_path / "other.npz"
     _write_npz(other, metadata=np.frombuffer(json.dumps({"format": "x"}).encode(), np.uint8), **arrays)
     with pytest.raises(ValueError, match=r"format is not .featurelens\.GaussianHMM."):

@@ -94,7 +94,8 @@ def test_cli_quick_runs_and_reports(tmp_path, monkeypatch, capsys):
     out = tmp_path / "tk"
     assert main(["example", "tickets", "--quick", "--out", str(out), "--seed", "1", "--format", "png,pdf"]) == 0
     text = capsys.readouterr().out
-    assert "hedging risk" in text and "BS delta" in text and "bit-identically: dense yes, ticket yes, robust yes" in text
+    assert ("hedging risk" in text and "BS delta" in text
+            and "bit-identically: dense yes, ticket yes, robust yes" in text)
     assert (out / "index.html").is_file() and len(list((out / "checkpoints").glob("*.pt"))) == 3
     for name in ("importance", "difference", "weights", "sparsity"):
         assert (out / f"{name}.pdf").read_bytes()[:4] == b"%PDF"

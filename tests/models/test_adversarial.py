@@ -273,7 +273,8 @@ def test_sample_weight_weights_rows_and_validation_loss():
     with torch.random.fork_rng():
         torch.manual_seed(0)
         m = MLP(2, hidden=(8,))
-    res = train(m, X, Y, sample_weight=w, epochs=20, lr=2e-2, train_batch_size=50, validation_fraction=0.0, random_state=0)
+    res = train(m, X, Y, sample_weight=w, epochs=20, lr=2e-2, train_batch_size=50, validation_fraction=0.0,
+                random_state=0)
     assert _acc(m, torch.as_tensor(x), torch.as_tensor(y)) > 0.9
     assert res.history["train_loss"].iloc[-1] < 0.45  # weighted mean: 0.9·small + 0.1·large
     # weighted validation loss is Σ w l / Σ w of the held-out rows

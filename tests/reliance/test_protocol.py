@@ -36,7 +36,8 @@ def _results():
     mitigated = Mitigated(model=None, strategy="dro", options={"eta": 0.1},
                           history=pd.DataFrame({"epoch": [1, 2], "loss": [0.5, 0.4]}), environments=np.array([0, 1]))
     return {"report": (report, DETECTION), "curve": (curve, curve.table), "mitigation": (mitigation, mitigation.table),
-            "windows": (windows, windows.table), "suite": (suite, suite.table), "mitigated": (mitigated, mitigated.history),
+            "windows": (windows, windows.table), "suite": (suite, suite.table),
+            "mitigated": (mitigated, mitigated.history),
             "probe": (probe, pd.DataFrame({"fold": [0, 1], "auc": [0.7, 0.8]}))}
 
 

@@ -35,7 +35,8 @@ def test_report_files(comparison, tmp_path):
     out = save(comparison, tmp_path / "report", formats=("pdf",), summary={"rows": 40}, dpi=40)
     names = sorted(p.name for p in out.iterdir())
     stems = ("importance", "difference", "weights", "sparsity")
-    assert names == sorted(["index.html", "results.json", "tables", *(f"{s}.{f}" for s in stems for f in ("png", "pdf"))])
+    assert names == sorted(["index.html", "results.json", "tables",
+                            *(f"{s}.{f}" for s in stems for f in ("png", "pdf"))])
     for s in stems:
         assert (out / f"{s}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         data = (out / f"{s}.pdf").read_bytes()
@@ -101,7 +102,8 @@ def test_display_errors(comparison):
 def test_save_refuses_unknown_results_and_options(comparison, tmp_path):
     with pytest.raises(TypeError, match=r"result: cannot save a dict; featurelens.report.save writes .*Comparison"):
         save({}, tmp_path / "a")
-    with pytest.raises(TypeError, match="save: 'notes' is not an option for a Comparison report; it takes title, summary"):
+    with pytest.raises(TypeError,
+                       match="save: 'notes' is not an option for a Comparison report; it takes title, summary"):
         save(comparison, tmp_path / "b", notes=["x"])
     with pytest.raises(TypeError, match="summary must be a mapping"):
         save(comparison, tmp_path / "c", summary=["rows"])

@@ -43,7 +43,8 @@ def report(tmp_path_factory):
     _write_runs(base / "runs")
     runs = load_runs(base / "runs", metrics=METRICS)
     analysis = analyse_runs(runs, states=range(1, 5), n_restarts=2, n_iter=20, covariance_type="diag", n_states=3,
-                            test_fraction=0.25, random_state=0, convergence={"column": "val_accuracy", "threshold": 0.9})
+                            test_fraction=0.25, random_state=0,
+                            convergence={"column": "val_accuracy", "threshold": 0.9})
     out = save(analysis, base / "out", title="planted", summary={"runs": 8}, notes=["a note"], dpi=40,
                max_timelines=2, formats=("png", "svg"),
                files={"runs/run00.csv": base / "runs" / "run00.csv", "README.txt": b"planted runs\n"})

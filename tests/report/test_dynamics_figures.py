@@ -132,8 +132,8 @@ def test_timeline_display_draws_every_checkpoint_in_its_state_colour():
                                  columns=["train_loss"]).plot(ax=axes)
     assert again.figure_ is fig and list(again.axes_) == list(axes)
     with pytest.raises(ValueError, match=r"ax must hold one Axes per run \(2\), got 1"):
-        StateTimelineDisplay(_frames(paths), paths, ["a", "b"], n_states=3, sort_by="step", columns=["train_loss"]).plot(
-            ax=axes[:1])
+        StateTimelineDisplay(_frames(paths), paths, ["a", "b"], n_states=3, sort_by="step",
+                             columns=["train_loss"]).plot(ax=axes[:1])
     with pytest.raises(ValueError, match=r"columns \['nope'\] are missing"):
         StateTimelineDisplay(_frames(paths), paths, ["a", "b"], n_states=3, sort_by="step", columns=["nope"])
     with pytest.raises(ValueError, match="columns is empty"):
@@ -160,7 +160,8 @@ def test_model_selection_display():
     display = ModelSelectionDisplay(table, recommended=3).plot()
     assert not display.on_test_ and list(display.ks_) == [1, 2, 3, 4]
     mean_line = display.ax_.containers[0].lines[0]  # the mean ± std error bar
-    np.testing.assert_allclose(np.asarray(mean_line.get_ydata(), dtype=float), table.groupby("n_states")["test_loglik"].mean())
+    np.testing.assert_allclose(np.asarray(mean_line.get_ydata(), dtype=float),
+                               table.groupby("n_states")["test_loglik"].mean())
     np.testing.assert_allclose(display.twin_ax_.lines[0].get_ydata(), [10, 20, 30, 40])
     with pytest.raises(ValueError, match=r"table is missing column\(s\) \['bic'\]"):
         ModelSelectionDisplay(table.drop(columns="bic"))

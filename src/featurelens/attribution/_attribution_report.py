@@ -205,7 +205,9 @@ class AttributionReport(FrameResult):
         if not isinstance(self.summary, Mapping):
             raise TypeError(f"summary must be a mapping of label to value, got {type(self.summary).__name__}")
         internals = self.internals
-        if internals is not None and not (hasattr(internals, "layers") and callable(getattr(internals, "to_dict", None))):
+        if internals is not None and not (
+            hasattr(internals, "layers") and callable(getattr(internals, "to_dict", None))
+        ):
             raise TypeError(f"internals must be an InternalsSummary (featurelens.internals.summarize_internals), "
                             f"got {type(internals).__name__}")
         explanations = _check_explanations(self.explanations)

@@ -103,7 +103,9 @@ def _reference(problem: Problem, baselines: Any, background: Any, max_background
     return _Reference(b.expand(tuple(x.shape[1:])), "row", desc)
 
 
-def _builder(problem: Problem, ref: _Reference | None, noise: NoiseStream | None, copies: int) -> tuple[int, UnitBuilder, float]:
+def _builder(
+    problem: Problem, ref: _Reference | None, noise: NoiseStream | None, copies: int
+) -> tuple[int, UnitBuilder, float]:
     """Units ``u = (r·m + k)·n + i``: noisy copy ``r``, background row ``k``, sample ``i``."""
     x, n = problem.x, problem.n
     m = 1 if ref is None else ref.m
@@ -214,7 +216,9 @@ def _endpoints(problem: Problem, ref: _Reference) -> tuple[torch.Tensor, torch.T
     return fx, fb
 
 
-def _completeness(problem: Problem, values: torch.Tensor, fx: torch.Tensor, fb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _completeness(
+    problem: Problem, values: torch.Tensor, fx: torch.Tensor, fb: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Signed error ``Σ value_i − (f(x_i) − f(b_i))`` and the relative error of the docs."""
     cpu64 = {"device": "cpu", "dtype": torch.float64}  # also for devices without float64
     total = values.sum(dim=tuple(range(1, problem.x.dim()))).to(**cpu64)
@@ -369,7 +373,9 @@ def smoothgrad(
         std, source = _feature_std(problem, background)
     else:
         std, source = torch.zeros(problem.x.shape[-1], dtype=torch.float64), "none"
-    params: dict[str, Any] = {"base": base, "n_samples": n_samples, "noise_level": noise_level, "noise_std_from": source}
+    params: dict[str, Any] = {
+        "base": base, "n_samples": n_samples, "noise_level": noise_level, "noise_std_from": source,
+    }
     ref, alphas, weights, multiply = None, _ONE, _ONE, "none" if base == "saliency" else "input"
     if is_ig:
         rule = check_option("gausslegendre" if rule is None else rule, name="rule", options=RULES)

@@ -82,8 +82,8 @@ def _reason(exc: BaseException) -> str:
 
 
 #: library argument -> command-line option, where the option is not simply the argument's name
-ALIASES = {"random_state": "--seed", "labels": "--label", "y": "--label", "trust": "--trust-checkpoint", "force": "--force",
-           "modules": "--layer", "n_restarts": "--restarts", "n_iter": "--iterations",
+ALIASES = {"random_state": "--seed", "labels": "--label", "y": "--label", "trust": "--trust-checkpoint",
+           "force": "--force", "modules": "--layer", "n_restarts": "--restarts", "n_iter": "--iterations",
            "covariance_type": "--covariance", "formats": "--format", "strategy": "--mitigate"}
 _FLAG_VALUES = ("True", "true")
 #: a message starting with an argument name followed by one of these is about that argument

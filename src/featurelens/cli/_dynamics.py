@@ -44,7 +44,8 @@ def _parse_metrics(text: str) -> list[str]:
 
 def fit_command(
     runs: list[str] = typer.Argument(..., help="Run files (CSV/Parquet), directories or glob patterns."),
-    metrics: str = typer.Option(..., "--metrics", help="Comma-separated metric columns ('base' = the 14 weight metrics)."),
+    metrics: str = typer.Option(..., "--metrics",
+                                help="Comma-separated metric columns ('base' = the 14 weight metrics)."),
     out: Path = typer.Option(..., "--out", help="Output directory (models, selection table, figures, report)."),
     max_states: int = typer.Option(8, "--max-states", help=f"Largest number of states K tried (at most {MAX_STATES})."),
     min_states: int = typer.Option(1, "--min-states", help="Smallest number of states K tried."),
@@ -55,7 +56,8 @@ def fit_command(
     states: int = typer.Option(None, "--states", help="Report this K instead of the recommended one."),
     first_n: int = typer.Option(None, "--first-n", help="Keep the first N rows of each run."),
     sort_by: str = typer.Option("step", "--sort-by", help="step or epoch."),
-    converge_column: str = typer.Option(None, "--converge-column", help="Column defining convergence (e.g. val_accuracy)."),
+    converge_column: str = typer.Option(None, "--converge-column",
+                                        help="Column defining convergence (e.g. val_accuracy)."),
     converge_threshold: float = typer.Option(None, "--converge-threshold", help="Convergence threshold."),
     converge_direction: str = typer.Option("above", "--converge-direction", help="above or below the threshold."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and of every restart."),
@@ -115,10 +117,12 @@ def _resolve_model(model: Path) -> tuple[Path, Path | None]:
 def explain_command(
     model: Path = typer.Argument(..., help="A saved model file or a 'dynamics fit' output directory."),
     transition: tuple[int, int] = typer.Option(..., "--transition", help="Source and destination states, e.g. 4 1."),
-    runs: list[str] = typer.Option(None, "--runs", help="Run files to use instead of the fit directory's runs.npz; repeatable."),
+    runs: list[str] = typer.Option(None, "--runs",
+                                   help="Run files to use instead of the fit directory's runs.npz; repeatable."),
     first_n: int = typer.Option(None, "--first-n", help="With --runs: keep the first N rows of each run."),
     sort_by: str = typer.Option("step", "--sort-by", help="With --runs: step or epoch."),
-    step: str = typer.Option("last", "--step", help="Where to take the gradient: last (step of state i) or first (of j)."),
+    step: str = typer.Option("last", "--step",
+                             help="Where to take the gradient: last (step of state i) or first (of j)."),
     units: str = typer.Option("z", "--units", help="Gradient per z-score unit (z) or per raw metric unit (raw)."),
 ) -> None:
     """Print the drivers of transition i → j: features ranked by |mean gradient of the filtered posterior|."""
@@ -164,7 +168,8 @@ def explain_command(
 
 def example_command(
     out: Path = typer.Option(Path("featurelens-dynamics"), "--out", help="Output directory for the report."),
-    quick: bool = typer.Option(False, "--quick", help="24 runs, 10 epochs, K = 1..6, 3 restarts (well under a minute)."),
+    quick: bool = typer.Option(False, "--quick",
+                               help="24 runs, 10 epochs, K = 1..6, 3 restarts (well under a minute)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),

@@ -37,7 +37,8 @@ from featurelens.report import save
 _OPTION_OF = {"strategies": "--mitigate", "suspect": "--suspect", "init": "--init", "perturbations": "--perturbation",
               "immutable": "--immutable", "environments": "--environments", "epochs": "--epochs",
               "shifted": "--shifted", "random_state": "--seed"}
-_MITIGATE_HELP = f"Mitigation strategy to train and judge on --shifted ({', '.join(MITIGATION_STRATEGIES)}); repeatable."
+_MITIGATE_HELP = (f"Mitigation strategy to train and judge on --shifted "
+                  f"({', '.join(MITIGATION_STRATEGIES)}); repeatable.")
 _PERTURBATION_HELP = f"Robustness perturbation(s): {', '.join(PERTURBATIONS)}; repeatable."
 _ARGUMENT = re.compile(r"\b(" + "|".join(_OPTION_OF) + r")=(?:'([^']*)'|(\S*))")
 
@@ -196,13 +197,15 @@ def reliance_command(
                                        help=_MITIGATE_HELP),
     perturbation: list[str] = typer.Option(list(PERTURBATIONS), "--perturbation",
                                            help=_PERTURBATION_HELP),
-    immutable: list[str] = typer.Option([], "--immutable", help="Feature or group left unchanged by perturbations; repeatable."),
+    immutable: list[str] = typer.Option([], "--immutable",
+                                        help="Feature or group left unchanged by perturbations; repeatable."),
     lookback: int = typer.Option(None, "--lookback", min=1,
                                  help="Cut the time-ordered rows into windows of N rows (label: the last row's)."),
     sequence_id: str = typer.Option(None, "--sequence-id",
                                     help="Column whose equal values form one sequence (label: its last row's)."),
     factory: str = typer.Option(None, "--factory", help="'module:function' building the model for a state_dict."),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="Allow arbitrary unpickling (trusted files only)."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint",
+                                          help="Allow arbitrary unpickling (trusted files only)."),
     epochs: int = typer.Option(20, "--epochs", min=1, help="Training epochs of each mitigation."),
     init: str = typer.Option("reset", "--init",
                              help="Mitigated models start from fresh weights ('reset') or the loaded ones ('copy'; "

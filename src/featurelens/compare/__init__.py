@@ -1,4 +1,6 @@
-"""Compare checkpoints: feature reliance, its shifts, sparsity and weights (the deep-hedging lottery-ticket notebook's analyses).
+"""Compare checkpoints: feature reliance, its shifts, sparsity and weights.
+
+These are the deep-hedging lottery-ticket notebook's analyses.
 
 :func:`compare` explains several models on the same inputs with several attribution
 methods and returns a :class:`Comparison` of tidy tables (the deep-hedging

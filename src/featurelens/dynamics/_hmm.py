@@ -61,7 +61,8 @@ def check_sequences(sequences: Any, *, name: str = "sequences", n_features: int 
         elif sequences.ndim == 3:
             sequences = list(sequences)
         else:
-            raise ValueError(f"{name} must be a list of (T, D) arrays or one (N, T, D) array, got an array with shape {sequences.shape}")
+            raise ValueError(f"{name} must be a list of (T, D) arrays or one (N, T, D) array, "
+                             f"got an array with shape {sequences.shape}")
     if not isinstance(sequences, (list, tuple)):
         raise TypeError(f"{name} must be a list of (T, D) arrays, got {type(sequences).__name__}")
     if len(sequences) == 0:
@@ -79,11 +80,13 @@ def check_sequences(sequences: Any, *, name: str = "sequences", n_features: int 
         if n_features is None:
             n_features = arr.shape[1]
         elif arr.shape[1] != n_features:
-            raise ValueError(f"{name}[{i}] has {arr.shape[1]} features, expected {n_features} (all sequences need the same D)")
+            raise ValueError(f"{name}[{i}] has {arr.shape[1]} features, expected {n_features} "
+                             "(all sequences need the same D)")
         bad = ~np.isfinite(arr)
         if bad.any():
             t, d = np.argwhere(bad)[0]
-            raise ValueError(f"{name}[{i}] contains NaN or inf (first at step {t}, feature {d}); drop or impute such runs first")
+            raise ValueError(f"{name}[{i}] contains NaN or inf (first at step {t}, feature {d}); "
+                             "drop or impute such runs first")
         out.append(arr)
     return out
 
@@ -220,7 +223,10 @@ class GaussianHMM:
         return np.split(out, np.cumsum([len(q) for q in seqs])[:-1])
 
     def _padded_emissions(self, sequences: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return the checked ``sequences``' log-emissions padded by :func:`._inference._pad`: (T, 1, N, K), mask, lengths."""
+        """Return the checked ``sequences``' log-emissions padded by :func:`._inference._pad`.
+
+        Returns (T, 1, N, K) log-emissions, the mask and the lengths.
+        """
         return _pad(self._emissions(self._check(sequences)))
 
     def _filter(self, sequences: Any) -> tuple[list[np.ndarray], np.ndarray]:

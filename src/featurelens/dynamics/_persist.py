@@ -63,5 +63,6 @@ def read_hmm_file(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, An
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{str(path)!r}: format is not {FORMAT!r}")
     if meta.get("version") != VERSION:
-        raise ValueError(f"{str(path)!r}: unsupported version {meta.get('version')!r} (this featurelens reads {VERSION})")
+        raise ValueError(f"{str(path)!r}: unsupported version {meta.get('version')!r} "
+                         f"(this featurelens reads {VERSION})")
     return {name: content[name] for name in ARRAYS}, meta

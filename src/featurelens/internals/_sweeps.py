@@ -210,7 +210,8 @@ def token_data(
     not tell which token is which group.
     """
     make = make_shifted if shifted else make_biased
-    data = make(n_samples, n_groups=n_groups, group_dim=group_dim, bias_strength=bias_strength, random_state=random_state)
+    data = make(n_samples, n_groups=n_groups, group_dim=group_dim, bias_strength=bias_strength,
+                random_state=random_state)
     names = list(data.groups)
     col = {f: i for i, f in enumerate(data.feature_names)}
     order = [m if isinstance(m, int) else col[m] for g in names for m in data.groups[g]]
@@ -354,7 +355,8 @@ def architecture_sweep(
         raise ValueError(f"noise_levels must be non-negative finite numbers, got {list(noise_levels)!r}")
     rng = check_random_state(random_state)
     seed = _seeds(rng, 1)[0]
-    x, y, groups = token_data(n_samples, n_groups=n_groups, group_dim=group_dim, bias_strength=bias_strength, random_state=seed)
+    x, y, groups = token_data(n_samples, n_groups=n_groups, group_dim=group_dim, bias_strength=bias_strength,
+                              random_state=seed)
     x_sh, y_sh, _ = token_data(n_samples // 2, n_groups=n_groups, group_dim=group_dim,
                                bias_strength=bias_strength, random_state=seed + 1, shifted=True)
     sp = train_val_test_split(x, y, random_state=seed)
@@ -384,7 +386,8 @@ def architecture_sweep(
                 sens = [float((torch.sigmoid(model(x_te + e)) - p0).abs().mean()) for e in noise]
             rows.append({
                 "architecture": arch, "parameters": sum(p.numel() for p in model.parameters()),
-                "test_accuracy": logit_accuracy(model, x_te, y_te), "shifted_accuracy": logit_accuracy(model, x_sh, y_sh),
+                "test_accuracy": logit_accuracy(model, x_te, y_te),
+                "shifted_accuracy": logit_accuracy(model, x_sh, y_sh),
                 "representation_rank": float(summ["effective_rank"].mean()),
                 "spurious_share": float(share[groups[-1]]), "attribution_spread": float(share.std(ddof=0)),
                 "ablation_sensitivity": float(imp.mean()), "noise_sensitivity": float(np.mean(sens)),

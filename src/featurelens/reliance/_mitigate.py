@@ -65,7 +65,10 @@ class Mitigated(FrameResult):
         return self.history.copy()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready content: ``strategy``, ``options``, ``history`` records and ``environments`` (the model is not JSON)."""
+        """JSON-ready content: ``strategy``, ``options``, ``history`` records and ``environments``.
+
+        The model is not JSON, so it is left out.
+        """
         return jsonable({"strategy": self.strategy, "options": self.options, "history": records(self.history),
                          "environments": self.environments}, where="mitigated")
 

@@ -195,7 +195,8 @@ def evaluate_suite(
             seed = int(rng.integers(0, 2**31 - 1))
             model = fit(case) if fit is not None else fit_suite_model(case, epochs=epochs, random_state=seed)
             report = detect_spurious(
-                model, case.X, case.y, groups=case.groups, feature_names=case.feature_names, environments=case.environments,
+                model, case.X, case.y, groups=case.groups, feature_names=case.feature_names,
+                environments=case.environments,
                 thresholds=thresholds, random_state=seed, **options,
             )
             reports[case.name] = report

@@ -30,7 +30,8 @@ CAPTIONS = {
                    "Share minus the reference model's share; values of |difference| ≥ 0.01 are printed."),
     "weights": ("Distribution of the unpruned weights",
                 "Density of the layer weights that are not pruned (masks matched by exact name), all layers pooled."),
-    "sparsity": ("Sparsity per layer", "Fraction of each layer's weights pruned by its mask; 'total' pools all layers."),
+    "sparsity": ("Sparsity per layer",
+                 "Fraction of each layer's weights pruned by its mask; 'total' pools all layers."),
 }
 
 

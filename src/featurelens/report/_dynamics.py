@@ -145,7 +145,8 @@ def write_dynamics(analysis: DynamicsAnalysis, directory: Path, *, formats: Sequ
     save_runs(runs, directory / "runs.npz")
     html = _environment().get_template(TEMPLATE).render(
         r=results, figures={f["file"]: f for f in figures},
-        summary_rows=[(key, format_number(v) if not isinstance(v, str) else v) for key, v in results["summary"].items()],
+        summary_rows=[(key, format_number(v) if not isinstance(v, str) else v)
+                      for key, v in results["summary"].items()],
     )
     atomic_write_text(directory / "index.html", html)
     atomic_write_text(directory / "results.json",

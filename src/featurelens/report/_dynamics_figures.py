@@ -74,7 +74,8 @@ def _bend(pos: dict[int, np.ndarray], i: int, j: int, clearance: float) -> float
 
 def _layout(graph: nx.DiGraph) -> dict[int, np.ndarray]:
     """Left to right by mean first visit; states first visited at about the same time share a column."""
-    order = sorted((n for n in graph.nodes if graph.nodes[n]["n_runs"] > 0), key=lambda n: graph.nodes[n]["first_visit"])
+    order = sorted((n for n in graph.nodes if graph.nodes[n]["n_runs"] > 0),
+                   key=lambda n: graph.nodes[n]["first_visit"])
     layers, layer, last = {}, 0, None
     for n in order:
         fv = graph.nodes[n]["first_visit"]
@@ -249,7 +250,10 @@ class StateTimelineDisplay:
     @classmethod
     def from_analysis(cls, analysis: DynamicsAnalysis, *, columns: Sequence[str] | None = None,
                       max_timelines: int = MAX_TIMELINES, ax: Any = None) -> StateTimelineDisplay:
-        """Return the first ``max_timelines`` runs of ``analysis``, ``columns`` defaulting to :func:`default_columns`."""
+        """Return the first ``max_timelines`` runs of ``analysis``.
+
+        ``columns`` defaults to :func:`default_columns`.
+        """
         runs = analysis.runs
         columns = default_columns(runs.frames) if columns is None else list(columns)
         if not columns:
@@ -293,7 +297,8 @@ class StateTimelineDisplay:
             a.tick_params(labelsize=7)
             a.set_xlabel(self.sort_by, fontsize=8)
         self._y_axis(axes, values)
-        handles = [Line2D([], [], ls="", marker="o", color=colours[k], label=f"state {k}") for k in range(self.n_states)]
+        handles = [Line2D([], [], ls="", marker="o", color=colours[k], label=f"state {k}")
+                   for k in range(self.n_states)]
         handles += [Line2D([], [], ls=styles[c % len(styles)], color="0.55", label=col)
                     for c, col in enumerate(self.columns)]
         if ax is None:

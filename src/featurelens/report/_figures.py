@@ -113,7 +113,9 @@ def wrap(text: str, width: int = 42) -> str:
     return "\n".join(textwrap.wrap(text, width)) or text
 
 
-def write_figure(fig: Figure, directory: Path, stem: str, *, formats: Sequence[str], dpi: int) -> tuple[list[str], bool]:
+def write_figure(
+    fig: Figure, directory: Path, stem: str, *, formats: Sequence[str], dpi: int
+) -> tuple[list[str], bool]:
     """Write ``fig`` as ``<stem>.<format>`` for each format, atomically.
 
     Returns the file names written and whether a glyph could not be drawn by

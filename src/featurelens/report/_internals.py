@@ -36,12 +36,14 @@ ATTENTION_THRESHOLD = 0.01  # the sparsity threshold of summarize_internals' att
 #: (key, label, help) of the per-layer columns shown in the report
 LAYER_COLUMNS = (
     ("units", "units", "size of the output's last axis."),
-    ("effective_rank", "effective rank", "exp of the entropy of the normalised singular values of the centred activations."),
+    ("effective_rank", "effective rank",
+     "exp of the entropy of the normalised singular values of the centred activations."),
     ("n_significant", "PCs > 1 %", "principal components explaining more than 1 % of the variance (the count of the "
      "superposition and spurious-correlation study)."),
     ("participation_ratio", "participation ratio", "(Σλ)² / Σλ² of the covariance eigenvalues."),
     ("interference", "interference", "mean |off-diagonal correlation| between units."),
-    ("fraction_inactive", "inactive", "share of entries ≤ 0 (inactive units after a ReLU; for other layers, non-positive values)."),
+    ("fraction_inactive", "inactive",
+     "share of entries ≤ 0 (inactive units after a ReLU; for other layers, non-positive values)."),
     ("dead_units", "dead units", "units never above 0."),
 )
 

@@ -46,7 +46,8 @@ HEADERS = {
     "relation_spread": "relation spread", "heterogeneity_q": "heterogeneity Q", "heterogeneity_df": "Q df",
     "heterogeneity_p": "heterogeneity p", "heterogeneity_i2": "I²", "excess_spread": "excess spread",
     "wasserstein_mean": "class shift (mean W₁ / sd)", "wasserstein_max": "class shift (max W₁ / sd)",
-    "relied_upon": "relied upon", "in_distribution": "in-distribution", "in_distribution_change": "in-distribution change",
+    "relied_upon": "relied upon", "in_distribution": "in-distribution",
+    "in_distribution_change": "in-distribution change",
     "reliance_reduction": "reliance reduction", "reliance_se": "± SE", "n_repeats": "repeats", "std_error": "± SE",
 }
 #: robustness columns: ``auc``/``degradation_auc`` are normalised areas under the curves, not ROC AUCs
@@ -176,8 +177,9 @@ class _Page:
                 alt=f"Heatmap of a {len(m)} by {len(m)} symmetric interaction matrix over {label}s "
                     f"{', '.join(map(str, m.columns))}.")
             self.results["interactions"][str(key)] = jsonable(m.to_dict(orient="index"), where="interactions")
+            # names as they are
             self.context["interactions"].append({"figure": info["stem"], "label": label, "title": title,
-                                                 "table": render_table(m.reset_index(names=label))})  # names as they are
+                                                 "table": render_table(m.reset_index(names=label))})
 
     def windows(self, windows: Any) -> None:
         table = windows.to_frame() if isinstance(windows, WindowImportance) else _nonempty(windows, "windows")
