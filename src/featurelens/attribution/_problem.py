@@ -75,25 +75,25 @@ class Problem:
 
     checked: bool = False
 
-    def forward(self, xb: torch.Tensor) -> torch.Tensor:
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
         """Return the selected output for a batch: ``(B,)`` or ``(B, K)``.
 
         The first call turns a model/data mismatch into a ``ValueError``
         naming the input shape (no separate probe forward is spent on it).
         """
         if not self.checked:
-            out = self.selector(call_model(self.model, xb, shape=tuple(self.x.shape)), xb.shape[0])
+            out = self.selector(call_model(self.model, X, shape=tuple(self.x.shape)), X.shape[0])
             self.checked = True
             return out
-        return self.selector(self.model(xb), xb.shape[0])
+        return self.selector(self.model(X), X.shape[0])
 
-    def forward_all(self, x: torch.Tensor | None = None, *, desc: str = "model outputs") -> torch.Tensor:
-        """Compute the selected outputs for all rows of ``x`` (default: the inputs), in chunks, without grad.
+    def forward_all(self, X: torch.Tensor | None = None, *, desc: str = "model outputs") -> torch.Tensor:
+        """Compute the selected outputs for all rows of ``X`` (default: the inputs), in chunks, without grad.
 
         :func:`featurelens.models.evaluate` with the problem's selector and batch size.
         """
-        x = self.x if x is None else x
-        out = evaluate(self.model, x, output=self.selector, batch_size=self.batch_size, progress=self.progress,
+        X = self.x if X is None else X
+        out = evaluate(self.model, X, output=self.selector, batch_size=self.batch_size, progress=self.progress,
                        desc=desc)
         self.checked = True
         return out
@@ -124,7 +124,7 @@ class Problem:
 
 def build_problem(
     model: nn.Module,
-    inputs: Any,
+    X: Any,
     *,
     groups: Mapping | FeatureSpec | None,
     feature_names: list[str] | None,
@@ -141,12 +141,12 @@ def build_problem(
     ----------
     model : nn.Module
         The model to explain.
-    inputs : ndarray, Tensor or DataFrame
+    X : ndarray, Tensor or DataFrame
         ``(n, d)`` or ``(n, T, d)``; converted to the model's device and
         floating dtype (NaN or inf is an error).
     groups : mapping, FeatureSpec or None
         Named groups of features (``None``: every feature is a player); a
-        :class:`FeatureSpec` must describe the ``d`` features of ``inputs``.
+        :class:`FeatureSpec` must describe the ``d`` features of ``X``.
     feature_names : list of str or None
         Names of the ``d`` features (default: the DataFrame's columns, else
         ``x0 .. x{d-1}``).
@@ -171,7 +171,7 @@ def build_problem(
     TypeError
         If ``model`` is not an ``nn.Module``, or an argument has the wrong type.
     ValueError
-        If ``inputs`` hold NaN or inf, the names or the FeatureSpec do not fit
+        If ``X`` holds NaN or inf, the names or the FeatureSpec do not fit
         them, or ``batch_size < 1``.
     """
     if not isinstance(model, nn.Module):
@@ -179,7 +179,7 @@ def build_problem(
             raise TypeError("model must be a torch.nn.Module; wrap a plain function in an nn.Module")
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     device, dtype = model_device_dtype(model)
-    x, data_names = as_tensor(inputs, name="X", dtype=dtype, device=device)
+    x, data_names = as_tensor(X, name="X", dtype=dtype, device=device)
     d = x.shape[-1]
     if isinstance(groups, FeatureSpec):
         if groups.n_features != d:

@@ -87,14 +87,14 @@ def _task_loss(loss: str, out: torch.Tensor, yb: torch.Tensor, reduction: str) -
     return nn.functional.mse_loss(out.reshape(yb.shape), yb, reduction="sum") / per_row
 
 
-def row_losses(loss: str, out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+def row_losses(loss: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-row loss ``(B,)`` of one batch; its sum is the batch loss :func:`train` records.
 
     Same definitions and shape checks as :func:`train`'s ``loss``: ``"bce"``
     on logits, ``"ce"`` on logits ``(B, K)``, ``"mse"`` averaged over the
     ``k`` outputs of a row.
     """
-    return _task_loss(loss, out, yb, "none")
+    return _task_loss(loss, out, y, "none")
 
 
 def _batch_loss(loss: str, out: torch.Tensor, yb: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
