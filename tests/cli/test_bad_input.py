@@ -10,6 +10,7 @@ would do it: they are replaced by a bomb, so a late refusal fails the case (exit
 from __future__ import annotations
 
 import importlib
+import sys
 import textwrap
 import warnings
 
@@ -24,7 +25,7 @@ from featurelens.cli import main
 FEATURES = ["a", "b", "c", "d"]
 ATTRIBUTE = ("attribute", "--data", "data.csv", "--label", "label")
 FORMATS = {"torchscript": ("--model", "model.pt"), "export": ("--model", "model.pt2"),
-           "state_dict": ("--model", "weights.pt", "--factory", "mynet:build"), "pickled": ("--model", "pickled.pt")}
+           "state_dict": ("--model", "weights.pt", "--factory", "badinput_net:build"), "pickled": ("--model", "pickled.pt")}
 LOADING = ("featurelens.models", "load_model")
 
 
@@ -50,7 +51,7 @@ def workspace(tmp_path_factory):
         torch.export.save(torch.export.export(wide, (torch.zeros(2, 5),), dynamic_shapes=batch), root / "wide.pt2")
     torch.save(net.state_dict(), root / "weights.pt")
     torch.save(net, root / "pickled.pt")
-    (root / "mynet.py").write_text(textwrap.dedent("""
+    (root / "badinput_net.py").write_text(textwrap.dedent("""
         from torch import nn
 
         def build():
@@ -180,7 +181,7 @@ CASES = [
           id="compare-model-without-name"),
     _case(["compare", "--model", "a=model.pt", "--model", "b=model.pt2", "--data", "data.csv", "--format", "gif",
            "--out", "o"], "--format: 'gif' is not a figure format", guard=[LOADING], id="compare-bad-format"),
-    _case(["compare", "--model", "a=model.pt", "--model", "b=weights.pt", "--factory", "mynet:build", "--data",
+    _case(["compare", "--model", "a=model.pt", "--model", "b=weights.pt", "--factory", "badinput_net:build", "--data",
            "data.csv", "--reference", "c", "--out", "o"], "--reference 'c'", guard=[LOADING],
           id="compare-unknown-reference"),
     _case(["compare", "--model", "a=model.pt2", "--model", "b=model.pt2", "--data", "data.csv", "--label", "label",
@@ -232,6 +233,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(workspace, capsys, m
                                                             forbid):
     monkeypatch.chdir(workspace)
     monkeypatch.syspath_prepend(str(workspace))
+    monkeypatch.delitem(sys.modules, "badinput_net", raising=False)  # imported afresh, forgotten after
     for module, name in guard:
         monkeypatch.setattr(importlib.import_module(module), name, _bomb(f"{module}.{name}"))
     before = _listing(workspace)

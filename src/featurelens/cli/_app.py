@@ -82,7 +82,8 @@ def _reason(exc: BaseException) -> str:
 
 
 #: library argument -> command-line option, where the option is not simply the argument's name
-ALIASES = {"random_state": "--seed", "labels": "--label", "trust": "--trust-checkpoint", "force": "--force",
+ALIASES = {"random_state": "--seed", "labels": "--label", "y": "--label", "trust": "--trust-checkpoint",
+           "force": "--force",
            "modules": "--layer", "n_restarts": "--restarts", "n_iter": "--iterations",
            "covariance_type": "--covariance", "formats": "--format", "strategy": "--mitigate"}
 _FLAG_VALUES = ("True", "true")
