@@ -10,6 +10,7 @@ would do it: they are replaced by a bomb, so a late refusal fails the case (exit
 from __future__ import annotations
 
 import importlib
+import sys
 import textwrap
 import warnings
 
@@ -233,6 +234,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(workspace, capsys, m
                                                             forbid):
     monkeypatch.chdir(workspace)
     monkeypatch.syspath_prepend(str(workspace))
+    monkeypatch.delitem(sys.modules, "badinput_net", raising=False)  # imported afresh, forgotten after
     for module, name in guard:
         monkeypatch.setattr(importlib.import_module(module), name, _bomb(f"{module}.{name}"))
     before = _listing(workspace)

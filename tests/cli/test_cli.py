@@ -303,6 +303,7 @@ def test_threads_default_to_one_are_validated_and_restored(workspace, capsys, mo
          "--option n_steps=5000 exceeds the maximum of 1024 nodes for --option rule='gausslegendre'"),
         ("n_samples must be >= 1, got 0", "--option n_samples must be >= 1, got 0"),
         ("random_state must be a non-negative int, got -1", "--seed must be a non-negative int, got -1"),
+        ("y has 3 rows but the inputs have 12", "--label has 3 rows but the inputs have 12"),
         ("metric= needs y= (the true labels)", "--metric needs --label (the true labels)"),
         ("label column 'target' not found; available columns: 'a', 'metric'",
          "label column 'target' not found; available columns: 'a', 'metric'"),
