@@ -158,6 +158,8 @@ CASES = [
     _case(["--threads", "0", "demo", "--out", "o", "-q"], "--threads must be between 1 and",
           guard=[("featurelens.examples", "run_spurious_demo")], id="demo-threads-0"),
     # -- reliance ---------------------------------------------------------------------------------------
+    _case(["reliance", "--data", "huge.csv", "--groups", "groups.yaml", *FORMATS["torchscript"], "--out", "o"],
+          "overflow float32 in column(s) 'c'", forbid=["NaN"], id="reliance-torchscript-1e300-cell"),
     _case(["reliance", "--data", "data.csv", "--groups", "groups.yaml", *FORMATS["torchscript"], "--shifted",
            "data.csv", "--mitigate", "magic", "--out", "o"], "magic",
           guard=[("featurelens.reliance", "detect_spurious")],  # validated by cli/_reliance.py before any work

@@ -21,7 +21,7 @@ from rich.table import Table as RichTable
 
 from featurelens._io import check_output_dir
 from featurelens.cli._console import make_console
-from featurelens.data import FeatureSpec, load_table, read_frame, read_groups, sequence_windows
+from featurelens.data import FeatureSpec, as_tensor, load_table, read_frame, read_groups, sequence_windows
 from featurelens.examples import run_finance_example, run_healthcare_example
 from featurelens.models import load_model
 from featurelens.reliance import (
@@ -127,7 +127,10 @@ def _read_inputs(data: Path, *, label: str, environments: str | None, sequence_i
     table = load_table(data, label=label, features=features)
     y = _binary_label(np.asarray(table.y, dtype=np.float32), label, data, both=both)
     option = "--sequence-id" if sequence_id is not None else f"--lookback {lookback}"
-    X, y, env = _model_inputs(np.asarray(table.X, dtype=np.float32), y, env, ids, lookback, option)
+    # float32 as the models take it; a value that overflows float32 is named by its column
+    x32 = as_tensor(pd.DataFrame(table.X, columns=table.feature_names), name="the --data table",
+                    dtype=torch.float32, ndims=(2,))[0].numpy()
+    X, y, env = _model_inputs(x32, y, env, ids, lookback, option)
     return {"X": X, "y": y, "environments": env, "features": features}
 
 
