@@ -3,7 +3,8 @@
 Results render with ``featurelens.report.save``.
 """
 
-from featurelens.reliance._audit import MITIGATION_STRATEGIES, RelianceAudit, audit
+from featurelens.reliance._audit import MITIGATION_STRATEGIES, audit
+from featurelens.reliance._audit_result import RelianceAudit
 from featurelens.reliance._detect import SpuriousReport, Thresholds, detect_spurious, verdict_of
 from featurelens.reliance._interactions import interaction_matrix, shapley_interactions
 from featurelens.reliance._mitigate import Mitigated, infer_environments, mitigate
