@@ -271,17 +271,7 @@ def load_table(
     """
     p = Path(path)
     features = _check_column_names(label, features)
-    kind = _suffix_kind(p)
-    if not p.exists():
-        raise ValueError(f"data file {str(p)!r} does not exist")
-    if not p.is_file():
-        raise ValueError(f"data file {str(p)!r} is not a file")
-
-    frame = _read_frame(p, kind)
-    frame.columns = [str(c) for c in frame.columns]
-    if frame.columns.has_duplicates:
-        dup = sorted(set(frame.columns[frame.columns.duplicated()]))
-        raise ValueError(f"{str(p)!r} has duplicate column name(s) {', '.join(map(repr, dup))}")
+    frame = read_frame(p)
     features = _feature_columns(frame, p, label, features)
 
     bad = [f"{c!r} ({frame[c].dtype})" for c in features if not _is_real_dtype(frame[c].dtype)]
