@@ -38,8 +38,10 @@ from featurelens.internals.attention import attention_statistics, attention_weig
 from featurelens.models import (
     GatedTransformer,
     HierarchicalTransformer,
+    OutputSelector,
     ParallelTransformer,
     SmallTransformer,
+    evaluate,
     logit_accuracy,
     train,
 )
@@ -381,9 +383,9 @@ def architecture_sweep(
                              baselines="mean", background=x_tr.reshape(x_tr.shape[0], -1), link="sigmoid")
             imp = expl.importance()
             share = imp / imp.abs().sum()
-            with torch.no_grad():
-                p0 = torch.sigmoid(model(x_te))
-                sens = [float((torch.sigmoid(model(x_te + e)) - p0).abs().mean()) for e in noise]
+            prob = OutputSelector(link="sigmoid")
+            p0 = evaluate(model, x_te, output=prob)
+            sens = [float((evaluate(model, x_te + e, output=prob) - p0).abs().mean()) for e in noise]
             rows.append({
                 "architecture": arch, "parameters": sum(p.numel() for p in model.parameters()),
                 "test_accuracy": logit_accuracy(model, x_te, y_te),

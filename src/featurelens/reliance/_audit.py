@@ -26,7 +26,7 @@ from featurelens._validation import (
     check_random_state,
 )
 from featurelens.data import FeatureSpec, as_tensor
-from featurelens.models import model_device_dtype, preserve_model
+from featurelens.models import OutputSelector, evaluate, model_device_dtype, preserve_model
 from featurelens.reliance._audit_result import RelianceAudit
 from featurelens.reliance._detect import (
     SpuriousReport,
@@ -211,9 +211,10 @@ def _mitigation_data(plan: _Plan, *, train_fraction: float, shuffle: bool,
 def _scores(model: nn.Module, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Accuracy (a row is predicted 1 when ``sigmoid(logit) >= 0.5``) and AUC (when both classes occur)."""
     device, dtype = model_device_dtype(model)
-    with preserve_model(model, eval_mode=True), torch.no_grad():
-        logits = model(torch.as_tensor(X).to(device=device, dtype=dtype)).reshape(-1).cpu()
-    prob, labels = torch.sigmoid(logits), torch.as_tensor(y)
+    with preserve_model(model, eval_mode=True):
+        prob = evaluate(model, torch.as_tensor(X).to(device=device, dtype=dtype),
+                        output=OutputSelector(link="sigmoid")).cpu()
+    labels = torch.as_tensor(y)
     out = {"accuracy": accuracy(labels, prob)}
     if np.unique(y).size == 2:
         out["auc"] = auc(labels, prob)
