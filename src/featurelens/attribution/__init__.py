@@ -1,6 +1,6 @@
 """Attribution methods behind one entry point, :func:`attribute`, and their result, :class:`Explanation`."""
 
-from featurelens.attribution._api import METHODS, attribute, method_options
+from featurelens.attribution._api import BACKGROUND_BASELINES, METHODS, attribute, method_options, route_options
 from featurelens.attribution._attribution_report import AttributionReport
 from featurelens.attribution._baselines import resolve_baselines
 from featurelens.attribution._edge_scores import EdgeScores, edge_scores
@@ -12,6 +12,7 @@ from featurelens.attribution._shapley import MAX_EXACT_PLAYERS, CoalitionGame, c
 from featurelens.models import find_input_layer
 
 __all__ = [
+    "BACKGROUND_BASELINES",
     "MAX_EXACT_PLAYERS",
     "METHODS",
     "AttributionReport",
@@ -30,5 +31,6 @@ __all__ = [
     "optimize_input",
     "prune_inputs",
     "resolve_baselines",
+    "route_options",
     "score_vector",
 ]

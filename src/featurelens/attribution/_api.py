@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -150,3 +150,69 @@ def attribute(
             require_target=not getattr(impl, "target_free", False),
         )
         return impl(problem, **options)
+
+
+#: baselines that are statistics of, or draws from, a background sample
+BACKGROUND_BASELINES = ("mean", "median", "background")
+
+
+def route_options(
+    methods: Sequence[str],
+    *,
+    options: Mapping[str, Any] | None = None,
+    baselines: Any = None,
+    background: Any = None,
+    max_background: int | None = None,
+    y: Any = None,
+    metric: Any = None,
+    n_repeats: int = 5,
+) -> dict[str, dict[str, Any]]:
+    """Give each method the shared options it accepts: the one routing of ``attribute`` and ``compare`` callers.
+
+    Parameters
+    ----------
+    methods : sequence of str
+        Names from :data:`METHODS`.
+    options : mapping, optional
+        Method options (e.g. the CLI's ``--option KEY=VALUE``); each key goes to every method
+        that accepts it (:func:`method_options` with these options given); a key that no method
+        accepts is a ``ValueError``.
+    baselines : optional
+        Goes to every method with a ``baselines`` option, unless ``options`` sets it.
+    background : optional
+        Goes to methods with a ``background`` option whose baseline is one of
+        :data:`BACKGROUND_BASELINES` (a statistic of, or draws from, the background).
+    max_background : int, optional
+        Goes to methods with a ``max_background`` option whose baseline is ``"background"``.
+    y, metric : optional
+        Go to the methods that accept them (permutation importance), when given.
+    n_repeats : int, default 5
+        Goes to the methods that accept it (permutation importance).
+
+    Returns
+    -------
+    dict of str to dict
+        ``{method: {option: value}}`` for every method, ready for ``attribute(..., **options)``.
+    """
+    extra = dict(options or {})
+    accepts = {m: set(method_options(m, given=extra)) for m in methods}
+    for key in extra:
+        if not any(key in a for a in accepts.values()):
+            raise ValueError(f"option {key}=... is not an option of {', '.join(methods)}")
+    routed: dict[str, dict[str, Any]] = {}
+    for m in methods:
+        kw = {k: v for k, v in extra.items() if k in accepts[m]}
+        if "baselines" in accepts[m] and baselines is not None:
+            kw.setdefault("baselines", baselines)
+        base = kw.get("baselines")
+        if background is not None and "background" in accepts[m] and isinstance(base, str) \
+                and base in BACKGROUND_BASELINES:
+            kw.setdefault("background", background)
+        if max_background is not None and "max_background" in accepts[m] and isinstance(base, str) \
+                and base == "background":
+            kw.setdefault("max_background", max_background)
+        for key, value in (("y", y), ("metric", metric), ("n_repeats", n_repeats)):
+            if value is not None and key in accepts[m]:
+                kw[key] = value
+        routed[m] = kw
+    return routed

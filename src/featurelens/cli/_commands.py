@@ -13,7 +13,14 @@ from rich.table import Table as RichTable
 from featurelens._io import check_output_dir
 from featurelens._metrics import METRICS
 from featurelens._validation import check_option
-from featurelens.attribution import METHODS, AttributionReport, attribute, method_options, resolve_baselines
+from featurelens.attribution import (
+    METHODS,
+    AttributionReport,
+    attribute,
+    method_options,
+    resolve_baselines,
+    route_options,
+)
 from featurelens.cli._console import make_console
 from featurelens.data import FeatureSpec, load_table, read_groups
 from featurelens.examples import run_spurious_demo
@@ -187,18 +194,9 @@ def attribute_command(
     net = load_model(model, factory=factory, trust=trust_checkpoint)
     common = dict(groups=spec, target=_parse_target(target), output=output, link=link,
                   batch_size=batch_size, random_state=seed, progress=not quiet)
-    explanations = {}
-    for m in methods:
-        kw = {k: v for k, v in extra.items() if k in accepts[m]}
-        if "baselines" in accepts[m]:
-            kw.setdefault("baselines", base)
-            if "background" in accepts[m] and kw["baselines"] in ("mean", "median", "background"):
-                kw.setdefault("background", bg)
-            if kw["baselines"] == "background" and "max_background" in accepts[m]:
-                kw.setdefault("max_background", _MAX_BACKGROUND)
-        if "y" in accepts[m]:
-            kw.update(y=table.y, metric=metric, n_repeats=n_repeats)
-        explanations[m] = attribute(net, table.X, method=m, **kw, **common)
+    routed = route_options(methods, options=extra, baselines=base, background=bg, max_background=_MAX_BACKGROUND,
+                           y=table.y, metric=metric, n_repeats=n_repeats)
+    explanations = {m: attribute(net, table.X, method=m, **routed[m], **common) for m in methods}
     one_vs_rest = {e.params.get("one_vs_rest_class") for e in explanations.values()} - {None}
     summary = {
         "model file": str(model),

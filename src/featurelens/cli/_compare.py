@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from featurelens._io import check_output_dir
-from featurelens.attribution import METHODS, method_options
+from featurelens.attribution import METHODS, method_options, route_options
 from featurelens.cli._commands import _parse_baselines, check_baselines
 from featurelens.compare import DEFAULT_METHODS, compare
 from featurelens.data import load_table
@@ -82,25 +82,13 @@ def compare_command(
     if factory is not None:
         sys.path.insert(0, str(Path.cwd()))
     base = _parse_baselines(baselines)
-    options: dict[str, dict] = {}
     for m in methods:
         method_options(m, given={"n_repeats": n_repeats})  # refuses an absurd --n-repeats before any loading
-        accepted = method_options(m)
-        kw: dict = {}
-        if "baselines" in accepted:
-            kw["baselines"] = base
-        if "n_repeats" in accepted:
-            kw["n_repeats"] = n_repeats
-        if "metric" in accepted and metric is not None:
-            kw["metric"] = metric
-        if kw:
-            options[m] = kw
     table = load_table(data, label=label)
-    if any("baselines" in kw for kw in options.values()):
+    if any("baselines" in method_options(m) for m in methods):
         check_baselines(base, n_features=table.n_features)
-    for m, kw in options.items():
-        if "baselines" in kw and "background" in method_options(m) and base in ("mean", "median"):
-            kw["background"] = table.X
+    # compare() passes the labels itself; mean/median baselines are the table's own statistics
+    options = route_options(methods, baselines=base, background=table.X, metric=metric, n_repeats=n_repeats)
     nets = {name: load_model(path, factory=factory, trust=trust_checkpoint) for name, path in paths.items()}
     result = compare(nets, table.X, methods=methods, reference=reference, feature_names=table.feature_names,
                      y=table.y, target=target, output=output, method_options=options, random_state=seed,

@@ -431,39 +431,19 @@ def detect_spurious(
               "output": output, "batch_size": batch_size}
     perm, abl = _importances(model, X, y_np, metric=metric, n_repeats=n_repeats, baselines=baselines,
                              common=common, rng=rng)
-    perm_imp, perm_se = perm.importance(), perm.importance_std_error()
-    abl_imp, abl_se = abl.importance(), abl.importance_std_error()
+    importance = pd.DataFrame({"perm": perm.importance(), "perm_se": perm.importance_std_error(),
+                               "abl": abl.importance(), "abl_se": abl.importance_std_error()})
     shift = wasserstein_shift(x_np, y_np, kind)
 
     rows, evidence = [], {}
     n_groups = len(spec.group_names)
     for name, cols in spec.groups.items():
-        xg = x_np[..., list(cols)]
-        pr = cross_val_probe(xg, y_np, probe=probe, n_folds=n_folds, random_state=rng)
-        st = _stability(pr.oof, xg, y_np, kind, mode=mode, env=env, env_names=env_names, probe=probe,
-                        n_bootstrap=n_bootstrap, rng=rng)
-        reliance, reliance_se = float(perm_imp[name]), float(perm_se[name])
-        w = shift[list(cols)]
-        rows.append({
-            "group": name,
-            "n_features": len(cols),
-            "reliance_permutation": reliance,
-            "reliance_permutation_se": reliance_se,
-            "reliance_ablation": float(abl_imp[name]),
-            "reliance_ablation_se": float(abl_se[name]),
-            "probe_score": pr.score,
-            **st.columns(),
-            "wasserstein_mean": float(w.mean()),
-            "wasserstein_max": float(w.max()),
-            **_verdicts(reliance, reliance_se, st, mode, n_groups, thresholds),
-        })
-        evidence[name] = {
-            "permutation_scores": perm.scores[:, perm.names.index(name)].tolist(),
-            "probe_fold_scores": pr.fold_scores.tolist(),
-            "relation_by_environment": st.per_env.to_dict(orient="records"),
-            "wasserstein": {spec.names[c]: float(shift[c]) for c in cols},
-            "reasons": _reasons(reliance, reliance_se, st.excess, st.p, mode, n_groups, thresholds),
-        }
+        row, evidence[name] = _judge_group(
+            name, list(cols), x_np, y_np, kind, spec=spec, perm=perm, importance=importance, shift=shift, probe=probe,
+            n_folds=n_folds, n_bootstrap=n_bootstrap, mode=mode, env=env, env_names=env_names,
+            n_groups=n_groups, thresholds=thresholds, rng=rng,
+        )
+        rows.append(row)
     return SpuriousReport(
         table=pd.DataFrame(rows),
         evidence=evidence,
@@ -472,6 +452,45 @@ def detect_spurious(
         metric=str(perm.params.get("metric")),
         relation_metric="auc" if kind == "binary" else "r",
     )
+
+
+def _judge_group(name: str, cols: list[int], x_np: np.ndarray, y_np: np.ndarray, kind: str, *, spec: FeatureSpec,
+                 perm: Explanation, importance: pd.DataFrame, shift: np.ndarray, probe: str, n_folds: int,
+                 n_bootstrap: int,
+                 mode: str, env: Any, env_names: Any, n_groups: int, thresholds: Thresholds,
+                 rng: np.random.Generator) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return one group's row of the detection table and its evidence (probe, stability, verdicts).
+
+    ``importance`` holds the permutation and ablation importance per group (columns ``perm``,
+    ``perm_se``, ``abl``, ``abl_se``), computed once for all groups.
+    """
+    xg = x_np[..., cols]
+    pr = cross_val_probe(xg, y_np, probe=probe, n_folds=n_folds, random_state=rng)
+    st = _stability(pr.oof, xg, y_np, kind, mode=mode, env=env, env_names=env_names, probe=probe,
+                    n_bootstrap=n_bootstrap, rng=rng)
+    reliance, reliance_se = float(importance.at[name, "perm"]), float(importance.at[name, "perm_se"])
+    w = shift[cols]
+    row = {
+        "group": name,
+        "n_features": len(cols),
+        "reliance_permutation": reliance,
+        "reliance_permutation_se": reliance_se,
+        "reliance_ablation": float(importance.at[name, "abl"]),
+        "reliance_ablation_se": float(importance.at[name, "abl_se"]),
+        "probe_score": pr.score,
+        **st.columns(),
+        "wasserstein_mean": float(w.mean()),
+        "wasserstein_max": float(w.max()),
+        **_verdicts(reliance, reliance_se, st, mode, n_groups, thresholds),
+    }
+    evidence = {
+        "permutation_scores": perm.scores[:, perm.names.index(name)].tolist(),
+        "probe_fold_scores": pr.fold_scores.tolist(),
+        "relation_by_environment": st.per_env.to_dict(orient="records"),
+        "wasserstein": {spec.names[c]: float(shift[c]) for c in cols},
+        "reasons": _reasons(reliance, reliance_se, st.excess, st.p, mode, n_groups, thresholds),
+    }
+    return row, evidence
 
 
 def _reasons(
