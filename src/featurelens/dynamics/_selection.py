@@ -72,7 +72,7 @@ class ModelSelection:
         return html_table(self.summary(), title=f"HMM model selection: recommended K = {self.recommended}")
 
     def summary(self) -> pd.DataFrame:
-        """Summarise the fits per K.
+        """Summarise the fits per K (a view of :meth:`to_frame`'s per-restart rows, one row per K).
 
         Per K: test log-likelihood of the selected restart, mean and std over restarts, mean
         AIC/BIC (train and test).

@@ -112,7 +112,9 @@ def average_jacobian(
     e.g. ``lambda x: model.net[:2](x)``; default ``model``), its output per
     sample flattened to ``p`` values. Computed with reverse-mode autograd, one
     backward pass per output value and batch of ``batch_size`` rows (default
-    256); this assumes samples do not interact (true in eval mode). The model runs in
+    256, deliberately below :func:`featurelens.models.default_batch_size`: each row
+    keeps a ``(p, d)`` Jacobian in the graph, so the forward-pass row policy would
+    hold ``p`` times more memory); this assumes samples do not interact (true in eval mode). The model runs in
     eval mode with frozen parameters; its mode and flags are restored.
     """
     if not isinstance(model, nn.Module):
